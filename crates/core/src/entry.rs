@@ -1,3 +1,4 @@
+use std::sync::Arc;
 use std::time::SystemTime;
 
 /// A cached value with the times that govern it.
@@ -21,8 +22,8 @@ pub struct Entry<V> {
     pub fresh_until: SystemTime,
     /// After this instant the entry must not be served at all.
     pub usable_until: SystemTime,
-    /// The upstream's entity tag, if it sent one.
-    pub etag: Option<String>,
+    /// The upstream's entity tag, if it sent one (shared, so cloning an entry never allocates).
+    pub etag: Option<Arc<str>>,
 }
 
 impl<V> Entry<V> {
@@ -46,8 +47,8 @@ impl<V> Entry<V> {
 
     /// The same entry with an entity tag.
     #[must_use]
-    pub fn with_etag(mut self, etag: Option<String>) -> Self {
-        self.etag = etag;
+    pub fn with_etag(mut self, etag: Option<impl Into<Arc<str>>>) -> Self {
+        self.etag = etag.map(Into::into);
         self
     }
 

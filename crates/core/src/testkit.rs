@@ -38,7 +38,7 @@ const SECOND: Duration = Duration::from_secs(1);
 pub fn entry_now(clock: &dyn Clock, value: &[u8]) -> Entry<Vec<u8>> {
     let now = clock.now();
     Entry::new(value.to_vec(), now, now + 600 * SECOND, now + 4200 * SECOND)
-        .with_etag(Some("\"v1\"".into()))
+        .with_etag(Some("\"v1\""))
 }
 
 /// Runs every check. `cache` and `other` must be two handles on the same backend with different
