@@ -101,6 +101,30 @@ where
         self.join_or_start(key, load).1
     }
 
+    /// Joins the load running for `key`; if none is running, starts `load` only when
+    /// `start_if` (called under the same lock, so atomically with the check) says so.
+    /// Returns `None` when nothing ran.
+    pub async fn run_if<F, Fut>(
+        &self,
+        key: K,
+        start_if: impl FnOnce() -> bool,
+        load: F,
+    ) -> Option<Result<T, FlightError>>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = T> + Send + 'static,
+    {
+        let shared = {
+            let mut flights = self.lock();
+            match flights.get(&key) {
+                Some(flight) => flight.load.clone(),
+                None if start_if() => self.start_locked(&mut flights, key, load),
+                None => return None,
+            }
+        };
+        Some(shared.await)
+    }
+
     /// Whether a load for `key` is running.
     pub fn is_running(&self, key: &K) -> bool {
         self.lock().contains_key(key)
@@ -119,6 +143,19 @@ where
         if let Some(flight) = flights.get(&key) {
             return (flight.load.clone(), false);
         }
+        (self.start_locked(&mut flights, key, load), true)
+    }
+
+    fn start_locked<F, Fut>(
+        &self,
+        flights: &mut HashMap<K, Flight<T>>,
+        key: K,
+        load: F,
+    ) -> SharedLoad<T>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = T> + Send + 'static,
+    {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let landing = Landing {
             flights: Arc::clone(&self.flights),
@@ -149,7 +186,7 @@ where
                 load: shared.clone(),
             },
         );
-        (shared, true)
+        shared
     }
 }
 
@@ -240,6 +277,28 @@ mod tests {
         assert_eq!(outcome, Err(FlightError::Panicked));
         assert!(!flights.is_running(&1));
         assert_eq!(flights.run(1, || async { 2 }).await, Ok(2));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn run_if_joins_or_asks() {
+        let flights = Arc::new(SingleFlight::<u8, u32>::new());
+        assert_eq!(flights.run_if(1, || false, || async { 1 }).await, None);
+        assert_eq!(flights.run_if(1, || true, || async { 2 }).await, Some(Ok(2)));
+        let running = {
+            let flights = Arc::clone(&flights);
+            tokio::spawn(async move {
+                flights
+                    .run(1, || async {
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        3
+                    })
+                    .await
+            })
+        };
+        tokio::task::yield_now().await;
+        // A running load is joined even when a new one would not be started.
+        assert_eq!(flights.run_if(1, || false, || async { 4 }).await, Some(Ok(3)));
+        assert_eq!(running.await.ok(), Some(Ok(3)));
     }
 
     fn flights_panic() -> bool {

@@ -1,1 +1,57 @@
-//! wip
+//! The JWKS client of jwkstash: [`HttpKeySource`] fetches a provider's key set, [`KeySet`]
+//! parses it once, and [`Verifier`] checks tokens against it through a cache stack, calling the
+//! provider as rarely as its [`FreshnessPolicy`] allows.
+//!
+//! ```no_run
+//! use serde::Deserialize;
+//! use jwkstash_jwks::Verifier;
+//!
+//! #[derive(Deserialize)]
+//! struct Claims {
+//!     sub: String,
+//! }
+//!
+//! # async fn demo(token: &str) -> Result<(), Box<dyn std::error::Error>> {
+//! let verifier = Verifier::builder()
+//!     .jwks_url("https://idp.example.com/.well-known/jwks.json")
+//!     .issuer("https://idp.example.com/")
+//!     .audience("my-api")
+//!     .build()?;
+//! let claims: Claims = verifier.verify(token).await?;
+//! println!("hello {}", claims.sub);
+//! # Ok(()) }
+//! ```
+
+mod alg;
+mod claims;
+mod error;
+mod http;
+mod json;
+mod keyset;
+mod policy;
+mod stats;
+mod store;
+mod token;
+mod verifier;
+
+#[cfg(feature = "testkit")]
+pub mod testkit;
+
+pub use alg::{DEFAULT_ALGORITHMS, KeyKind};
+pub use error::{
+    BuildError, InvalidToken, KeySetError, KeysUnavailable, RefreshError, VerifyError,
+};
+pub use http::{
+    DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_BODY_BYTES, DEFAULT_TOTAL_TIMEOUT, HttpKeySource,
+    HttpKeySourceBuilder,
+};
+pub use jsonwebtoken::Algorithm;
+pub use keyset::{
+    KeySet, MAX_KEYS, MAX_KID_BYTES, MAX_RSA_BITS, MIN_RSA_BITS, SkipReason, SkippedKey,
+    VerifyingKey,
+};
+pub use policy::FreshnessPolicy;
+pub use stats::Stats;
+pub use verifier::{
+    DEFAULT_LEEWAY, DEFAULT_MAX_TOKEN_BYTES, KeySetCache, Verifier, VerifierBuilder,
+};

@@ -1,0 +1,117 @@
+//! The asymmetric JWS algorithms jwkstash accepts, and which keys fit them.
+
+use jsonwebtoken::Algorithm;
+
+/// The algorithms accepted by default: every asymmetric algorithm the crypto backend verifies.
+/// `none` and the HMAC family are never accepted against a remote key set.
+pub const DEFAULT_ALGORITHMS: &[Algorithm] = &[
+    Algorithm::RS256,
+    Algorithm::RS384,
+    Algorithm::RS512,
+    Algorithm::PS256,
+    Algorithm::PS384,
+    Algorithm::PS512,
+    Algorithm::ES256,
+    Algorithm::ES384,
+    Algorithm::EdDSA,
+];
+
+/// Parses a JOSE `alg` value of an asymmetric algorithm, byte for byte (case matters).
+pub(crate) fn parse_asymmetric(name: &str) -> Option<Algorithm> {
+    Some(match name {
+        "RS256" => Algorithm::RS256,
+        "RS384" => Algorithm::RS384,
+        "RS512" => Algorithm::RS512,
+        "PS256" => Algorithm::PS256,
+        "PS384" => Algorithm::PS384,
+        "PS512" => Algorithm::PS512,
+        "ES256" => Algorithm::ES256,
+        "ES384" => Algorithm::ES384,
+        "EdDSA" => Algorithm::EdDSA,
+        _ => return None,
+    })
+}
+
+/// A small set of algorithms (a bit set, so checking membership costs nothing).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct AlgorithmSet(u16);
+
+impl AlgorithmSet {
+    fn bit(alg: Algorithm) -> u16 {
+        DEFAULT_ALGORITHMS
+            .iter()
+            .position(|a| *a == alg)
+            .map_or(0, |i| 1 << i)
+    }
+
+    /// The set of `algs`; HMAC and unknown algorithms are dropped.
+    pub(crate) fn of(algs: &[Algorithm]) -> Self {
+        Self(algs.iter().fold(0, |set, alg| set | Self::bit(*alg)))
+    }
+
+    pub(crate) fn contains(self, alg: Algorithm) -> bool {
+        let bit = Self::bit(alg);
+        bit != 0 && self.0 & bit != 0
+    }
+
+    pub(crate) fn is_empty(self) -> bool {
+        self.0 == 0
+    }
+}
+
+/// The type of a public key in a key set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum KeyKind {
+    /// An RSA key of the given modulus size.
+    Rsa {
+        /// Modulus size in bits.
+        bits: u32,
+    },
+    /// An ECDSA key on P-256.
+    EcP256,
+    /// An ECDSA key on P-384.
+    EcP384,
+    /// An Ed25519 key.
+    Ed25519,
+}
+
+impl KeyKind {
+    /// Whether a key of this kind can verify `alg` (the fit used when the JWK has no `alg`).
+    pub fn fits(self, alg: Algorithm) -> bool {
+        match self {
+            Self::Rsa { .. } => matches!(
+                alg,
+                Algorithm::RS256
+                    | Algorithm::RS384
+                    | Algorithm::RS512
+                    | Algorithm::PS256
+                    | Algorithm::PS384
+                    | Algorithm::PS512
+            ),
+            Self::EcP256 => alg == Algorithm::ES256,
+            Self::EcP384 => alg == Algorithm::ES384,
+            Self::Ed25519 => alg == Algorithm::EdDSA,
+        }
+    }
+
+    /// Whether two kinds are the same key type (`kty`), so that sharing a `kid` is ambiguous.
+    pub(crate) fn same_type(self, other: Self) -> bool {
+        std::mem::discriminant(&self) == std::mem::discriminant(&other)
+            || matches!(
+                (self, other),
+                (Self::EcP256 | Self::EcP384, Self::EcP256 | Self::EcP384)
+            )
+    }
+}
+
+impl std::fmt::Display for KeyKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Rsa { bits } => write!(f, "RSA-{bits}"),
+            Self::EcP256 => f.write_str("EC P-256"),
+            Self::EcP384 => f.write_str("EC P-384"),
+            Self::Ed25519 => f.write_str("Ed25519"),
+        }
+    }
+}

@@ -1,0 +1,260 @@
+//! The registered claims (`exp`, `nbf`, `iat`, `iss`, `aud`) and the rules they are checked
+//! against, with the verifier's clock rather than the system's.
+
+use std::fmt;
+use std::time::{Duration, SystemTime};
+
+use serde::Deserialize;
+use serde::de::{Deserializer, IgnoredAny, MapAccess, Visitor};
+use serde_json::Value;
+
+use crate::error::InvalidToken;
+use crate::json::{Name, SeenNames};
+
+/// The registered claims of a payload, read without trusting their JSON types.
+#[derive(Default)]
+pub(crate) struct Registered {
+    exp: Option<Value>,
+    nbf: Option<Value>,
+    iat: Option<Value>,
+    iss: Option<Value>,
+    aud: Option<Value>,
+}
+
+impl Registered {
+    /// Reads the registered claims; refuses non-objects and duplicate members.
+    pub(crate) fn parse(payload: &[u8]) -> Result<Self, InvalidToken> {
+        serde_json::from_slice(payload)
+            .map_err(|_| InvalidToken::Malformed("payload is not a valid JSON object"))
+    }
+}
+
+impl<'de> Deserialize<'de> for Registered {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_map(RegisteredVisitor)
+    }
+}
+
+struct RegisteredVisitor;
+
+impl<'de> Visitor<'de> for RegisteredVisitor {
+    type Value = Registered;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JWT claims object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Registered, A::Error> {
+        let mut seen = SeenNames::default();
+        let mut claims = Registered::default();
+        while let Some(Name(name)) = map.next_key::<Name<'de>>()? {
+            seen.insert(&name)?;
+            let slot = match &*name {
+                "exp" => &mut claims.exp,
+                "nbf" => &mut claims.nbf,
+                "iat" => &mut claims.iat,
+                "iss" => &mut claims.iss,
+                "aud" => &mut claims.aud,
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                    continue;
+                }
+            };
+            *slot = Some(map.next_value()?);
+        }
+        Ok(claims)
+    }
+}
+
+/// A NumericDate (RFC 7519 §2): a non-negative JSON number of seconds; fractions are floored.
+fn numeric_date(value: &Value, claim: &'static str) -> Result<u64, InvalidToken> {
+    let invalid = InvalidToken::InvalidClaim(claim);
+    let Value::Number(number) = value else {
+        return Err(invalid);
+    };
+    if let Some(seconds) = number.as_u64() {
+        return Ok(seconds);
+    }
+    match number.as_f64() {
+        // Integers above u64 and negatives land here; only finite non-negative fractions pass.
+        Some(seconds) if seconds.is_finite() && seconds >= 0.0 && seconds < u64::MAX as f64 => {
+            Ok(seconds.floor() as u64)
+        }
+        _ => Err(invalid),
+    }
+}
+
+/// What the claims must satisfy.
+#[derive(Debug, Clone)]
+pub(crate) struct ClaimRules {
+    pub(crate) issuers: Vec<String>,
+    /// `None` accepts any audience (an explicit opt-out).
+    pub(crate) audiences: Option<Vec<String>>,
+    pub(crate) leeway: Duration,
+    pub(crate) require_exp: bool,
+    pub(crate) max_lifetime: Option<Duration>,
+}
+
+impl ClaimRules {
+    /// Checks the registered claims at `now`.
+    ///
+    /// Time rules (RFC 7519 §4.1.4, §4.1.5), in whole seconds with the leeway `L`:
+    /// valid while `now < exp + L` and from `now + L >= nbf`.
+    pub(crate) fn check(&self, claims: &Registered, now: SystemTime) -> Result<(), InvalidToken> {
+        let now = now
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map_or(0, |since| since.as_secs());
+        let leeway = self.leeway.as_secs();
+        let exp = claims
+            .exp
+            .as_ref()
+            .map(|v| numeric_date(v, "exp"))
+            .transpose()?;
+        let nbf = claims
+            .nbf
+            .as_ref()
+            .map(|v| numeric_date(v, "nbf"))
+            .transpose()?;
+        let iat = claims
+            .iat
+            .as_ref()
+            .map(|v| numeric_date(v, "iat"))
+            .transpose()?;
+        match exp {
+            Some(exp) if now >= exp.saturating_add(leeway) => return Err(InvalidToken::Expired),
+            None if self.require_exp => return Err(InvalidToken::MissingClaim("exp")),
+            _ => {}
+        }
+        if nbf.is_some_and(|nbf| now.saturating_add(leeway) < nbf) {
+            return Err(InvalidToken::NotYetValid);
+        }
+        if let Some(max) = self.max_lifetime {
+            let lifetime = match (exp, iat) {
+                (Some(exp), Some(iat)) => exp.saturating_sub(iat),
+                (Some(exp), None) => exp.saturating_sub(now),
+                (None, _) => u64::MAX,
+            };
+            if lifetime > max.as_secs() {
+                return Err(InvalidToken::LifetimeTooLong);
+            }
+        }
+        self.check_issuer(claims.iss.as_ref())?;
+        self.check_audience(claims.aud.as_ref())
+    }
+
+    fn check_issuer(&self, iss: Option<&Value>) -> Result<(), InvalidToken> {
+        match iss {
+            None => Err(InvalidToken::MissingClaim("iss")),
+            Some(Value::String(iss)) if self.issuers.iter().any(|ours| ours == iss) => Ok(()),
+            Some(_) => Err(InvalidToken::InvalidIssuer),
+        }
+    }
+
+    fn check_audience(&self, aud: Option<&Value>) -> Result<(), InvalidToken> {
+        let Some(ours) = &self.audiences else {
+            return Ok(());
+        };
+        let accepted = |value: &Value| matches!(value, Value::String(aud) if ours.contains(aud));
+        match aud {
+            None => Err(InvalidToken::MissingClaim("aud")),
+            Some(Value::Array(auds)) => {
+                if auds.iter().all(|aud| aud.is_string()) && auds.iter().any(accepted) {
+                    Ok(())
+                } else {
+                    Err(InvalidToken::InvalidAudience)
+                }
+            }
+            Some(aud) if accepted(aud) => Ok(()),
+            Some(_) => Err(InvalidToken::InvalidAudience),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rules() -> ClaimRules {
+        ClaimRules {
+            issuers: vec!["https://iss.example.com".into()],
+            audiences: Some(vec!["api".into()]),
+            leeway: Duration::from_secs(60),
+            require_exp: true,
+            max_lifetime: None,
+        }
+    }
+
+    fn at(seconds: u64) -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_secs(seconds)
+    }
+
+    fn check(payload: &str, now: u64) -> Result<(), InvalidToken> {
+        rules().check(&Registered::parse(payload.as_bytes())?, at(now))
+    }
+
+    const OK: &str = r#""iss":"https://iss.example.com","aud":"api""#;
+
+    #[test]
+    fn expiry_boundary_is_exact() {
+        let payload = format!(r#"{{{OK},"exp":1000}}"#);
+        assert_eq!(check(&payload, 1059), Ok(()));
+        assert_eq!(check(&payload, 1060), Err(InvalidToken::Expired));
+    }
+
+    #[test]
+    fn not_before_boundary_is_exact() {
+        let payload = format!(r#"{{{OK},"exp":5000,"nbf":1000}}"#);
+        assert_eq!(check(&payload, 940), Ok(()));
+        assert_eq!(check(&payload, 939), Err(InvalidToken::NotYetValid));
+    }
+
+    #[test]
+    fn numeric_dates_of_the_wrong_type_are_refused() {
+        for exp in [r#""1000""#, "true", "null", "[1000]", "-1", "1e300"] {
+            let payload = format!(r#"{{{OK},"exp":{exp}}}"#);
+            assert!(check(&payload, 10).is_err(), "exp {exp} accepted");
+        }
+        let payload = format!(r#"{{{OK},"exp":1e309}}"#);
+        assert!(check(&payload, 10).is_err());
+    }
+
+    #[test]
+    fn duplicate_members_are_refused() {
+        let payload = format!(r#"{{{OK},"exp":1000,"exp":99999}}"#);
+        assert!(matches!(check(&payload, 10), Err(InvalidToken::Malformed(_))));
+        let payload = format!(r#"{{{OK},"exp":99999,"x":1,"x":2}}"#);
+        assert!(matches!(check(&payload, 10), Err(InvalidToken::Malformed(_))));
+    }
+
+    #[test]
+    fn audience_forms() {
+        let with = |aud: &str| format!(r#"{{"iss":"https://iss.example.com","exp":99999,"aud":{aud}}}"#);
+        assert_eq!(check(&with(r#""api""#), 10), Ok(()));
+        assert_eq!(check(&with(r#"["x","api"]"#), 10), Ok(()));
+        for bad in ["[]", r#"[""]"#, r#"["other"]"#, "1", r#"["api",1]"#, "null"] {
+            assert_eq!(check(&with(bad), 10), Err(InvalidToken::InvalidAudience), "{bad}");
+        }
+    }
+
+    #[test]
+    fn issuer_is_byte_exact() {
+        for iss in [
+            r#""https://iss.example.com.evil""#,
+            r#""https://iss.example.com/""#,
+            r#""HTTPS://iss.example.com""#,
+            "1",
+        ] {
+            let payload = format!(r#"{{"iss":{iss},"aud":"api","exp":99999}}"#);
+            assert_eq!(check(&payload, 10), Err(InvalidToken::InvalidIssuer), "{iss}");
+        }
+    }
+
+    #[test]
+    fn lifetime_limit() {
+        let mut rules = rules();
+        rules.max_lifetime = Some(Duration::from_secs(3600));
+        let long = format!(r#"{{{OK},"iat":0,"exp":7200}}"#);
+        let claims = Registered::parse(long.as_bytes()).unwrap_or_default();
+        assert_eq!(rules.check(&claims, at(10)), Err(InvalidToken::LifetimeTooLong));
+    }
+}

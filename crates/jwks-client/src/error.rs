@@ -1,0 +1,185 @@
+use std::sync::Arc;
+use std::time::Duration;
+
+use jwkstash_core::{FetchError, FlightError};
+
+/// Why a token was refused. A service answers these with 401.
+///
+/// The variants name the rule that failed, never the attacker's input.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum InvalidToken {
+    /// The token is longer than the configured limit (checked before any decoding).
+    #[error("token exceeds {limit} bytes")]
+    TooLarge {
+        /// The configured limit.
+        limit: usize,
+    },
+    /// The token is not a compact JWS of three base64url segments with JSON header and payload.
+    #[error("malformed token: {0}")]
+    Malformed(&'static str),
+    /// The header names an algorithm outside the allow-list (`none`, HMAC, unknown ones).
+    #[error("algorithm not allowed")]
+    AlgorithmNotAllowed,
+    /// The header carries `crit`: no JWS extension is understood, so the token is refused.
+    #[error("critical header extension not understood")]
+    UnsupportedCritical,
+    /// The header's `kid` is not a string of an acceptable length.
+    #[error("invalid kid")]
+    InvalidKid,
+    /// The token has no `kid` and the key set has no single key that fits its algorithm.
+    #[error("token has no kid and no single key fits")]
+    MissingKid,
+    /// No key in the issuer's key set has the token's `kid`, even after a refetch.
+    #[error("unknown kid")]
+    UnknownKid,
+    /// More than one key of the same type has the token's `kid`.
+    #[error("ambiguous key: several keys share the kid")]
+    AmbiguousKey,
+    /// The key with the token's `kid` does not fit the token's algorithm.
+    #[error("algorithm does not fit the key")]
+    AlgorithmMismatch,
+    /// The signature does not verify.
+    #[error("invalid signature")]
+    BadSignature,
+    /// `exp` is past (beyond the leeway).
+    #[error("token expired")]
+    Expired,
+    /// `nbf` is in the future (beyond the leeway).
+    #[error("token not yet valid")]
+    NotYetValid,
+    /// `exp - iat` (or `exp - now` without `iat`) is longer than the configured maximum.
+    #[error("token lifetime exceeds the maximum")]
+    LifetimeTooLong,
+    /// A required claim is absent.
+    #[error("missing claim {0}")]
+    MissingClaim(&'static str),
+    /// A registered claim has the wrong JSON type or an impossible value.
+    #[error("invalid claim {0}")]
+    InvalidClaim(&'static str),
+    /// `iss` is not the configured issuer.
+    #[error("issuer not accepted")]
+    InvalidIssuer,
+    /// `aud` names none of the configured audiences.
+    #[error("audience not accepted")]
+    InvalidAudience,
+    /// The claims did not deserialize into the caller's type.
+    #[error("claims do not match the expected type")]
+    ClaimsType,
+}
+
+/// The signing keys could not be obtained: the provider failed and no usable copy is left
+/// (never fetched, or past `max_stale`). A service answers this with 503, not 401.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("signing keys are unavailable")]
+pub struct KeysUnavailable {
+    #[source]
+    cause: Arc<RefreshError>,
+    retry_after: Option<Duration>,
+}
+
+impl KeysUnavailable {
+    pub(crate) fn new(cause: Arc<RefreshError>, retry_after: Option<Duration>) -> Self {
+        Self { cause, retry_after }
+    }
+
+    /// What failed last.
+    pub fn cause(&self) -> &RefreshError {
+        &self.cause
+    }
+
+    /// When the next fetch will be tried, if known (for a `Retry-After` header).
+    pub fn retry_after(&self) -> Option<Duration> {
+        self.retry_after
+    }
+}
+
+/// Why a key set could not be refreshed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RefreshError {
+    /// The key source failed.
+    #[error(transparent)]
+    Fetch(#[from] FetchError),
+    /// The key source answered with a document that holds no usable key set.
+    #[error(transparent)]
+    KeySet(#[from] KeySetError),
+    /// The shared refresh task did not finish.
+    #[error(transparent)]
+    Flight(#[from] FlightError),
+}
+
+/// Why a JWKS document was refused as a whole.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum KeySetError {
+    /// Not a JSON object with a `keys` array (or not JSON at all).
+    #[error("not a JWKS document: {0}")]
+    NotAKeySet(String),
+    /// The document parsed, but no key in it can verify tokens.
+    #[error("no usable key in the set ({skipped} skipped)")]
+    NoUsableKey {
+        /// How many keys were skipped.
+        skipped: usize,
+    },
+    /// A 304 answered a request that named no cached copy.
+    #[error("not modified, but no cached copy to extend")]
+    UnexpectedNotModified,
+}
+
+/// The error of [`Verifier::verify`](crate::Verifier::verify).
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum VerifyError {
+    /// The token is not acceptable (answer 401).
+    #[error(transparent)]
+    InvalidToken(#[from] InvalidToken),
+    /// The keys to check it are unavailable (answer 503).
+    #[error(transparent)]
+    KeysUnavailable(#[from] KeysUnavailable),
+}
+
+impl VerifyError {
+    /// Whether the fault is the token's (401) rather than ours or the provider's (503).
+    pub fn is_invalid_token(&self) -> bool {
+        matches!(self, Self::InvalidToken(_))
+    }
+
+    /// The HTTP status a service should answer with: 401 or 503.
+    pub fn http_status(&self) -> u16 {
+        match self {
+            Self::InvalidToken(_) => 401,
+            Self::KeysUnavailable(_) => 503,
+        }
+    }
+}
+
+/// A configuration that [`build`](crate::VerifierBuilder::build) refuses.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BuildError {
+    /// No issuer was configured: tokens are bound to their issuer.
+    #[error("an issuer is required")]
+    MissingIssuer,
+    /// No audience was configured and `any_audience()` was not called.
+    #[error("an audience is required (or call any_audience())")]
+    MissingAudience,
+    /// No key source (`jwks_url` or `key_source`) was configured.
+    #[error("a key source is required")]
+    MissingKeySource,
+    /// No cache was configured and the `memory` feature is off.
+    #[error("a cache is required (enable the `memory` feature or call cache())")]
+    MissingCache,
+    /// The URL does not parse or has no host.
+    #[error("invalid URL: {0}")]
+    InvalidUrl(String),
+    /// A plain `http://` URL without `allow_http(true)`.
+    #[error("plain http refused for {0}; use https or allow_http(true)")]
+    InsecureUrl(String),
+    /// A setting is out of range.
+    #[error("invalid setting: {0}")]
+    InvalidSetting(&'static str),
+    /// The HTTP client could not be built.
+    #[error("HTTP client could not be built")]
+    Client(#[source] jwkstash_core::BoxError),
+}

@@ -1,0 +1,440 @@
+//! The parsed key set: kid → verifying keys, built once per fetch.
+
+use std::collections::HashMap;
+use std::fmt;
+
+use base64::Engine;
+use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+use bytes::Bytes;
+use jsonwebtoken::{Algorithm, DecodingKey};
+use jwkstash_core::{CacheValue, DecodeError};
+use serde::Deserialize;
+use serde::de::IgnoredAny;
+use serde_json::value::RawValue;
+use sha2::{Digest, Sha256};
+
+use crate::alg::{KeyKind, parse_asymmetric};
+use crate::error::{InvalidToken, KeySetError};
+
+/// RSA moduli below this many bits are refused, whatever the crypto backend accepts.
+pub const MIN_RSA_BITS: u32 = 2048;
+/// RSA moduli above this many bits are refused (they make every verification slow).
+pub const MAX_RSA_BITS: u32 = 8192;
+/// At most this many usable keys are kept from one document; the rest are skipped.
+pub const MAX_KEYS: usize = 100;
+/// A `kid` longer than this (in bytes) is refused, in a key set and in a token.
+pub const MAX_KID_BYTES: usize = 256;
+
+/// JWK members are base64url; tolerate padding there (some providers send it), unlike in tokens.
+const JWK_BASE64: GeneralPurpose = GeneralPurpose::new(
+    &base64::alphabet::URL_SAFE,
+    GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
+);
+
+/// One public key that can verify signatures.
+pub struct VerifyingKey {
+    kid: Option<Box<str>>,
+    kind: KeyKind,
+    alg: Option<Algorithm>,
+    key: DecodingKey,
+}
+
+impl VerifyingKey {
+    /// The key's `kid`, if it has one.
+    pub fn kid(&self) -> Option<&str> {
+        self.kid.as_deref()
+    }
+
+    /// The key type and size.
+    pub fn kind(&self) -> KeyKind {
+        self.kind
+    }
+
+    /// The algorithm the JWK pins (`alg`), if any.
+    pub fn algorithm(&self) -> Option<Algorithm> {
+        self.alg
+    }
+
+    /// Whether this key may verify a token signed with `alg`: the JWK's `alg` if it has one,
+    /// else its key type and curve.
+    pub fn accepts(&self, alg: Algorithm) -> bool {
+        self.kind.fits(alg) && self.alg.is_none_or(|pinned| pinned == alg)
+    }
+
+    pub(crate) fn decoding_key(&self) -> &DecodingKey {
+        &self.key
+    }
+}
+
+impl fmt::Debug for VerifyingKey {
+    // The key material stays out of logs.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("VerifyingKey")
+            .field("kid", &self.kid)
+            .field("kind", &self.kind)
+            .field("alg", &self.alg)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A key that was left out of the set, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SkippedKey {
+    /// Its `kid` if it had a usable one (at most [`MAX_KID_BYTES`]).
+    pub kid: Option<String>,
+    /// Why it was skipped.
+    pub reason: SkipReason,
+}
+
+/// Why a key of a JWKS document was not used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SkipReason {
+    /// Not a JSON object with the members its `kty` needs, or members of the wrong type.
+    Malformed,
+    /// A `kty` that is not RSA, EC or OKP.
+    UnsupportedKeyType,
+    /// A curve that is not P-256, P-384 or Ed25519.
+    UnsupportedCurve,
+    /// The key carries private members (`d`, `p`, `q`, ...): published by mistake, never used.
+    PrivateKey,
+    /// A symmetric (`oct`) key: HMAC is never accepted against a remote key set.
+    SymmetricKey,
+    /// `use` is not `sig`.
+    NotForSignatures,
+    /// `key_ops` does not include `verify`.
+    NoVerifyOperation,
+    /// `alg` is not an accepted asymmetric algorithm or does not fit the key type.
+    UnsupportedAlgorithm,
+    /// An RSA modulus below [`MIN_RSA_BITS`] or above [`MAX_RSA_BITS`].
+    RsaSize,
+    /// An RSA exponent that is even, below 3, or wider than 32 bits.
+    RsaExponent,
+    /// EC or Ed25519 coordinates of the wrong length.
+    BadCoordinates,
+    /// A `kid` longer than [`MAX_KID_BYTES`].
+    KidTooLong,
+    /// The set already had [`MAX_KEYS`] usable keys.
+    TooManyKeys,
+}
+
+impl fmt::Display for SkipReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Malformed => "malformed key",
+            Self::UnsupportedKeyType => "unsupported kty",
+            Self::UnsupportedCurve => "unsupported curve",
+            Self::PrivateKey => "private key material published",
+            Self::SymmetricKey => "symmetric (oct) key",
+            Self::NotForSignatures => "use is not sig",
+            Self::NoVerifyOperation => "key_ops lacks verify",
+            Self::UnsupportedAlgorithm => "alg not accepted for this key",
+            Self::RsaSize => "RSA modulus size out of range",
+            Self::RsaExponent => "RSA exponent refused",
+            Self::BadCoordinates => "bad curve coordinates",
+            Self::KidTooLong => "kid too long",
+            Self::TooManyKeys => "too many keys",
+        })
+    }
+}
+
+/// A parsed JSON Web Key Set: kid → verifying keys, with the raw document kept for shared tiers.
+///
+/// Built once per fetch; a verification only looks keys up. Bad keys are skipped (one bad key
+/// never breaks the set); a document with no usable key is refused as a whole.
+pub struct KeySet {
+    keys: Vec<VerifyingKey>,
+    by_kid: HashMap<Box<str>, Vec<usize>>,
+    skipped: Vec<SkippedKey>,
+    raw: Bytes,
+    fingerprint: u64,
+}
+
+impl fmt::Debug for KeySet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeySet")
+            .field("keys", &self.keys)
+            .field("skipped", &self.skipped.len())
+            .field("fingerprint", &format_args!("{:016x}", self.fingerprint))
+            .finish()
+    }
+}
+
+#[derive(Deserialize)]
+struct RawSet<'a> {
+    #[serde(borrow)]
+    keys: Vec<&'a RawValue>,
+}
+
+/// The JWK members jwkstash reads. Unknown members are ignored; duplicates of these are refused.
+#[derive(Deserialize)]
+struct RawJwk {
+    kty: String,
+    kid: Option<String>,
+    alg: Option<String>,
+    #[serde(rename = "use")]
+    usage: Option<String>,
+    key_ops: Option<Vec<String>>,
+    crv: Option<String>,
+    n: Option<String>,
+    e: Option<String>,
+    x: Option<String>,
+    y: Option<String>,
+    d: Option<IgnoredAny>,
+    p: Option<IgnoredAny>,
+    q: Option<IgnoredAny>,
+    dp: Option<IgnoredAny>,
+    dq: Option<IgnoredAny>,
+    qi: Option<IgnoredAny>,
+    oth: Option<IgnoredAny>,
+    k: Option<IgnoredAny>,
+}
+
+impl RawJwk {
+    fn has_private_members(&self) -> bool {
+        [&self.d, &self.p, &self.q, &self.dp, &self.dq, &self.qi, &self.oth]
+            .iter()
+            .any(|member| member.is_some())
+    }
+}
+
+impl KeySet {
+    /// Parses a JWKS document.
+    ///
+    /// Refuses the document when it is not a JSON object with a `keys` array, or when no key in
+    /// it is usable. Individual bad keys are skipped and listed in [`skipped`](Self::skipped).
+    pub fn parse(raw: impl Into<Bytes>) -> Result<Self, KeySetError> {
+        let raw = raw.into();
+        let document: RawSet<'_> = serde_json::from_slice(&raw)
+            .map_err(|error| KeySetError::NotAKeySet(error.to_string()))?;
+        let mut keys = Vec::new();
+        let mut skipped = Vec::new();
+        for raw_key in document.keys {
+            match parse_key(raw_key) {
+                Ok(_) if keys.len() >= MAX_KEYS => skipped.push(SkippedKey {
+                    kid: None,
+                    reason: SkipReason::TooManyKeys,
+                }),
+                Ok(key) => keys.push(key),
+                Err(skip) => skipped.push(skip),
+            }
+        }
+        if keys.is_empty() {
+            return Err(KeySetError::NoUsableKey {
+                skipped: skipped.len(),
+            });
+        }
+        for skip in &skipped {
+            tracing::warn!(kid = ?skip.kid, reason = %skip.reason, "skipped a key of the JWKS");
+        }
+        let mut by_kid: HashMap<Box<str>, Vec<usize>> = HashMap::new();
+        for (index, key) in keys.iter().enumerate() {
+            if let Some(kid) = &key.kid {
+                by_kid.entry(kid.clone()).or_default().push(index);
+            }
+        }
+        let digest = Sha256::digest(&raw);
+        let mut fingerprint = [0u8; 8];
+        fingerprint.copy_from_slice(&digest[..8]);
+        Ok(Self {
+            keys,
+            by_kid,
+            skipped,
+            raw,
+            fingerprint: u64::from_be_bytes(fingerprint),
+        })
+    }
+
+    /// The key that verifies a token with this `kid` (if any) and algorithm.
+    ///
+    /// * With a `kid`: the key with that kid whose type fits `alg`; [`InvalidToken::UnknownKid`]
+    ///   if none has the kid, [`InvalidToken::AmbiguousKey`] if several keys of the type share it,
+    ///   [`InvalidToken::AlgorithmMismatch`] if the key does not accept `alg`.
+    /// * Without a `kid`: the only key that accepts `alg`; otherwise
+    ///   [`InvalidToken::MissingKid`] (at most one signature check per token).
+    pub fn find(&self, kid: Option<&str>, alg: Algorithm) -> Result<&VerifyingKey, InvalidToken> {
+        let Some(kid) = kid else {
+            let mut fitting = self.keys.iter().filter(|key| key.accepts(alg));
+            return match (fitting.next(), fitting.next()) {
+                (Some(key), None) => Ok(key),
+                _ => Err(InvalidToken::MissingKid),
+            };
+        };
+        let indices = self.by_kid.get(kid).ok_or(InvalidToken::UnknownKid)?;
+        let mut of_type = indices
+            .iter()
+            .map(|&i| &self.keys[i])
+            .filter(|key| key.kind.fits(alg));
+        let key = match (of_type.next(), of_type.next()) {
+            (Some(key), None) => key,
+            (Some(_), Some(_)) => return Err(InvalidToken::AmbiguousKey),
+            (None, _) => return Err(InvalidToken::AlgorithmMismatch),
+        };
+        if indices
+            .iter()
+            .filter(|&&i| self.keys[i].kind.same_type(key.kind))
+            .count()
+            > 1
+        {
+            return Err(InvalidToken::AmbiguousKey);
+        }
+        if key.accepts(alg) {
+            Ok(key)
+        } else {
+            Err(InvalidToken::AlgorithmMismatch)
+        }
+    }
+
+    /// Whether any key has this `kid`.
+    pub fn contains_kid(&self, kid: &str) -> bool {
+        self.by_kid.contains_key(kid)
+    }
+
+    /// The usable keys, in document order.
+    pub fn keys(&self) -> &[VerifyingKey] {
+        &self.keys
+    }
+
+    /// The keys that were left out, and why.
+    pub fn skipped(&self) -> &[SkippedKey] {
+        &self.skipped
+    }
+
+    /// The document as fetched.
+    pub fn raw(&self) -> &Bytes {
+        &self.raw
+    }
+
+    /// A short hash of the document: equal documents have equal fingerprints.
+    pub fn fingerprint(&self) -> u64 {
+        self.fingerprint
+    }
+}
+
+impl CacheValue for KeySet {
+    fn to_bytes(&self) -> Vec<u8> {
+        self.raw.to_vec()
+    }
+
+    fn from_bytes(bytes: &[u8]) -> Result<Self, DecodeError> {
+        Self::parse(Bytes::copy_from_slice(bytes)).map_err(|error| DecodeError(error.to_string()))
+    }
+}
+
+fn parse_key(raw: &RawValue) -> Result<VerifyingKey, SkippedKey> {
+    let skip = |kid: Option<&String>, reason| SkippedKey {
+        kid: kid.filter(|kid| kid.len() <= MAX_KID_BYTES).cloned(),
+        reason,
+    };
+    let jwk: RawJwk =
+        serde_json::from_str(raw.get()).map_err(|_| skip(None, SkipReason::Malformed))?;
+    let kid = jwk.kid.as_ref();
+    let reason = |reason| skip(kid, reason);
+    if kid.is_some_and(|kid| kid.len() > MAX_KID_BYTES) {
+        return Err(reason(SkipReason::KidTooLong));
+    }
+    if jwk.kty == "oct" || jwk.k.is_some() {
+        return Err(reason(SkipReason::SymmetricKey));
+    }
+    if jwk.has_private_members() {
+        return Err(reason(SkipReason::PrivateKey));
+    }
+    if jwk.usage.as_deref().is_some_and(|usage| usage != "sig") {
+        return Err(reason(SkipReason::NotForSignatures));
+    }
+    if jwk
+        .key_ops
+        .as_ref()
+        .is_some_and(|ops| !ops.iter().any(|op| op == "verify"))
+    {
+        return Err(reason(SkipReason::NoVerifyOperation));
+    }
+    let (kind, key) = match jwk.kty.as_str() {
+        "RSA" => rsa_key(&jwk).map_err(reason)?,
+        "EC" => ec_key(&jwk).map_err(reason)?,
+        "OKP" => okp_key(&jwk).map_err(reason)?,
+        _ => return Err(reason(SkipReason::UnsupportedKeyType)),
+    };
+    let alg = match jwk.alg.as_deref() {
+        None => None,
+        Some(name) => match parse_asymmetric(name) {
+            Some(alg) if kind.fits(alg) => Some(alg),
+            _ => return Err(reason(SkipReason::UnsupportedAlgorithm)),
+        },
+    };
+    Ok(VerifyingKey {
+        kid: jwk.kid.map(String::into_boxed_str),
+        kind,
+        alg,
+        key,
+    })
+}
+
+fn decode_member(value: Option<&String>) -> Result<Vec<u8>, SkipReason> {
+    let value = value.ok_or(SkipReason::Malformed)?;
+    JWK_BASE64
+        .decode(value)
+        .map_err(|_| SkipReason::Malformed)
+}
+
+fn strip_leading_zeros(bytes: &[u8]) -> &[u8] {
+    let start = bytes.iter().position(|b| *b != 0).unwrap_or(bytes.len());
+    &bytes[start..]
+}
+
+fn rsa_key(jwk: &RawJwk) -> Result<(KeyKind, DecodingKey), SkipReason> {
+    let n = decode_member(jwk.n.as_ref())?;
+    let e = decode_member(jwk.e.as_ref())?;
+    let n = strip_leading_zeros(&n);
+    let bits = match n.first() {
+        Some(first) => (n.len() as u32 - 1) * 8 + (8 - first.leading_zeros()),
+        None => 0,
+    };
+    if !(MIN_RSA_BITS..=MAX_RSA_BITS).contains(&bits) {
+        return Err(SkipReason::RsaSize);
+    }
+    let e = strip_leading_zeros(&e);
+    let exponent = match e.len() {
+        1..=4 => e.iter().fold(0u64, |acc, b| (acc << 8) | u64::from(*b)),
+        _ => 0,
+    };
+    if exponent < 3 || exponent % 2 == 0 {
+        return Err(SkipReason::RsaExponent);
+    }
+    Ok((
+        KeyKind::Rsa { bits },
+        DecodingKey::from_rsa_raw_components(n, e),
+    ))
+}
+
+fn ec_key(jwk: &RawJwk) -> Result<(KeyKind, DecodingKey), SkipReason> {
+    let (kind, width) = match jwk.crv.as_deref() {
+        Some("P-256") => (KeyKind::EcP256, 32),
+        Some("P-384") => (KeyKind::EcP384, 48),
+        Some(_) => return Err(SkipReason::UnsupportedCurve),
+        None => return Err(SkipReason::Malformed),
+    };
+    let x = decode_member(jwk.x.as_ref())?;
+    let y = decode_member(jwk.y.as_ref())?;
+    if x.len() != width || y.len() != width {
+        return Err(SkipReason::BadCoordinates);
+    }
+    let mut point = Vec::with_capacity(1 + 2 * width);
+    point.push(0x04);
+    point.extend_from_slice(&x);
+    point.extend_from_slice(&y);
+    Ok((kind, DecodingKey::from_ec_der(&point)))
+}
+
+fn okp_key(jwk: &RawJwk) -> Result<(KeyKind, DecodingKey), SkipReason> {
+    match jwk.crv.as_deref() {
+        Some("Ed25519") => {}
+        Some(_) => return Err(SkipReason::UnsupportedCurve),
+        None => return Err(SkipReason::Malformed),
+    }
+    let x = decode_member(jwk.x.as_ref())?;
+    if x.len() != 32 {
+        return Err(SkipReason::BadCoordinates);
+    }
+    Ok((KeyKind::Ed25519, DecodingKey::from_ed_der(&x)))
+}

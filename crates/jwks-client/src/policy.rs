@@ -1,0 +1,122 @@
+//! When key sets are refreshed, how long they are kept, and how hard the provider is asked.
+
+use std::time::Duration;
+
+use crate::error::BuildError;
+
+/// The freshness policy of a verifier. Every setting has a documented default; `build()` of the
+/// verifier refuses inconsistent values.
+///
+/// | setting | default | meaning |
+/// |---|---|---|
+/// | `ttl` | 10 min | freshness when the provider sends no `max-age` |
+/// | `min_ttl` / `max_ttl` | 1 min / 24 h | the provider's `max-age` is clamped to this range |
+/// | `refresh_ahead` | 1 min | a background refresh starts this long before expiry (at most half the TTL) |
+/// | `max_stale` | 1 h | how long past expiry the last good set is served while the provider fails |
+/// | `unknown_kid_cooldown` | 30 s | at most one refetch for unknown `kid`s per this period |
+/// | `negative_cache_capacity` | 4,096 | unknown `kid`s remembered as absent from the current set |
+/// | `negative_ttl` | 5 min | how long such a `kid` is refused without a refetch (while the set is unchanged) |
+/// | `backoff_initial` / `backoff_max` | 1 s / 60 s | delay between failed refetches, doubling, jittered |
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FreshnessPolicy {
+    pub(crate) ttl: Duration,
+    pub(crate) min_ttl: Duration,
+    pub(crate) max_ttl: Duration,
+    pub(crate) refresh_ahead: Duration,
+    pub(crate) max_stale: Duration,
+    pub(crate) unknown_kid_cooldown: Duration,
+    pub(crate) negative_cache_capacity: u64,
+    pub(crate) negative_ttl: Duration,
+    pub(crate) backoff_initial: Duration,
+    pub(crate) backoff_max: Duration,
+}
+
+impl Default for FreshnessPolicy {
+    fn default() -> Self {
+        Self {
+            ttl: Duration::from_secs(600),
+            min_ttl: Duration::from_secs(60),
+            max_ttl: Duration::from_secs(24 * 3600),
+            refresh_ahead: Duration::from_secs(60),
+            max_stale: Duration::from_secs(3600),
+            unknown_kid_cooldown: Duration::from_secs(30),
+            negative_cache_capacity: 4096,
+            negative_ttl: Duration::from_secs(300),
+            backoff_initial: Duration::from_secs(1),
+            backoff_max: Duration::from_secs(60),
+        }
+    }
+}
+
+macro_rules! setters {
+    ($($(#[$doc:meta])* $name:ident: $ty:ty;)*) => {$(
+        $(#[$doc])*
+        #[must_use]
+        pub fn $name(mut self, value: $ty) -> Self {
+            self.$name = value;
+            self
+        }
+    )*};
+}
+
+impl FreshnessPolicy {
+    setters! {
+        /// Freshness when the provider sends no `max-age`.
+        ttl: Duration;
+        /// The shortest freshness, whatever the provider's `max-age` says.
+        min_ttl: Duration;
+        /// The longest freshness, whatever the provider's `max-age` says.
+        max_ttl: Duration;
+        /// How long before expiry a background refresh starts (capped at half the TTL).
+        refresh_ahead: Duration;
+        /// How long past expiry the last good set is still served while the provider fails.
+        max_stale: Duration;
+        /// The shortest time between two refetches caused by unknown `kid`s.
+        unknown_kid_cooldown: Duration;
+        /// How many unknown `kid`s are remembered as absent.
+        negative_cache_capacity: u64;
+        /// How long a `kid` found absent stays known as absent (while the set is unchanged).
+        negative_ttl: Duration;
+        /// The delay after the first failed fetch.
+        backoff_initial: Duration;
+        /// The longest delay between failed fetches.
+        backoff_max: Duration;
+    }
+
+    /// The freshness of a set fetched with this `max-age` hint.
+    pub fn ttl_for(&self, max_age: Option<Duration>) -> Duration {
+        max_age
+            .unwrap_or(self.ttl)
+            .clamp(self.min_ttl, self.max_ttl)
+    }
+
+    /// How long before expiry a set with this TTL is refreshed.
+    pub fn refresh_ahead_for(&self, ttl: Duration) -> Duration {
+        self.refresh_ahead.min(ttl / 2)
+    }
+
+    /// The delay before the next attempt after `failures` consecutive failures (without jitter).
+    pub fn backoff(&self, failures: u32) -> Duration {
+        let doublings = failures.saturating_sub(1).min(30);
+        self.backoff_initial
+            .saturating_mul(1 << doublings)
+            .min(self.backoff_max)
+    }
+
+    pub(crate) fn validate(&self) -> Result<(), BuildError> {
+        let invalid = |what| Err(BuildError::InvalidSetting(what));
+        if self.min_ttl.is_zero() {
+            return invalid("min_ttl must be positive");
+        }
+        if self.min_ttl > self.max_ttl || !(self.min_ttl..=self.max_ttl).contains(&self.ttl) {
+            return invalid("ttl must lie within min_ttl..=max_ttl");
+        }
+        if self.unknown_kid_cooldown.is_zero() {
+            return invalid("unknown_kid_cooldown must be positive");
+        }
+        if self.backoff_initial.is_zero() || self.backoff_initial > self.backoff_max {
+            return invalid("backoff_initial must be positive and at most backoff_max");
+        }
+        Ok(())
+    }
+}

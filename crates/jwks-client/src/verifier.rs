@@ -1,0 +1,358 @@
+//! [`Verifier`]: `verify::<C>(token)` against one issuer's key set, through the cache stack.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use jsonwebtoken::Algorithm;
+use jwkstash_core::{Cache, KeySource, SharedClock, SystemClock};
+use serde::de::DeserializeOwned;
+use sha2::{Digest, Sha256};
+
+use crate::alg::{AlgorithmSet, DEFAULT_ALGORITHMS};
+use crate::claims::{ClaimRules, Registered};
+use crate::error::{BuildError, InvalidToken, KeysUnavailable, VerifyError};
+use crate::http::HttpKeySource;
+use crate::keyset::{KeySet, VerifyingKey};
+use crate::policy::FreshnessPolicy;
+use crate::stats::{Counters, Stats};
+use crate::store::KeyStore;
+use crate::token::{Token, decode_segment};
+
+/// Tokens longer than this are refused before any decoding (configurable).
+pub const DEFAULT_MAX_TOKEN_BYTES: usize = 16 * 1024;
+/// Default clock-skew allowance for `exp` and `nbf`.
+pub const DEFAULT_LEEWAY: Duration = Duration::from_secs(60);
+
+/// The cache stack type a verifier reads: parsed key sets behind any [`Cache`].
+pub type KeySetCache = Arc<dyn Cache<Arc<KeySet>>>;
+
+/// Verifies JWTs of one issuer against its JWKS, calling the provider as rarely as the
+/// [`FreshnessPolicy`] allows. Cheap to clone; clones share keys and counters.
+///
+/// A verification runs the cheap checks first (size, shape, header, algorithm allow-list,
+/// `crit`, `kid`), then finds the key in the cached set (refetching for an unknown `kid` at most
+/// once per cooldown), then checks the signature, and only then the claims (`exp` required,
+/// `nbf`, `iss` exact, `aud`, leeway).
+#[derive(Clone)]
+pub struct Verifier {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Arc<KeyStore>,
+    rules: ClaimRules,
+    algorithms: AlgorithmSet,
+    max_token_bytes: usize,
+    clock: SharedClock,
+    counters: Arc<Counters>,
+}
+
+impl fmt::Debug for Verifier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Verifier")
+            .field("issuers", &self.inner.rules.issuers)
+            .field("audiences", &self.inner.rules.audiences)
+            .field("store", &self.inner.store)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Verifier {
+    /// A builder; `issuer`, an audience (or `any_audience`) and a key source are required.
+    pub fn builder() -> VerifierBuilder {
+        VerifierBuilder::default()
+    }
+
+    /// Verifies `token` and returns its claims as `C`.
+    ///
+    /// Errors are [`VerifyError::InvalidToken`] (answer 401) or
+    /// [`VerifyError::KeysUnavailable`] (answer 503: the provider failed and no usable key set
+    /// is left).
+    pub async fn verify<C: DeserializeOwned>(&self, token: &str) -> Result<C, VerifyError> {
+        let outcome = self.verify_token(token).await;
+        let counters = &self.inner.counters;
+        match &outcome {
+            Ok(_) => counters.verified(),
+            Err(VerifyError::InvalidToken(_)) => counters.rejected(),
+            Err(_) => counters.unavailable(),
+        }
+        outcome
+    }
+
+    /// Loads the key set now (at start-up, so the first request does not wait).
+    pub async fn prefetch(&self) -> Result<(), KeysUnavailable> {
+        self.inner.store.current().await.map(drop)
+    }
+
+    /// The current key set, loading it if needed.
+    pub async fn key_set(&self) -> Result<Arc<KeySet>, KeysUnavailable> {
+        Ok(self.inner.store.current().await?.value)
+    }
+
+    /// A snapshot of the counters.
+    pub fn stats(&self) -> Stats {
+        self.inner.counters.snapshot()
+    }
+
+    async fn verify_token<C: DeserializeOwned>(&self, token: &str) -> Result<C, VerifyError> {
+        let inner = &self.inner;
+        let token = Token::parse(token, inner.max_token_bytes, inner.algorithms)?;
+        let entry = inner.store.current().await?;
+        match entry.value.find(token.kid.as_deref(), token.alg) {
+            Err(InvalidToken::UnknownKid) => {}
+            found => return Ok(self.check(&token, found?)?),
+        }
+        // Only a token with a kid can be UnknownKid.
+        let kid = token.kid.as_deref().unwrap_or_default();
+        let Some(entry) = inner.store.refetch_for_unknown_kid(kid, &entry).await? else {
+            return Err(InvalidToken::UnknownKid.into());
+        };
+        let key = entry.value.find(Some(kid), token.alg)?;
+        Ok(self.check(&token, key)?)
+    }
+
+    /// Signature first, then claims: a forged token learns nothing about claim rules.
+    fn check<C: DeserializeOwned>(
+        &self,
+        token: &Token<'_>,
+        key: &VerifyingKey,
+    ) -> Result<C, InvalidToken> {
+        let valid = jsonwebtoken::crypto::verify(
+            token.signature,
+            token.message.as_bytes(),
+            key.decoding_key(),
+            token.alg,
+        )
+        .unwrap_or(false);
+        if !valid {
+            return Err(InvalidToken::BadSignature);
+        }
+        let payload = decode_segment(token.payload)?;
+        let registered = Registered::parse(&payload)?;
+        self.inner
+            .rules
+            .check(&registered, self.inner.clock.now())?;
+        serde_json::from_slice(&payload).map_err(|_| InvalidToken::ClaimsType)
+    }
+}
+
+/// Builds a [`Verifier`].
+#[must_use]
+pub struct VerifierBuilder {
+    source: Option<Result<Arc<dyn KeySource>, BuildError>>,
+    issuers: Vec<String>,
+    audiences: Vec<String>,
+    any_audience: bool,
+    cache: Option<KeySetCache>,
+    clock: Option<SharedClock>,
+    policy: FreshnessPolicy,
+    leeway: Duration,
+    require_exp: bool,
+    max_lifetime: Option<Duration>,
+    algorithms: Vec<Algorithm>,
+    max_token_bytes: usize,
+}
+
+impl fmt::Debug for VerifierBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("VerifierBuilder")
+            .field("issuers", &self.issuers)
+            .field("audiences", &self.audiences)
+            .field("policy", &self.policy)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for VerifierBuilder {
+    fn default() -> Self {
+        Self {
+            source: None,
+            issuers: Vec::new(),
+            audiences: Vec::new(),
+            any_audience: false,
+            cache: None,
+            clock: None,
+            policy: FreshnessPolicy::default(),
+            leeway: DEFAULT_LEEWAY,
+            require_exp: true,
+            max_lifetime: None,
+            algorithms: DEFAULT_ALGORITHMS.to_vec(),
+            max_token_bytes: DEFAULT_MAX_TOKEN_BYTES,
+        }
+    }
+}
+
+impl VerifierBuilder {
+    /// The JWKS URL, fetched with an [`HttpKeySource`] of default settings (https only).
+    pub fn jwks_url(mut self, url: impl Into<String>) -> Self {
+        self.source = Some(
+            HttpKeySource::builder(url)
+                .build()
+                .map(|source| Arc::new(source) as Arc<dyn KeySource>),
+        );
+        self
+    }
+
+    /// A key source of the caller's (an [`HttpKeySource`] with other settings, a mock).
+    pub fn key_source(self, source: impl KeySource + 'static) -> Self {
+        self.shared_key_source(Arc::new(source))
+    }
+
+    /// A shared key source.
+    pub fn shared_key_source(mut self, source: Arc<dyn KeySource>) -> Self {
+        self.source = Some(Ok(source));
+        self
+    }
+
+    /// The issuer (`iss`) the tokens must name, byte for byte. Call again to accept several
+    /// spellings of one issuer; the keys of this source verify tokens of these issuers only.
+    pub fn issuer(mut self, issuer: impl Into<String>) -> Self {
+        self.issuers.push(issuer.into());
+        self
+    }
+
+    /// An accepted audience; a token's `aud` must name at least one. Call again for more.
+    pub fn audience(mut self, audience: impl Into<String>) -> Self {
+        self.audiences.push(audience.into());
+        self
+    }
+
+    /// Accepts tokens whatever their `aud`. Only for services that check it themselves.
+    pub fn any_audience(mut self) -> Self {
+        self.any_audience = true;
+        self
+    }
+
+    /// The cache stack (default: an in-process moka tier, with the `memory` feature).
+    pub fn cache(mut self, cache: KeySetCache) -> Self {
+        self.cache = Some(cache);
+        self
+    }
+
+    /// The clock for freshness and claim times (default: the system clock).
+    pub fn clock(mut self, clock: SharedClock) -> Self {
+        self.clock = Some(clock);
+        self
+    }
+
+    /// The freshness policy.
+    pub fn policy(mut self, policy: FreshnessPolicy) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// Clock-skew allowance for `exp` and `nbf`, in whole seconds (default 60 s).
+    pub fn leeway(mut self, leeway: Duration) -> Self {
+        self.leeway = leeway;
+        self
+    }
+
+    /// Whether `exp` is required (default true).
+    pub fn require_exp(mut self, require: bool) -> Self {
+        self.require_exp = require;
+        self
+    }
+
+    /// Refuses tokens whose lifetime (`exp - iat`, or `exp - now` without `iat`) exceeds `max`.
+    pub fn max_token_lifetime(mut self, max: Duration) -> Self {
+        self.max_lifetime = Some(max);
+        self
+    }
+
+    /// The accepted algorithms (default: [`DEFAULT_ALGORITHMS`]). HMAC algorithms and `none`
+    /// are never accepted, whatever is passed.
+    pub fn algorithms(mut self, algorithms: &[Algorithm]) -> Self {
+        self.algorithms = algorithms.to_vec();
+        self
+    }
+
+    /// The longest token accepted, in bytes (default 16 KiB).
+    pub fn max_token_bytes(mut self, bytes: usize) -> Self {
+        self.max_token_bytes = bytes;
+        self
+    }
+
+    /// Checks the configuration and builds the verifier. Nothing is fetched yet.
+    pub fn build(self) -> Result<Verifier, BuildError> {
+        let source = self.source.ok_or(BuildError::MissingKeySource)??;
+        if self.issuers.is_empty() || self.issuers.iter().any(String::is_empty) {
+            return Err(BuildError::MissingIssuer);
+        }
+        if self.audiences.iter().any(String::is_empty) {
+            return Err(BuildError::InvalidSetting("an audience must not be empty"));
+        }
+        if self.audiences.is_empty() && !self.any_audience {
+            return Err(BuildError::MissingAudience);
+        }
+        let algorithms = AlgorithmSet::of(&self.algorithms);
+        if algorithms.is_empty() {
+            return Err(BuildError::InvalidSetting("no asymmetric algorithm allowed"));
+        }
+        if self.max_token_bytes == 0 {
+            return Err(BuildError::InvalidSetting("max_token_bytes must be positive"));
+        }
+        self.policy.validate()?;
+        let clock = self.clock.unwrap_or_else(|| Arc::new(SystemClock));
+        let cache = match self.cache {
+            Some(cache) => cache,
+            None => default_cache(&clock)?,
+        };
+        let counters = Arc::new(Counters::default());
+        let cache_key = cache_key(&self.issuers, source.id());
+        let store = KeyStore::new(
+            source,
+            cache,
+            cache_key,
+            Arc::clone(&clock),
+            self.policy,
+            Arc::clone(&counters),
+        );
+        Ok(Verifier {
+            inner: Arc::new(Inner {
+                store: Arc::new(store),
+                rules: ClaimRules {
+                    issuers: self.issuers,
+                    audiences: (!self.any_audience).then_some(self.audiences),
+                    leeway: self.leeway,
+                    require_exp: self.require_exp,
+                    max_lifetime: self.max_lifetime,
+                },
+                algorithms,
+                max_token_bytes: self.max_token_bytes,
+                clock,
+                counters,
+            }),
+        })
+    }
+}
+
+#[cfg(feature = "memory")]
+fn default_cache(clock: &SharedClock) -> Result<KeySetCache, BuildError> {
+    Ok(Arc::new(
+        jwkstash_memory::MemoryCache::builder()
+            .clock(Arc::clone(clock))
+            .build(),
+    ))
+}
+
+#[cfg(not(feature = "memory"))]
+fn default_cache(_: &SharedClock) -> Result<KeySetCache, BuildError> {
+    Err(BuildError::MissingCache)
+}
+
+/// The cache key of a source: a hash of its issuers and id, so nothing raw reaches a cache key
+/// and keys of one issuer are never served for another.
+fn cache_key(issuers: &[String], source_id: &str) -> String {
+    let mut issuers: Vec<&str> = issuers.iter().map(String::as_str).collect();
+    issuers.sort_unstable();
+    issuers.dedup();
+    let mut hash = Sha256::new();
+    for issuer in issuers {
+        hash.update(issuer.as_bytes());
+        hash.update([0]);
+    }
+    hash.update([0xff]);
+    hash.update(source_id.as_bytes());
+    format!("jwks:{}", &hex::encode(hash.finalize())[..32])
+}
