@@ -1,0 +1,87 @@
+//! Helpers shared by the jwks-client tests: a counted, optionally slow key source around a
+//! mockall mock, and tokens minted against an injected clock.
+#![allow(dead_code, unreachable_pub, clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use jwkstash_core::{Clock, FetchError, Fetched, KeySource, MockKeySource, Validators};
+use jwkstash_jwks::testkit::{TestKey, jwks};
+use serde_json::{Value, json};
+
+pub const ISSUER: &str = "https://idp.test/";
+pub const AUDIENCE: &str = "api";
+pub const JWKS_URL: &str = "https://idp.test/.well-known/jwks.json";
+
+/// A 200 answer carrying the public JWKS of `keys`.
+pub fn modified(keys: &[&TestKey]) -> Fetched {
+    Fetched::Modified {
+        body: Bytes::from(jwks(keys).to_string()),
+        etag: None,
+        max_age: None,
+    }
+}
+
+/// A mock whose `fetch` answers with each of `answers` in turn (the last one repeats), counting
+/// calls in `calls`.
+pub fn scripted_source(answers: Vec<Result<Fetched, ()>>, calls: Arc<AtomicUsize>) -> MockKeySource {
+    let mut source = MockKeySource::new();
+    source.expect_id().return_const(JWKS_URL.to_owned());
+    let answers = Mutex::new(answers);
+    source.expect_fetch().returning(move |_| {
+        let n = calls.fetch_add(1, Ordering::SeqCst);
+        let answers = answers.lock().unwrap();
+        let answer = answers.get(n).or(answers.last()).expect("at least one answer");
+        answer
+            .clone()
+            .map_err(|()| FetchError::Status(503))
+    });
+    source
+}
+
+/// Wraps a source so that every fetch takes `delay` (on tokio's clock) first.
+pub struct Slow<S> {
+    pub inner: S,
+    pub delay: Duration,
+}
+
+#[async_trait]
+impl<S: KeySource> KeySource for Slow<S> {
+    fn id(&self) -> &str {
+        self.inner.id()
+    }
+
+    async fn fetch(&self, validators: &Validators) -> Result<Fetched, FetchError> {
+        tokio::time::sleep(self.delay).await;
+        self.inner.fetch(validators).await
+    }
+}
+
+fn seconds(at: SystemTime) -> u64 {
+    at.duration_since(SystemTime::UNIX_EPOCH).unwrap().as_secs()
+}
+
+/// Valid claims at the clock's now, for two hours.
+pub fn claims(clock: &dyn Clock) -> Value {
+    let now = seconds(clock.now());
+    json!({ "iss": ISSUER, "aud": AUDIENCE, "sub": "user-1", "iat": now, "exp": now + 7200 })
+}
+
+/// A valid token signed by `key`.
+pub fn token(key: &TestKey, clock: &dyn Clock) -> String {
+    key.sign(&claims(clock))
+}
+
+/// A token with a random `kid` (signed by `key`, which does not matter: the kid is unknown).
+pub fn token_with_random_kid(key: &TestKey, clock: &dyn Clock) -> String {
+    let header = json!({ "alg": key.alg(), "kid": format!("random-{:016x}", fastrand::u64(..)) });
+    key.sign_with_header(&header, &claims(clock))
+}
+
+/// One RSA key per test binary: generation costs tens of milliseconds.
+pub fn rsa_key(kid: &str) -> TestKey {
+    TestKey::rsa(kid)
+}

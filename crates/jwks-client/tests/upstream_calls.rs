@@ -1,0 +1,303 @@
+//! How often the upstream is called: counted with mockall, on tokio's paused clock.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use common::*;
+use jwkstash_core::{MockKeySource, TokioClock};
+use jwkstash_jwks::{FreshnessPolicy, InvalidToken, Verifier, VerifyError};
+use serde_json::Value;
+use tokio::time::{Instant, advance};
+
+const MINUTE: Duration = Duration::from_secs(60);
+
+fn verifier(source: impl jwkstash_core::KeySource + 'static, clock: &TokioClock) -> Verifier {
+    Verifier::builder()
+        .key_source(source)
+        .issuer(ISSUER)
+        .audience(AUDIENCE)
+        .clock(Arc::new(clock.clone()))
+        .build()
+        .unwrap()
+}
+
+/// The test of the blog post this project grew from: four lookups, one upstream call.
+#[tokio::test(start_paused = true)]
+async fn four_sequential_verifications_fetch_once() {
+    let key = rsa_key("k1");
+    let clock = TokioClock::new();
+    let mut source = MockKeySource::new();
+    source.expect_id().return_const(JWKS_URL.to_owned());
+    let body = modified(&[&key]);
+    source
+        .expect_fetch()
+        .times(1)
+        .returning(move |_| Ok(body.clone()));
+    let verifier = verifier(source, &clock);
+    for _ in 0..4 {
+        let claims: Value = verifier.verify(&token(&key, &clock)).await.unwrap();
+        assert_eq!(claims["sub"], "user-1");
+    }
+    assert_eq!(verifier.stats().fetches, 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_thousand_concurrent_cold_verifications_fetch_once_and_once_more_after_expiry() {
+    let key = rsa_key("k1");
+    let clock = TokioClock::new();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let source = Slow {
+        inner: scripted_source(vec![Ok(modified(&[&key]))], Arc::clone(&calls)),
+        delay: Duration::from_millis(200),
+    };
+    let verifier = verifier(source, &clock);
+    let token = token(&key, &clock);
+    let tasks: Vec<_> = (0..1000)
+        .map(|_| {
+            let (verifier, token) = (verifier.clone(), token.clone());
+            tokio::spawn(async move { verifier.verify::<Value>(&token).await })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap().unwrap();
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+
+    // Past the 10-minute TTL: the first verification refreshes, exactly once.
+    advance(11 * MINUTE).await;
+    for _ in 0..10 {
+        verifier.verify::<Value>(&token).await.unwrap();
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn refresh_ahead_runs_in_the_background_and_hits_never_wait() {
+    let key = rsa_key("k1");
+    let clock = TokioClock::new();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let source = Slow {
+        inner: scripted_source(vec![Ok(modified(&[&key]))], Arc::clone(&calls)),
+        delay: Duration::from_secs(2),
+    };
+    let verifier = verifier(source, &clock);
+    let token = token(&key, &clock);
+    verifier.verify::<Value>(&token).await.unwrap();
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+
+    // Inside the refresh-ahead window (last minute of the TTL): no caller waits.
+    advance(9 * MINUTE + Duration::from_secs(30)).await;
+    let started = Instant::now();
+    for _ in 0..100 {
+        verifier.verify::<Value>(&token).await.unwrap();
+    }
+    assert_eq!(started.elapsed(), Duration::ZERO, "a hit waited on the network");
+    // Let the one background refresh finish.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+    // The set is fresh again: past the old expiry nothing waits.
+    advance(MINUTE).await;
+    let started = Instant::now();
+    verifier.verify::<Value>(&token).await.unwrap();
+    assert_eq!(started.elapsed(), Duration::ZERO);
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_unknown_kid_flood_fetches_at_most_once_per_cooldown_and_valid_tokens_never_wait() {
+    let key = rsa_key("k1");
+    let clock = TokioClock::new();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let source = Slow {
+        inner: scripted_source(vec![Ok(modified(&[&key]))], Arc::clone(&calls)),
+        delay: Duration::from_secs(1),
+    };
+    let verifier = verifier(source, &clock);
+    let valid = token(&key, &clock);
+    verifier.verify::<Value>(&valid).await.unwrap();
+    advance(Duration::from_secs(2)).await;
+
+    let flood: Vec<_> = (0..1000)
+        .map(|_| {
+            let (verifier, forged) = (verifier.clone(), token_with_random_kid(&key, &clock));
+            tokio::spawn(async move { verifier.verify::<Value>(&forged).await })
+        })
+        .collect();
+    tokio::task::yield_now().await;
+    // While the one refetch is in flight, valid tokens verify without waiting.
+    let started = Instant::now();
+    for _ in 0..50 {
+        verifier.verify::<Value>(&valid).await.unwrap();
+    }
+    assert_eq!(started.elapsed(), Duration::ZERO, "a valid token waited for the refetch");
+    for task in flood {
+        let error = task.await.unwrap().unwrap_err();
+        assert!(matches!(error, VerifyError::InvalidToken(InvalidToken::UnknownKid)), "{error:?}");
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 2, "one warm-up fetch and at most one refetch");
+
+    // Within the cooldown (30 s) more random kids cause no fetch at all.
+    advance(Duration::from_secs(10)).await;
+    for _ in 0..100 {
+        let forged = token_with_random_kid(&key, &clock);
+        assert!(verifier.verify::<Value>(&forged).await.is_err());
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+
+    // After the cooldown, one more is allowed.
+    advance(Duration::from_secs(30)).await;
+    let forged = token_with_random_kid(&key, &clock);
+    assert!(verifier.verify::<Value>(&forged).await.is_err());
+    assert_eq!(calls.load(Ordering::SeqCst), 3);
+    let stats = verifier.stats();
+    assert!(stats.unknown_kid_suppressed >= 100, "{stats:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_kid_found_absent_is_not_refetched_again_while_the_set_is_unchanged() {
+    let key = rsa_key("k1");
+    let clock = TokioClock::new();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let source = scripted_source(vec![Ok(modified(&[&key]))], Arc::clone(&calls));
+    let verifier = verifier(source, &clock);
+    let retired = key_with_kid_token(&key, "retired", &clock);
+    assert!(verifier.verify::<Value>(&retired).await.is_err());
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+    // Past the cooldown the same absent kid still causes no refetch (negative cache).
+    advance(2 * MINUTE).await;
+    assert!(verifier.verify::<Value>(&retired).await.is_err());
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+}
+
+fn key_with_kid_token(key: &jwkstash_jwks::testkit::TestKey, kid: &str, clock: &TokioClock) -> String {
+    let header = serde_json::json!({ "alg": key.alg(), "kid": kid });
+    key.sign_with_header(&header, &claims(clock))
+}
+
+#[tokio::test(start_paused = true)]
+async fn rotation_validates_the_new_kid_after_exactly_one_refetch() {
+    let old = rsa_key("old");
+    let new = TestKey::ec_p256("new");
+    let clock = TokioClock::new();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let source = scripted_source(
+        vec![Ok(modified(&[&old])), Ok(modified(&[&new]))],
+        Arc::clone(&calls),
+    );
+    let verifier = verifier(source, &clock);
+    verifier.verify::<Value>(&token(&old, &clock)).await.unwrap();
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    verifier.verify::<Value>(&token(&new, &clock)).await.unwrap();
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+    for _ in 0..10 {
+        verifier.verify::<Value>(&token(&new, &clock)).await.unwrap();
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+    // The old key was replaced, not merged: its tokens no longer verify.
+    let error = verifier.verify::<Value>(&token(&old, &clock)).await.unwrap_err();
+    assert!(matches!(error, VerifyError::InvalidToken(InvalidToken::UnknownKid)), "{error:?}");
+}
+
+use jwkstash_jwks::testkit::TestKey;
+
+#[tokio::test(start_paused = true)]
+async fn a_key_removed_upstream_stops_validating_after_the_next_refresh() {
+    let (a, b) = (rsa_key("a"), TestKey::ed25519("b"));
+    let clock = TokioClock::new();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let source = scripted_source(
+        vec![Ok(modified(&[&a, &b])), Ok(modified(&[&b]))],
+        Arc::clone(&calls),
+    );
+    let verifier = verifier(source, &clock);
+    verifier.verify::<Value>(&token(&a, &clock)).await.unwrap();
+    advance(11 * MINUTE).await;
+    verifier.verify::<Value>(&token(&b, &clock)).await.unwrap();
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+    let error = verifier.verify::<Value>(&token(&a, &clock)).await.unwrap_err();
+    assert!(error.is_invalid_token(), "{error:?}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_outage_serves_the_last_good_set_up_to_max_stale_then_fails_closed() {
+    let key = rsa_key("k1");
+    let clock = TokioClock::new();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let source = scripted_source(vec![Ok(modified(&[&key])), Err(())], Arc::clone(&calls));
+    let verifier = verifier(source, &clock);
+    let token = token(&key, &clock);
+    verifier.verify::<Value>(&token).await.unwrap();
+
+    // TTL 10 min, max_stale 1 h: for the next hour the provider is down, tokens still verify.
+    advance(10 * MINUTE).await;
+    for _ in 0..60 {
+        advance(MINUTE - Duration::from_secs(1)).await;
+        verifier.verify::<Value>(&token).await.unwrap();
+    }
+    let during_outage = calls.load(Ordering::SeqCst) - 1;
+    assert!(during_outage >= 2, "the provider was never retried");
+    // Backoff (1 s doubling to 60 s) and one request a minute: at most one fetch per request.
+    assert!(during_outage <= 60, "{during_outage} fetches in an hour of outage");
+    assert!(verifier.stats().stale_served >= 58);
+
+    // Past max_stale: fail closed with "keys unavailable" (503), never "invalid token".
+    advance(2 * MINUTE).await;
+    let error = verifier.verify::<Value>(&token).await.unwrap_err();
+    assert!(matches!(error, VerifyError::KeysUnavailable(_)), "{error:?}");
+    assert_eq!(error.http_status(), 503);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failing_cold_start_backs_off_instead_of_hammering() {
+    let clock = TokioClock::new();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let source = scripted_source(vec![Err(())], Arc::clone(&calls));
+    let verifier = verifier(source, &clock);
+    let key = rsa_key("k1");
+    let token = token(&key, &clock);
+    for _ in 0..100 {
+        let error = verifier.verify::<Value>(&token).await.unwrap_err();
+        let VerifyError::KeysUnavailable(unavailable) = &error else {
+            panic!("{error:?}");
+        };
+        assert!(unavailable.retry_after().is_some());
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    advance(Duration::from_secs(2)).await;
+    assert!(verifier.verify::<Value>(&token).await.is_err());
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn max_age_sets_the_ttl_within_bounds() {
+    let key = rsa_key("k1");
+    let clock = TokioClock::new();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let answer = jwkstash_core::Fetched::Modified {
+        body: jwkstash_jwks::testkit::jwks(&[&key]).to_string().into(),
+        etag: None,
+        max_age: Some(Duration::from_secs(5)),
+    };
+    let source = scripted_source(vec![Ok(answer)], Arc::clone(&calls));
+    let verifier = Verifier::builder()
+        .key_source(source)
+        .issuer(ISSUER)
+        .audience(AUDIENCE)
+        .clock(Arc::new(clock.clone()))
+        .policy(FreshnessPolicy::default().min_ttl(MINUTE))
+        .build()
+        .unwrap();
+    let token = token(&key, &clock);
+    verifier.verify::<Value>(&token).await.unwrap();
+    // max-age 5 s is clamped up to the 1-minute minimum.
+    advance(Duration::from_secs(20)).await;
+    verifier.verify::<Value>(&token).await.unwrap();
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    advance(MINUTE).await;
+    verifier.verify::<Value>(&token).await.unwrap();
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+}
