@@ -46,6 +46,11 @@ impl<'t> Token<'t> {
         if header.is_empty() || payload.is_empty() || signature.is_empty() {
             return Err(InvalidToken::Malformed("empty segment"));
         }
+        // Payload and signature are decoded only after the key is found; refuse padding,
+        // whitespace and the standard alphabet now, before anything is looked up.
+        if !is_base64url(payload) || !is_base64url(signature) {
+            return Err(InvalidToken::Malformed("segment is not base64url"));
+        }
         let message = &token[..header.len() + 1 + payload.len()];
         let header_json = decode_segment(header)?;
         let header: Header = serde_json::from_slice(&header_json)
@@ -69,6 +74,12 @@ impl<'t> Token<'t> {
             signature,
         })
     }
+}
+
+fn is_base64url(segment: &str) -> bool {
+    segment
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
 /// Decodes one segment: base64url without padding, nothing else (no `=`, `+`, `/`, spaces).

@@ -41,6 +41,8 @@ pub enum Behaviour {
     Trickle(Duration),
     /// Answers 302 to this location.
     RedirectTo(String),
+    /// Answers 200 and streams 8 KiB chunks without end (and without a `Content-Length`).
+    Endless,
 }
 
 struct IdpState {
@@ -316,6 +318,12 @@ async fn serve_jwks(State(state): State<Arc<IdpState>>, headers: HeaderMap) -> R
                     Some((Ok::<_, std::io::Error>(chunk), sent + 1))
                 }
             });
+            ([(header::CONTENT_TYPE, "application/json")], Body::from_stream(stream))
+                .into_response()
+        }
+        Behaviour::Endless => {
+            let chunk = bytes::Bytes::from(vec![b' '; 8 * 1024]);
+            let stream = futures_util::stream::repeat_with(move || Ok::<_, std::io::Error>(chunk.clone()));
             ([(header::CONTENT_TYPE, "application/json")], Body::from_stream(stream))
                 .into_response()
         }
