@@ -1,1 +1,66 @@
-//! wip
+//! # jwkstash
+//!
+//! Validate JWTs against an identity provider's JSON Web Key Set while calling the provider as
+//! rarely as correctness allows: parsed keys in an in-process tier, refresh ahead of expiry,
+//! the last good set kept through outages for a bounded time, and at most one refetch per
+//! cooldown for unknown `kid`s.
+//!
+//! ```no_run
+//! use serde::Deserialize;
+//!
+//! #[derive(Deserialize)]
+//! struct Claims {
+//!     sub: String,
+//! }
+//!
+//! # async fn demo(token: &str) -> Result<(), Box<dyn std::error::Error>> {
+//! let verifier = jwkstash::Verifier::builder()
+//!     .jwks_url("https://idp.example.com/.well-known/jwks.json")
+//!     .issuer("https://idp.example.com/")
+//!     .audience("my-api")
+//!     .build()?;
+//! match verifier.verify::<Claims>(token).await {
+//!     Ok(claims) => println!("hello {}", claims.sub),
+//!     Err(error) if error.is_invalid_token() => { /* answer 401 */ }
+//!     Err(_) => { /* keys unavailable: answer 503 */ }
+//! }
+//! # Ok(()) }
+//! ```
+//!
+//! ## Crates and features
+//!
+//! This crate re-exports the workspace:
+//! [`jwkstash_core`] (the [`Cache`] and [`KeySource`] traits, [`Tiered`], single-flight, clocks),
+//! [`jwkstash_jwks`] ([`Verifier`], [`HttpKeySource`], [`KeySet`]) and, with the default
+//! feature `memory`, [`MemoryCache`] (moka). Feature `testkit` adds an embedded identity
+//! provider and test keys.
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+pub use jwkstash_core::{
+    Cache, CacheError, CacheErrorKind, CacheValue, Clock, Entry, FetchError, Fetched, KeySource,
+    ManualClock, SharedClock, SingleFlight, SystemClock, Tiered, TokioClock, Validators,
+};
+pub use jwkstash_jwks::{
+    Algorithm, BuildError, DEFAULT_ALGORITHMS, DEFAULT_LEEWAY, DEFAULT_MAX_TOKEN_BYTES,
+    FreshnessPolicy, HttpKeySource, HttpKeySourceBuilder, InvalidToken, KeyKind, KeySet,
+    KeySetCache, KeySetError, KeysUnavailable, RefreshError, SkipReason, SkippedKey, Stats,
+    Verifier, VerifierBuilder, VerifyError, VerifyingKey,
+};
+#[cfg(feature = "memory")]
+#[cfg_attr(docsrs, doc(cfg(feature = "memory")))]
+pub use jwkstash_memory::{MemoryCache, MemoryCacheBuilder};
+
+/// Embedded identity provider and test keys (feature `testkit`).
+#[cfg(feature = "testkit")]
+#[cfg_attr(docsrs, doc(cfg(feature = "testkit")))]
+pub use jwkstash_jwks::testkit;
+
+/// The README's examples, compiled as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;
+
+pub use jwkstash_core;
+pub use jwkstash_jwks;
+#[cfg(feature = "memory")]
+pub use jwkstash_memory;

@@ -283,7 +283,10 @@ mod tests {
     async fn run_if_joins_or_asks() {
         let flights = Arc::new(SingleFlight::<u8, u32>::new());
         assert_eq!(flights.run_if(1, || false, || async { 1 }).await, None);
-        assert_eq!(flights.run_if(1, || true, || async { 2 }).await, Some(Ok(2)));
+        assert_eq!(
+            flights.run_if(1, || true, || async { 2 }).await,
+            Some(Ok(2))
+        );
         let running = {
             let flights = Arc::clone(&flights);
             tokio::spawn(async move {
@@ -297,7 +300,10 @@ mod tests {
         };
         tokio::task::yield_now().await;
         // A running load is joined even when a new one would not be started.
-        assert_eq!(flights.run_if(1, || false, || async { 4 }).await, Some(Ok(3)));
+        assert_eq!(
+            flights.run_if(1, || false, || async { 4 }).await,
+            Some(Ok(3))
+        );
         assert_eq!(running.await.ok(), Some(Ok(3)));
     }
 

@@ -35,9 +35,9 @@ pub use clock::{Clock, ManualClock, SharedClock, SystemClock, TokioClock};
 pub use entry::Entry;
 pub use error::{BoxError, CacheError, CacheErrorKind, FetchError};
 pub use flight::{FlightError, SingleFlight};
-pub use source::{Fetched, KeySource, Validators};
 #[cfg(any(test, feature = "mock"))]
 pub use source::MockKeySource;
+pub use source::{Fetched, KeySource, Validators};
 pub use tiered::Tiered;
 
 /// Re-exported so that implementors of [`Cache`] and [`KeySource`] use the same macro version.

@@ -180,7 +180,11 @@ pub async fn concurrent_single_flight(cache: &TestCache, clock: &ManualClock) {
         let entry = task.await.unwrap().unwrap().unwrap();
         assert_eq!(entry.value, b"loaded once");
     }
-    assert_eq!(loads.load(Ordering::SeqCst), 1, "concurrent misses loaded more than once");
+    assert_eq!(
+        loads.load(Ordering::SeqCst),
+        1,
+        "concurrent misses loaded more than once"
+    );
     assert!(cache.get("conformance:flight").await.unwrap().is_some());
 }
 

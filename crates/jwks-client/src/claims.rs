@@ -48,7 +48,7 @@ impl<'de> Visitor<'de> for RegisteredVisitor {
         let mut seen = SeenNames::default();
         let mut claims = Registered::default();
         while let Some(Name(name)) = map.next_key::<Name<'de>>()? {
-            seen.insert(&name)?;
+            seen.insert(name.clone())?;
             let slot = match &*name {
                 "exp" => &mut claims.exp,
                 "nbf" => &mut claims.nbf,
@@ -221,18 +221,29 @@ mod tests {
     #[test]
     fn duplicate_members_are_refused() {
         let payload = format!(r#"{{{OK},"exp":1000,"exp":99999}}"#);
-        assert!(matches!(check(&payload, 10), Err(InvalidToken::Malformed(_))));
+        assert!(matches!(
+            check(&payload, 10),
+            Err(InvalidToken::Malformed(_))
+        ));
         let payload = format!(r#"{{{OK},"exp":99999,"x":1,"x":2}}"#);
-        assert!(matches!(check(&payload, 10), Err(InvalidToken::Malformed(_))));
+        assert!(matches!(
+            check(&payload, 10),
+            Err(InvalidToken::Malformed(_))
+        ));
     }
 
     #[test]
     fn audience_forms() {
-        let with = |aud: &str| format!(r#"{{"iss":"https://iss.example.com","exp":99999,"aud":{aud}}}"#);
+        let with =
+            |aud: &str| format!(r#"{{"iss":"https://iss.example.com","exp":99999,"aud":{aud}}}"#);
         assert_eq!(check(&with(r#""api""#), 10), Ok(()));
         assert_eq!(check(&with(r#"["x","api"]"#), 10), Ok(()));
         for bad in ["[]", r#"[""]"#, r#"["other"]"#, "1", r#"["api",1]"#, "null"] {
-            assert_eq!(check(&with(bad), 10), Err(InvalidToken::InvalidAudience), "{bad}");
+            assert_eq!(
+                check(&with(bad), 10),
+                Err(InvalidToken::InvalidAudience),
+                "{bad}"
+            );
         }
     }
 
@@ -245,7 +256,11 @@ mod tests {
             "1",
         ] {
             let payload = format!(r#"{{"iss":{iss},"aud":"api","exp":99999}}"#);
-            assert_eq!(check(&payload, 10), Err(InvalidToken::InvalidIssuer), "{iss}");
+            assert_eq!(
+                check(&payload, 10),
+                Err(InvalidToken::InvalidIssuer),
+                "{iss}"
+            );
         }
     }
 
@@ -255,6 +270,9 @@ mod tests {
         rules.max_lifetime = Some(Duration::from_secs(3600));
         let long = format!(r#"{{{OK},"iat":0,"exp":7200}}"#);
         let claims = Registered::parse(long.as_bytes()).unwrap_or_default();
-        assert_eq!(rules.check(&claims, at(10)), Err(InvalidToken::LifetimeTooLong));
+        assert_eq!(
+            rules.check(&claims, at(10)),
+            Err(InvalidToken::LifetimeTooLong)
+        );
     }
 }

@@ -172,7 +172,9 @@ impl HttpKeySourceBuilder {
             return Err(BuildError::InvalidSetting("timeouts must be positive"));
         }
         if self.max_body_bytes == 0 {
-            return Err(BuildError::InvalidSetting("max_body_bytes must be positive"));
+            return Err(BuildError::InvalidSetting(
+                "max_body_bytes must be positive",
+            ));
         }
         let client = match self.client {
             Some(client) => client,
@@ -215,7 +217,9 @@ pub(crate) fn checked_url(url: &str, allow_http: bool) -> Result<Url, BuildError
         "https" => Ok(parsed),
         "http" if allow_http => Ok(parsed),
         "http" => Err(BuildError::InsecureUrl(url.to_owned())),
-        scheme => Err(BuildError::InvalidUrl(format!("unsupported scheme {scheme}"))),
+        scheme => Err(BuildError::InvalidUrl(format!(
+            "unsupported scheme {scheme}"
+        ))),
     }
 }
 
@@ -296,9 +300,24 @@ mod tests {
     #[test]
     fn max_age_is_read_and_aged() {
         let secs = |s| Some(Duration::from_secs(s));
-        assert_eq!(max_age(&headers(&[("cache-control", "public, max-age=300")])), secs(300));
-        assert_eq!(max_age(&headers(&[("cache-control", "Max-Age=60, must-revalidate")])), secs(60));
-        assert_eq!(max_age(&headers(&[("cache-control", "max-age=300"), ("age", "100")])), secs(200));
+        assert_eq!(
+            max_age(&headers(&[("cache-control", "public, max-age=300")])),
+            secs(300)
+        );
+        assert_eq!(
+            max_age(&headers(&[(
+                "cache-control",
+                "Max-Age=60, must-revalidate"
+            )])),
+            secs(60)
+        );
+        assert_eq!(
+            max_age(&headers(&[
+                ("cache-control", "max-age=300"),
+                ("age", "100")
+            ])),
+            secs(200)
+        );
         assert_eq!(max_age(&headers(&[("cache-control", "no-cache")])), secs(0));
         assert_eq!(max_age(&headers(&[("cache-control", "max-age=abc")])), None);
         assert_eq!(max_age(&headers(&[])), None);
@@ -307,9 +326,18 @@ mod tests {
     #[test]
     fn urls_are_checked() {
         assert!(checked_url("https://idp.example.com/jwks", false).is_ok());
-        assert!(matches!(checked_url("http://idp.example.com/jwks", false), Err(BuildError::InsecureUrl(_))));
+        assert!(matches!(
+            checked_url("http://idp.example.com/jwks", false),
+            Err(BuildError::InsecureUrl(_))
+        ));
         assert!(checked_url("http://127.0.0.1:8080/jwks", true).is_ok());
-        assert!(matches!(checked_url("file:///etc/passwd", true), Err(BuildError::InvalidUrl(_))));
-        assert!(matches!(checked_url("not a url", true), Err(BuildError::InvalidUrl(_))));
+        assert!(matches!(
+            checked_url("file:///etc/passwd", true),
+            Err(BuildError::InvalidUrl(_))
+        ));
+        assert!(matches!(
+            checked_url("not a url", true),
+            Err(BuildError::InvalidUrl(_))
+        ));
     }
 }

@@ -43,17 +43,17 @@ const FEW: usize = 16;
 
 impl<'de> SeenNames<'de> {
     /// Records `name`; fails on a duplicate.
-    pub(crate) fn insert<E: de::Error>(&mut self, name: &Cow<'de, str>) -> Result<(), E> {
+    pub(crate) fn insert<E: de::Error>(&mut self, name: Cow<'de, str>) -> Result<(), E> {
         let fresh = match &mut self.many {
-            Some(set) => set.insert(name.clone()),
+            Some(set) => set.insert(name),
             None if self.few.len() < FEW => {
-                let fresh = !self.few.contains(name);
-                self.few.push(name.clone());
+                let fresh = !self.few.contains(&name);
+                self.few.push(name);
                 fresh
             }
             None => {
                 let mut set: HashSet<_> = self.few.drain(..).collect();
-                let fresh = set.insert(name.clone());
+                let fresh = set.insert(name);
                 self.many = Some(set);
                 fresh
             }

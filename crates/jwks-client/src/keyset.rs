@@ -192,9 +192,11 @@ struct RawJwk {
 
 impl RawJwk {
     fn has_private_members(&self) -> bool {
-        [&self.d, &self.p, &self.q, &self.dp, &self.dq, &self.qi, &self.oth]
-            .iter()
-            .any(|member| member.is_some())
+        [
+            &self.d, &self.p, &self.q, &self.dp, &self.dq, &self.qi, &self.oth,
+        ]
+        .iter()
+        .any(|member| member.is_some())
     }
 }
 
@@ -372,9 +374,7 @@ fn parse_key(raw: &RawValue) -> Result<VerifyingKey, SkippedKey> {
 
 fn decode_member(value: Option<&String>) -> Result<Vec<u8>, SkipReason> {
     let value = value.ok_or(SkipReason::Malformed)?;
-    JWK_BASE64
-        .decode(value)
-        .map_err(|_| SkipReason::Malformed)
+    JWK_BASE64.decode(value).map_err(|_| SkipReason::Malformed)
 }
 
 fn strip_leading_zeros(bytes: &[u8]) -> &[u8] {

@@ -86,13 +86,7 @@ impl KeyStore {
     ///   backing off after failures; if the refresh fails the stale set is served.
     /// * absent or past `max_stale`: loaded (coalesced); failure is [`KeysUnavailable`].
     pub(crate) async fn current(self: &Arc<Self>) -> Result<KeyEntry, KeysUnavailable> {
-        let cached = match self.cache.get(&self.cache_key).await {
-            Ok(entry) => entry,
-            Err(error) => {
-                tracing::warn!(%error, "key cache read failed; treated as a miss");
-                None
-            }
-        };
+        let cached = self.cached().await;
         let now = self.clock.now();
         match cached {
             Some(entry) if entry.is_fresh(now) => {
@@ -125,11 +119,19 @@ impl KeyStore {
         let current = seen.clone();
         let outcome = self
             .flights
-            .run_if((), || self.claim_kid_refetch(now), || store.load(Some(current)))
+            .run_if(
+                (),
+                || self.claim_kid_refetch(now),
+                || store.load(Some(current)),
+            )
             .await;
         let Some(outcome) = outcome else {
             self.counters.kid_refetch_suppressed();
-            return Ok(None);
+            // A refetch may have landed since `seen` was read: retry with the newer set.
+            return Ok(self
+                .cached()
+                .await
+                .filter(|latest| latest.value.fingerprint() != seen.value.fingerprint()));
         };
         self.counters.kid_refetch();
         let entry = outcome
@@ -141,6 +143,16 @@ impl KeyStore {
                 .insert(kid.into(), (entry.value.fingerprint(), self.clock.now()));
         }
         Ok(Some(entry))
+    }
+
+    async fn cached(&self) -> Option<KeyEntry> {
+        match self.cache.get(&self.cache_key).await {
+            Ok(entry) => entry,
+            Err(error) => {
+                tracing::warn!(%error, "key cache read failed; treated as a miss");
+                None
+            }
+        }
     }
 
     fn refresh_at(&self, entry: &KeyEntry) -> SystemTime {
@@ -233,7 +245,11 @@ impl KeyStore {
                 if let Err(error) = self.cache.put(&self.cache_key, entry.clone()).await {
                     tracing::warn!(%error, "could not store the key set");
                 }
-                tracing::debug!(source = self.source.id(), fingerprint = entry.value.fingerprint(), "key set loaded");
+                tracing::debug!(
+                    source = self.source.id(),
+                    fingerprint = entry.value.fingerprint(),
+                    "key set loaded"
+                );
                 Ok(entry)
             }
             Err(error) => {
@@ -261,7 +277,8 @@ impl KeyStore {
     fn claim_kid_refetch(&self, now: SystemTime) -> bool {
         let now = millis(now);
         let last = self.kid_refetch_ms.load(Ordering::Acquire);
-        let cooldown = u64::try_from(self.policy.unknown_kid_cooldown.as_millis()).unwrap_or(u64::MAX);
+        let cooldown =
+            u64::try_from(self.policy.unknown_kid_cooldown.as_millis()).unwrap_or(u64::MAX);
         if last != 0 && now < last.saturating_add(cooldown) {
             return false;
         }
@@ -302,13 +319,26 @@ impl Health {
         (now < retry_at).then(|| Duration::from_millis(retry_at - now))
     }
 
-    fn failed(&self, now: SystemTime, policy: &FreshnessPolicy, error: Arc<RefreshError>) -> Duration {
-        let failures = self.failures.fetch_add(1, Ordering::AcqRel).saturating_add(1);
+    fn failed(
+        &self,
+        now: SystemTime,
+        policy: &FreshnessPolicy,
+        error: Arc<RefreshError>,
+    ) -> Duration {
+        let failures = self
+            .failures
+            .fetch_add(1, Ordering::AcqRel)
+            .saturating_add(1);
         // Full backoff scaled into [80 %, 100 %] so a fleet does not retry in lockstep.
-        let delay = policy.backoff(failures).mul_f64(0.8 + 0.2 * fastrand::f64());
+        let delay = policy
+            .backoff(failures)
+            .mul_f64(0.8 + 0.2 * fastrand::f64());
         let retry_at = millis(now).saturating_add(delay.as_millis().try_into().unwrap_or(u64::MAX));
         self.retry_at_ms.store(retry_at, Ordering::Release);
-        *self.last_error.lock().unwrap_or_else(PoisonError::into_inner) = Some(error);
+        *self
+            .last_error
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(error);
         delay
     }
 
@@ -322,6 +352,10 @@ impl Health {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
-            .unwrap_or_else(|| Arc::new(RefreshError::Fetch(FetchError::Other("no fetch yet".into()))))
+            .unwrap_or_else(|| {
+                Arc::new(RefreshError::Fetch(FetchError::Other(
+                    "no fetch yet".into(),
+                )))
+            })
     }
 }

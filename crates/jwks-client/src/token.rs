@@ -127,7 +127,7 @@ impl<'de> Visitor<'de> for HeaderVisitor {
             crit: false,
         };
         while let Some(Name(name)) = map.next_key::<Name<'de>>()? {
-            seen.insert(&name)?;
+            seen.insert(name.clone())?;
             match &*name {
                 "alg" => header.alg = Some(map.next_value::<String>()?),
                 "kid" => {

@@ -287,10 +287,14 @@ impl VerifierBuilder {
         }
         let algorithms = AlgorithmSet::of(&self.algorithms);
         if algorithms.is_empty() {
-            return Err(BuildError::InvalidSetting("no asymmetric algorithm allowed"));
+            return Err(BuildError::InvalidSetting(
+                "no asymmetric algorithm allowed",
+            ));
         }
         if self.max_token_bytes == 0 {
-            return Err(BuildError::InvalidSetting("max_token_bytes must be positive"));
+            return Err(BuildError::InvalidSetting(
+                "max_token_bytes must be positive",
+            ));
         }
         self.policy.validate()?;
         let clock = self.clock.unwrap_or_else(|| Arc::new(SystemClock));

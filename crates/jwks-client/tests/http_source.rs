@@ -57,14 +57,24 @@ async fn a_200_carries_etag_and_a_conditional_request_gets_304() {
     let idp = Idp::start().await.unwrap();
     idp.set_max_age(Some(300));
     let source = source(&idp);
-    let Fetched::Modified { etag, max_age, body } = source.fetch(&Validators::default()).await.unwrap() else {
+    let Fetched::Modified {
+        etag,
+        max_age,
+        body,
+    } = source.fetch(&Validators::default()).await.unwrap()
+    else {
         panic!("expected a body");
     };
     assert!(etag.is_some());
     assert_eq!(max_age, Some(Duration::from_secs(300)));
     assert!(jwkstash_jwks::KeySet::parse(body).is_ok());
     let again = source.fetch(&Validators { etag }).await.unwrap();
-    assert_eq!(again, Fetched::NotModified { max_age: Some(Duration::from_secs(300)) });
+    assert_eq!(
+        again,
+        Fetched::NotModified {
+            max_age: Some(Duration::from_secs(300))
+        }
+    );
 }
 
 #[tokio::test]
@@ -81,6 +91,9 @@ async fn a_304_extends_the_cached_set_without_a_new_body() {
     assert!(Arc::ptr_eq(&before, &verifier.key_set().await.unwrap()));
 }
 
+/// Whether a refresh error is the one a case expects.
+type Expected = fn(&RefreshError) -> bool;
+
 /// Every failure: a typed error within the deadline, and a warm cache left as it was.
 #[tokio::test]
 async fn failures_are_typed_bounded_and_leave_the_cached_set_untouched() {
@@ -88,21 +101,77 @@ async fn failures_are_typed_bounded_and_leave_the_cached_set_untouched() {
     let idp = idp_at(&clock).await;
     let other_host = Idp::start().await.unwrap();
     let oversize = format!(r#"{{"keys":[],"pad":"{}"}}"#, "x".repeat(300 * 1024));
-    let cases: Vec<(Behaviour, fn(&RefreshError) -> bool, usize)> = vec![
-        (Behaviour::Status(404), |e| matches!(e, RefreshError::Fetch(FetchError::Status(404))), 1),
-        (Behaviour::Status(429), |e| matches!(e, RefreshError::Fetch(FetchError::Status(429))), 1),
-        (Behaviour::Status(500), |e| matches!(e, RefreshError::Fetch(FetchError::Status(500))), 2),
-        (Behaviour::Status(503), |e| matches!(e, RefreshError::Fetch(FetchError::Status(503))), 2),
-        (html("<html><body>Bad gateway</body></html>"), |e| matches!(e, RefreshError::KeySet(KeySetError::NotAKeySet(_))), 1),
-        (json_body(""), |e| matches!(e, RefreshError::KeySet(KeySetError::NotAKeySet(_))), 1),
-        (json_body("{}"), |e| matches!(e, RefreshError::KeySet(KeySetError::NotAKeySet(_))), 1),
-        (json_body(r#"{"keys":{}}"#), |e| matches!(e, RefreshError::KeySet(KeySetError::NotAKeySet(_))), 1),
-        (json_body(r#"{"keys":[{"kty":"oct","k":"c2VjcmV0"}]}"#), |e| matches!(e, RefreshError::KeySet(KeySetError::NoUsableKey { .. })), 1),
-        (json_body(&oversize), |e| matches!(e, RefreshError::Fetch(FetchError::TooLarge { .. })), 1),
-        (Behaviour::Endless, |e| matches!(e, RefreshError::Fetch(FetchError::TooLarge { .. })), 1),
-        (Behaviour::Hang, |e| matches!(e, RefreshError::Fetch(FetchError::Timeout(_))), 1),
-        (Behaviour::Trickle(Duration::from_millis(50)), |e| matches!(e, RefreshError::Fetch(FetchError::Timeout(_))), 1),
-        (Behaviour::RedirectTo(other_host.jwks_url()), |e| matches!(e, RefreshError::Fetch(FetchError::Redirect)), 1),
+    let cases: Vec<(Behaviour, Expected, usize)> = vec![
+        (
+            Behaviour::Status(404),
+            |e| matches!(e, RefreshError::Fetch(FetchError::Status(404))),
+            1,
+        ),
+        (
+            Behaviour::Status(429),
+            |e| matches!(e, RefreshError::Fetch(FetchError::Status(429))),
+            1,
+        ),
+        (
+            Behaviour::Status(500),
+            |e| matches!(e, RefreshError::Fetch(FetchError::Status(500))),
+            2,
+        ),
+        (
+            Behaviour::Status(503),
+            |e| matches!(e, RefreshError::Fetch(FetchError::Status(503))),
+            2,
+        ),
+        (
+            html("<html><body>Bad gateway</body></html>"),
+            |e| matches!(e, RefreshError::KeySet(KeySetError::NotAKeySet(_))),
+            1,
+        ),
+        (
+            json_body(""),
+            |e| matches!(e, RefreshError::KeySet(KeySetError::NotAKeySet(_))),
+            1,
+        ),
+        (
+            json_body("{}"),
+            |e| matches!(e, RefreshError::KeySet(KeySetError::NotAKeySet(_))),
+            1,
+        ),
+        (
+            json_body(r#"{"keys":{}}"#),
+            |e| matches!(e, RefreshError::KeySet(KeySetError::NotAKeySet(_))),
+            1,
+        ),
+        (
+            json_body(r#"{"keys":[{"kty":"oct","k":"c2VjcmV0"}]}"#),
+            |e| matches!(e, RefreshError::KeySet(KeySetError::NoUsableKey { .. })),
+            1,
+        ),
+        (
+            json_body(&oversize),
+            |e| matches!(e, RefreshError::Fetch(FetchError::TooLarge { .. })),
+            1,
+        ),
+        (
+            Behaviour::Endless,
+            |e| matches!(e, RefreshError::Fetch(FetchError::TooLarge { .. })),
+            1,
+        ),
+        (
+            Behaviour::Hang,
+            |e| matches!(e, RefreshError::Fetch(FetchError::Timeout(_))),
+            1,
+        ),
+        (
+            Behaviour::Trickle(Duration::from_millis(50)),
+            |e| matches!(e, RefreshError::Fetch(FetchError::Timeout(_))),
+            1,
+        ),
+        (
+            Behaviour::RedirectTo(other_host.jwks_url()),
+            |e| matches!(e, RefreshError::Fetch(FetchError::Redirect)),
+            1,
+        ),
     ];
     for (behaviour, expected, requests) in cases {
         // Cold: the typed cause, within the deadline.
@@ -111,12 +180,24 @@ async fn failures_are_typed_bounded_and_leave_the_cached_set_untouched() {
         let before = idp.jwks_requests();
         let started = Instant::now();
         let error = cold.verify::<Value>(&idp.mint()).await.unwrap_err();
-        assert!(started.elapsed() < DEADLINE + Duration::from_millis(400), "{behaviour:?} took {:?}", started.elapsed());
+        assert!(
+            started.elapsed() < DEADLINE + Duration::from_millis(400),
+            "{behaviour:?} took {:?}",
+            started.elapsed()
+        );
         let VerifyError::KeysUnavailable(unavailable) = &error else {
             panic!("{behaviour:?}: {error:?}");
         };
-        assert!(expected(unavailable.cause()), "{behaviour:?}: {:?}", unavailable.cause());
-        assert_eq!(idp.jwks_requests() - before, requests, "{behaviour:?}: requests");
+        assert!(
+            expected(unavailable.cause()),
+            "{behaviour:?}: {:?}",
+            unavailable.cause()
+        );
+        assert_eq!(
+            idp.jwks_requests() - before,
+            requests,
+            "{behaviour:?}: requests"
+        );
 
         // Warm: the stale set is served and stays the same set.
         idp.set_behaviour(Behaviour::Serve);
@@ -126,11 +207,18 @@ async fn failures_are_typed_bounded_and_leave_the_cached_set_untouched() {
         idp.set_behaviour(behaviour.clone());
         clock.advance(Duration::from_secs(11 * 60));
         warm.verify::<Value>(&idp.mint()).await.unwrap();
-        assert!(Arc::ptr_eq(&good, &warm.key_set().await.unwrap()), "{behaviour:?} replaced the set");
+        assert!(
+            Arc::ptr_eq(&good, &warm.key_set().await.unwrap()),
+            "{behaviour:?} replaced the set"
+        );
         assert_eq!(warm.stats().fetch_failures, 1, "{behaviour:?}");
         idp.set_behaviour(Behaviour::Serve);
     }
-    assert_eq!(other_host.jwks_requests(), 0, "a redirect reached another host");
+    assert_eq!(
+        other_host.jwks_requests(),
+        0,
+        "a redirect reached another host"
+    );
 }
 
 #[tokio::test]
@@ -138,7 +226,10 @@ async fn a_refused_connection_is_a_connect_error_retried_once() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!("http://{}/jwks.json", listener.local_addr().unwrap());
     drop(listener);
-    let source = HttpKeySource::builder(url).allow_http(true).build().unwrap();
+    let source = HttpKeySource::builder(url)
+        .allow_http(true)
+        .build()
+        .unwrap();
     let started = Instant::now();
     let error = source.fetch(&Validators::default()).await.unwrap_err();
     assert!(matches!(error, FetchError::Connect(_)), "{error:?}");

@@ -30,10 +30,22 @@ fn real_keys_of_every_type_parse() {
     let set = parse(&jwks(&keys.iter().collect::<Vec<_>>())).unwrap();
     assert_eq!(set.keys().len(), 4);
     assert!(set.skipped().is_empty());
-    assert_eq!(set.find(Some("rsa"), Algorithm::RS256).unwrap().kind(), KeyKind::Rsa { bits: 2048 });
-    assert_eq!(set.find(Some("p256"), Algorithm::ES256).unwrap().kind(), KeyKind::EcP256);
-    assert_eq!(set.find(Some("p384"), Algorithm::ES384).unwrap().kind(), KeyKind::EcP384);
-    assert_eq!(set.find(Some("ed"), Algorithm::EdDSA).unwrap().kind(), KeyKind::Ed25519);
+    assert_eq!(
+        set.find(Some("rsa"), Algorithm::RS256).unwrap().kind(),
+        KeyKind::Rsa { bits: 2048 }
+    );
+    assert_eq!(
+        set.find(Some("p256"), Algorithm::ES256).unwrap().kind(),
+        KeyKind::EcP256
+    );
+    assert_eq!(
+        set.find(Some("p384"), Algorithm::ES384).unwrap().kind(),
+        KeyKind::EcP384
+    );
+    assert_eq!(
+        set.find(Some("ed"), Algorithm::EdDSA).unwrap().kind(),
+        KeyKind::Ed25519
+    );
 }
 
 #[test]
@@ -69,28 +81,68 @@ fn refused_keys() {
         (with(json!({ "e": "AQ" })), SkipReason::RsaExponent),
         (with(json!({ "e": "Ag" })), SkipReason::RsaExponent),
         (with(json!({ "d": "AQAB" })), SkipReason::PrivateKey),
-        (with(json!({ "p": "AQAB", "q": "AQAB" })), SkipReason::PrivateKey),
+        (
+            with(json!({ "p": "AQAB", "q": "AQAB" })),
+            SkipReason::PrivateKey,
+        ),
         (with(json!({ "use": "enc" })), SkipReason::NotForSignatures),
-        (with(json!({ "key_ops": ["encrypt"] })), SkipReason::NoVerifyOperation),
-        (with(json!({ "alg": "HS256" })), SkipReason::UnsupportedAlgorithm),
-        (with(json!({ "alg": "ES256" })), SkipReason::UnsupportedAlgorithm),
-        (with(json!({ "alg": "none" })), SkipReason::UnsupportedAlgorithm),
-        (with(json!({ "kid": "k".repeat(300) })), SkipReason::KidTooLong),
-        (json!({ "kty": "oct", "kid": "hmac", "k": "c2VjcmV0" }), SkipReason::SymmetricKey),
-        (json!({ "kty": "EC", "crv": "secp256k1", "x": b64([1u8; 32]), "y": b64([1u8; 32]) }), SkipReason::UnsupportedCurve),
-        (json!({ "kty": "OKP", "crv": "Ed448", "x": b64([1u8; 57]) }), SkipReason::UnsupportedCurve),
+        (
+            with(json!({ "key_ops": ["encrypt"] })),
+            SkipReason::NoVerifyOperation,
+        ),
+        (
+            with(json!({ "alg": "HS256" })),
+            SkipReason::UnsupportedAlgorithm,
+        ),
+        (
+            with(json!({ "alg": "ES256" })),
+            SkipReason::UnsupportedAlgorithm,
+        ),
+        (
+            with(json!({ "alg": "none" })),
+            SkipReason::UnsupportedAlgorithm,
+        ),
+        (
+            with(json!({ "kid": "k".repeat(300) })),
+            SkipReason::KidTooLong,
+        ),
+        (
+            json!({ "kty": "oct", "kid": "hmac", "k": "c2VjcmV0" }),
+            SkipReason::SymmetricKey,
+        ),
+        (
+            json!({ "kty": "EC", "crv": "secp256k1", "x": b64([1u8; 32]), "y": b64([1u8; 32]) }),
+            SkipReason::UnsupportedCurve,
+        ),
+        (
+            json!({ "kty": "OKP", "crv": "Ed448", "x": b64([1u8; 57]) }),
+            SkipReason::UnsupportedCurve,
+        ),
     ];
     for (jwk, reason) in cases {
         let error = parse(&set_of(vec![jwk.clone()])).unwrap_err();
         assert_eq!(error, KeySetError::NoUsableKey { skipped: 1 }, "{jwk}");
-        let set = parse(&set_of(vec![jwk.clone(), TestKey::ed25519("ok").public_jwk()])).unwrap();
+        let set = parse(&set_of(vec![
+            jwk.clone(),
+            TestKey::ed25519("ok").public_jwk(),
+        ]))
+        .unwrap();
         assert_eq!(set.skipped()[0].reason, reason, "{jwk}");
     }
 }
 
 #[test]
 fn documents_that_are_not_key_sets_are_refused() {
-    for body in ["", "{}", r#"{"keys":{}}"#, r#"{"keys":[]}"#, "<html>oops</html>", "[]", "null", "\u{feff}{}"] {
+    for body in [
+        "",
+        "{}",
+        r#"{"keys":{}}"#,
+        r#"{"keys":[]}"#,
+        "<html>oops</html>",
+        "[]",
+        "null",
+        "\u{feff}{}",
+    ] {
         assert!(KeySet::parse(body.to_owned()).is_err(), "{body:?} accepted");
     }
     assert!(KeySet::parse(vec![0xff, 0xfe, b'{']).is_err());
@@ -104,18 +156,41 @@ fn lookups_fit_the_algorithm_to_the_key() {
     let mut unpinned = rsa.public_jwk();
     unpinned.as_object_mut().unwrap().remove("alg");
     unpinned["kid"] = json!("unpinned");
-    let set = parse(&set_of(vec![rsa.public_jwk(), unpinned, TestKey::ec_p256("ec").public_jwk()])).unwrap();
+    let set = parse(&set_of(vec![
+        rsa.public_jwk(),
+        unpinned,
+        TestKey::ec_p256("ec").public_jwk(),
+    ]))
+    .unwrap();
     // The JWK pins RS256: PS256 with the same key is refused.
-    assert_eq!(set.find(Some("rsa"), Algorithm::PS256).unwrap_err(), InvalidToken::AlgorithmMismatch);
+    assert_eq!(
+        set.find(Some("rsa"), Algorithm::PS256).unwrap_err(),
+        InvalidToken::AlgorithmMismatch
+    );
     // Without alg, any RSA algorithm fits an RSA key, but no EC one.
     assert!(set.find(Some("unpinned"), Algorithm::PS512).is_ok());
-    assert_eq!(set.find(Some("unpinned"), Algorithm::ES256).unwrap_err(), InvalidToken::AlgorithmMismatch);
-    assert_eq!(set.find(Some("ec"), Algorithm::ES384).unwrap_err(), InvalidToken::AlgorithmMismatch);
-    assert_eq!(set.find(Some("missing"), Algorithm::RS256).unwrap_err(), InvalidToken::UnknownKid);
+    assert_eq!(
+        set.find(Some("unpinned"), Algorithm::ES256).unwrap_err(),
+        InvalidToken::AlgorithmMismatch
+    );
+    assert_eq!(
+        set.find(Some("ec"), Algorithm::ES384).unwrap_err(),
+        InvalidToken::AlgorithmMismatch
+    );
+    assert_eq!(
+        set.find(Some("missing"), Algorithm::RS256).unwrap_err(),
+        InvalidToken::UnknownKid
+    );
     // Without kid: only when exactly one key fits.
     assert!(set.find(None, Algorithm::ES256).is_ok());
-    assert_eq!(set.find(None, Algorithm::RS256).unwrap_err(), InvalidToken::MissingKid);
-    assert_eq!(set.find(None, Algorithm::EdDSA).unwrap_err(), InvalidToken::MissingKid);
+    assert_eq!(
+        set.find(None, Algorithm::RS256).unwrap_err(),
+        InvalidToken::MissingKid
+    );
+    assert_eq!(
+        set.find(None, Algorithm::EdDSA).unwrap_err(),
+        InvalidToken::MissingKid
+    );
 }
 
 #[test]
@@ -124,7 +199,10 @@ fn a_kid_shared_by_two_keys_of_one_type_is_ambiguous() {
     let b = TestKey::rsa("dup");
     let c = TestKey::ec_p256("dup");
     let set = parse(&jwks(&[&a, &b, &c])).unwrap();
-    assert_eq!(set.find(Some("dup"), Algorithm::RS256).unwrap_err(), InvalidToken::AmbiguousKey);
+    assert_eq!(
+        set.find(Some("dup"), Algorithm::RS256).unwrap_err(),
+        InvalidToken::AmbiguousKey
+    );
     // A different key type under the same kid is told apart by the algorithm.
     assert!(set.find(Some("dup"), Algorithm::ES256).is_ok());
 }

@@ -95,7 +95,11 @@ async fn refresh_ahead_runs_in_the_background_and_hits_never_wait() {
     for _ in 0..100 {
         verifier.verify::<Value>(&token).await.unwrap();
     }
-    assert_eq!(started.elapsed(), Duration::ZERO, "a hit waited on the network");
+    assert_eq!(
+        started.elapsed(),
+        Duration::ZERO,
+        "a hit waited on the network"
+    );
     // Let the one background refresh finish.
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(calls.load(Ordering::SeqCst), 2);
@@ -133,12 +137,23 @@ async fn an_unknown_kid_flood_fetches_at_most_once_per_cooldown_and_valid_tokens
     for _ in 0..50 {
         verifier.verify::<Value>(&valid).await.unwrap();
     }
-    assert_eq!(started.elapsed(), Duration::ZERO, "a valid token waited for the refetch");
+    assert_eq!(
+        started.elapsed(),
+        Duration::ZERO,
+        "a valid token waited for the refetch"
+    );
     for task in flood {
         let error = task.await.unwrap().unwrap_err();
-        assert!(matches!(error, VerifyError::InvalidToken(InvalidToken::UnknownKid)), "{error:?}");
+        assert!(
+            matches!(error, VerifyError::InvalidToken(InvalidToken::UnknownKid)),
+            "{error:?}"
+        );
     }
-    assert_eq!(calls.load(Ordering::SeqCst), 2, "one warm-up fetch and at most one refetch");
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        2,
+        "one warm-up fetch and at most one refetch"
+    );
 
     // Within the cooldown (30 s) more random kids cause no fetch at all.
     advance(Duration::from_secs(10)).await;
@@ -173,7 +188,11 @@ async fn a_kid_found_absent_is_not_refetched_again_while_the_set_is_unchanged() 
     assert_eq!(calls.load(Ordering::SeqCst), 2);
 }
 
-fn key_with_kid_token(key: &jwkstash_jwks::testkit::TestKey, kid: &str, clock: &TokioClock) -> String {
+fn key_with_kid_token(
+    key: &jwkstash_jwks::testkit::TestKey,
+    kid: &str,
+    clock: &TokioClock,
+) -> String {
     let header = serde_json::json!({ "alg": key.alg(), "kid": kid });
     key.sign_with_header(&header, &claims(clock))
 }
@@ -189,17 +208,32 @@ async fn rotation_validates_the_new_kid_after_exactly_one_refetch() {
         Arc::clone(&calls),
     );
     let verifier = verifier(source, &clock);
-    verifier.verify::<Value>(&token(&old, &clock)).await.unwrap();
+    verifier
+        .verify::<Value>(&token(&old, &clock))
+        .await
+        .unwrap();
     assert_eq!(calls.load(Ordering::SeqCst), 1);
-    verifier.verify::<Value>(&token(&new, &clock)).await.unwrap();
+    verifier
+        .verify::<Value>(&token(&new, &clock))
+        .await
+        .unwrap();
     assert_eq!(calls.load(Ordering::SeqCst), 2);
     for _ in 0..10 {
-        verifier.verify::<Value>(&token(&new, &clock)).await.unwrap();
+        verifier
+            .verify::<Value>(&token(&new, &clock))
+            .await
+            .unwrap();
     }
     assert_eq!(calls.load(Ordering::SeqCst), 2);
     // The old key was replaced, not merged: its tokens no longer verify.
-    let error = verifier.verify::<Value>(&token(&old, &clock)).await.unwrap_err();
-    assert!(matches!(error, VerifyError::InvalidToken(InvalidToken::UnknownKid)), "{error:?}");
+    let error = verifier
+        .verify::<Value>(&token(&old, &clock))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(error, VerifyError::InvalidToken(InvalidToken::UnknownKid)),
+        "{error:?}"
+    );
 }
 
 use jwkstash_jwks::testkit::TestKey;
@@ -218,7 +252,10 @@ async fn a_key_removed_upstream_stops_validating_after_the_next_refresh() {
     advance(11 * MINUTE).await;
     verifier.verify::<Value>(&token(&b, &clock)).await.unwrap();
     assert_eq!(calls.load(Ordering::SeqCst), 2);
-    let error = verifier.verify::<Value>(&token(&a, &clock)).await.unwrap_err();
+    let error = verifier
+        .verify::<Value>(&token(&a, &clock))
+        .await
+        .unwrap_err();
     assert!(error.is_invalid_token(), "{error:?}");
 }
 
@@ -241,13 +278,19 @@ async fn an_outage_serves_the_last_good_set_up_to_max_stale_then_fails_closed() 
     let during_outage = calls.load(Ordering::SeqCst) - 1;
     assert!(during_outage >= 2, "the provider was never retried");
     // Backoff (1 s doubling to 60 s) and one request a minute: at most one fetch per request.
-    assert!(during_outage <= 60, "{during_outage} fetches in an hour of outage");
+    assert!(
+        during_outage <= 60,
+        "{during_outage} fetches in an hour of outage"
+    );
     assert!(verifier.stats().stale_served >= 58);
 
     // Past max_stale: fail closed with "keys unavailable" (503), never "invalid token".
     advance(2 * MINUTE).await;
     let error = verifier.verify::<Value>(&token).await.unwrap_err();
-    assert!(matches!(error, VerifyError::KeysUnavailable(_)), "{error:?}");
+    assert!(
+        matches!(error, VerifyError::KeysUnavailable(_)),
+        "{error:?}"
+    );
     assert_eq!(error.http_status(), 503);
 }
 
@@ -299,5 +342,122 @@ async fn max_age_sets_the_ttl_within_bounds() {
     assert_eq!(calls.load(Ordering::SeqCst), 1);
     advance(MINUTE).await;
     verifier.verify::<Value>(&token).await.unwrap();
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_callers_of_a_new_kid_all_verify_after_one_refetch() {
+    let (old, new) = (TestKey::ed25519("old"), TestKey::ed25519("new"));
+    let clock = TokioClock::new();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let source = Slow {
+        inner: scripted_source(
+            vec![Ok(modified(&[&old])), Ok(modified(&[&new]))],
+            Arc::clone(&calls),
+        ),
+        delay: Duration::from_millis(20),
+    };
+    let verifier = verifier(source, &clock);
+    verifier
+        .verify::<Value>(&token(&old, &clock))
+        .await
+        .unwrap();
+    let token = token(&new, &clock);
+    // Callers that arrive while the refetch runs join it; those that arrive after it landed
+    // (cooldown active) retry with the newer set instead of being refused.
+    let tasks: Vec<_> = (0..200)
+        .map(|i| {
+            let (verifier, token) = (verifier.clone(), token.clone());
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(i % 40)).await;
+                verifier.verify::<Value>(&token).await
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap().unwrap();
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+}
+
+/// A cache whose reads return what they found only after a delay, to interleave callers.
+#[derive(Debug)]
+struct SlowReads {
+    inner: jwkstash_memory::MemoryCache<Arc<jwkstash_jwks::KeySet>>,
+    delay_ms: std::sync::atomic::AtomicU64,
+}
+
+#[async_trait::async_trait]
+impl jwkstash_core::Cache<Arc<jwkstash_jwks::KeySet>> for SlowReads {
+    async fn get(
+        &self,
+        key: &str,
+    ) -> Result<Option<jwkstash_core::Entry<Arc<jwkstash_jwks::KeySet>>>, jwkstash_core::CacheError>
+    {
+        let found = self.inner.get(key).await;
+        tokio::time::sleep(Duration::from_millis(self.delay_ms.load(Ordering::SeqCst))).await;
+        found
+    }
+    async fn put(
+        &self,
+        key: &str,
+        entry: jwkstash_core::Entry<Arc<jwkstash_jwks::KeySet>>,
+    ) -> Result<(), jwkstash_core::CacheError> {
+        self.inner.put(key, entry).await
+    }
+    async fn remove(&self, key: &str) -> Result<(), jwkstash_core::CacheError> {
+        self.inner.remove(key).await
+    }
+    fn name(&self) -> &'static str {
+        "slow-reads"
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_caller_that_read_the_old_set_before_a_refetch_landed_retries_with_the_new_one() {
+    let (old, new) = (TestKey::ed25519("old"), TestKey::ed25519("new"));
+    let clock = TokioClock::new();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let source = Slow {
+        inner: scripted_source(
+            vec![Ok(modified(&[&old])), Ok(modified(&[&new]))],
+            Arc::clone(&calls),
+        ),
+        delay: Duration::from_secs(1),
+    };
+    let cache = Arc::new(SlowReads {
+        inner: jwkstash_memory::MemoryCache::builder()
+            .clock(Arc::new(clock.clone()))
+            .build(),
+        delay_ms: std::sync::atomic::AtomicU64::new(0),
+    });
+    let verifier = Verifier::builder()
+        .key_source(source)
+        .issuer(ISSUER)
+        .audience(AUDIENCE)
+        .clock(Arc::new(clock.clone()))
+        .cache(cache.clone())
+        .build()
+        .unwrap();
+    verifier
+        .verify::<Value>(&token(&old, &clock))
+        .await
+        .unwrap();
+    let token = token(&new, &clock);
+    // A finds the new kid unknown and starts the refetch (lands at t = 1 s).
+    let first = tokio::spawn({
+        let (verifier, token) = (verifier.clone(), token.clone());
+        async move { verifier.verify::<Value>(&token).await }
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    // B reads the old set at t = 0.1 s but looks the kid up only at t = 1.6 s: the refetch is
+    // over and the cooldown is running.
+    cache.delay_ms.store(1500, Ordering::SeqCst);
+    let second = tokio::spawn({
+        let verifier = verifier.clone();
+        async move { verifier.verify::<Value>(&token).await }
+    });
+    first.await.unwrap().unwrap();
+    second.await.unwrap().unwrap();
     assert_eq!(calls.load(Ordering::SeqCst), 2);
 }

@@ -73,8 +73,14 @@ async fn claims_deserialize_into_the_callers_type() {
     struct NeedsRole {
         role: String,
     }
-    let error = verifier.verify::<NeedsRole>(&token(&key, &clock)).await.unwrap_err();
-    assert!(matches!(error, VerifyError::InvalidToken(InvalidToken::ClaimsType)));
+    let error = verifier
+        .verify::<NeedsRole>(&token(&key, &clock))
+        .await
+        .unwrap_err();
+    assert!(matches!(
+        error,
+        VerifyError::InvalidToken(InvalidToken::ClaimsType)
+    ));
 }
 
 #[tokio::test]
@@ -83,7 +89,10 @@ async fn a_signature_by_another_key_with_the_same_kid_is_refused() {
     let published = TestKey::ec_p256("k");
     let impostor = TestKey::ec_p256("k");
     let verifier = verifier_for(&[&published], &clock);
-    assert_eq!(invalid(verifier.verify(&token(&impostor, &clock)).await), InvalidToken::BadSignature);
+    assert_eq!(
+        invalid(verifier.verify(&token(&impostor, &clock)).await),
+        InvalidToken::BadSignature
+    );
 }
 
 #[tokio::test]
@@ -95,8 +104,14 @@ async fn claims_are_checked_after_the_signature() {
     let mut expired = claims(&clock);
     expired["exp"] = json!(1);
     // Forged and expired: the answer is about the signature, not the claims.
-    assert_eq!(invalid(verifier.verify(&other.sign(&expired)).await), InvalidToken::BadSignature);
-    assert_eq!(invalid(verifier.verify(&key.sign(&expired)).await), InvalidToken::Expired);
+    assert_eq!(
+        invalid(verifier.verify(&other.sign(&expired)).await),
+        InvalidToken::BadSignature
+    );
+    assert_eq!(
+        invalid(verifier.verify(&key.sign(&expired)).await),
+        InvalidToken::Expired
+    );
 }
 
 #[tokio::test]
@@ -108,7 +123,10 @@ async fn expiry_follows_the_injected_clock_with_leeway() {
     clock.advance(Duration::from_secs(7200 + 59));
     verifier.verify::<Value>(&token).await.unwrap();
     clock.advance(Duration::from_secs(1));
-    assert_eq!(invalid(verifier.verify(&token).await), InvalidToken::Expired);
+    assert_eq!(
+        invalid(verifier.verify(&token).await),
+        InvalidToken::Expired
+    );
 }
 
 #[tokio::test]
@@ -127,25 +145,72 @@ async fn cheap_checks_refuse_before_any_fetch() {
         .unwrap();
     let claims = claims(&clock).to_string();
     let cases: Vec<(String, InvalidToken)> = vec![
-        ("a".repeat(20_000), InvalidToken::TooLarge { limit: 16 * 1024 }),
+        (
+            "a".repeat(20_000),
+            InvalidToken::TooLarge { limit: 16 * 1024 },
+        ),
         ("a.b".into(), InvalidToken::Malformed("not three segments")),
-        ("a.b.c.d".into(), InvalidToken::Malformed("not three segments")),
-        ("a.b.c.d.e".into(), InvalidToken::Malformed("not three segments")),
-        (format!("{}..sig", b64("{}")), InvalidToken::Malformed("empty segment")),
-        (key.sign_raw(br#"{"alg":"none","kid":"k"}"#, claims.as_bytes()), InvalidToken::AlgorithmNotAllowed),
-        (key.sign_raw(br#"{"alg":"HS256","kid":"k"}"#, claims.as_bytes()), InvalidToken::AlgorithmNotAllowed),
-        (key.sign_raw(br#"{"alg":"eddsa","kid":"k"}"#, claims.as_bytes()), InvalidToken::AlgorithmNotAllowed),
-        (key.sign_raw(br#"{"alg":"EdDSA","kid":"k","crit":["exp"]}"#, claims.as_bytes()), InvalidToken::UnsupportedCritical),
-        (key.sign_raw(br#"{"alg":"EdDSA","kid":7}"#, claims.as_bytes()), InvalidToken::InvalidKid),
-        (key.sign_raw(br#"{"alg":"EdDSA","kid":""}"#, claims.as_bytes()), InvalidToken::InvalidKid),
+        (
+            "a.b.c.d".into(),
+            InvalidToken::Malformed("not three segments"),
+        ),
+        (
+            "a.b.c.d.e".into(),
+            InvalidToken::Malformed("not three segments"),
+        ),
+        (
+            format!("{}..sig", b64("{}")),
+            InvalidToken::Malformed("empty segment"),
+        ),
+        (
+            key.sign_raw(br#"{"alg":"none","kid":"k"}"#, claims.as_bytes()),
+            InvalidToken::AlgorithmNotAllowed,
+        ),
+        (
+            key.sign_raw(br#"{"alg":"HS256","kid":"k"}"#, claims.as_bytes()),
+            InvalidToken::AlgorithmNotAllowed,
+        ),
+        (
+            key.sign_raw(br#"{"alg":"eddsa","kid":"k"}"#, claims.as_bytes()),
+            InvalidToken::AlgorithmNotAllowed,
+        ),
+        (
+            key.sign_raw(
+                br#"{"alg":"EdDSA","kid":"k","crit":["exp"]}"#,
+                claims.as_bytes(),
+            ),
+            InvalidToken::UnsupportedCritical,
+        ),
+        (
+            key.sign_raw(br#"{"alg":"EdDSA","kid":7}"#, claims.as_bytes()),
+            InvalidToken::InvalidKid,
+        ),
+        (
+            key.sign_raw(br#"{"alg":"EdDSA","kid":""}"#, claims.as_bytes()),
+            InvalidToken::InvalidKid,
+        ),
     ];
     for (token, expected) in cases {
-        assert_eq!(invalid(verifier.verify(&token).await), expected, "{:.60}", token);
+        assert_eq!(
+            invalid(verifier.verify(&token).await),
+            expected,
+            "{:.60}",
+            token
+        );
     }
-    let duplicate = key.sign_raw(br#"{"alg":"EdDSA","kid":"k","alg":"EdDSA"}"#, claims.as_bytes());
-    assert!(matches!(invalid(verifier.verify(&duplicate).await), InvalidToken::Malformed(_)));
+    let duplicate = key.sign_raw(
+        br#"{"alg":"EdDSA","kid":"k","alg":"EdDSA"}"#,
+        claims.as_bytes(),
+    );
+    assert!(matches!(
+        invalid(verifier.verify(&duplicate).await),
+        InvalidToken::Malformed(_)
+    ));
     let padded = format!("{}=", key.sign(&json!({})));
-    assert!(matches!(invalid(verifier.verify(&padded).await), InvalidToken::Malformed(_)));
+    assert!(matches!(
+        invalid(verifier.verify(&padded).await),
+        InvalidToken::Malformed(_)
+    ));
 }
 
 #[tokio::test]
@@ -159,7 +224,10 @@ async fn a_token_without_kid_needs_a_single_fitting_key() {
     let (a, b) = (TestKey::ed25519("a"), TestKey::ed25519("b"));
     let verifier = verifier_for(&[&a, &b], &clock);
     let no_kid = a.sign_with_header(&json!({ "alg": "EdDSA" }), &claims(&clock));
-    assert_eq!(invalid(verifier.verify(&no_kid).await), InvalidToken::MissingKid);
+    assert_eq!(
+        invalid(verifier.verify(&no_kid).await),
+        InvalidToken::MissingKid
+    );
 }
 
 #[tokio::test]
@@ -177,7 +245,10 @@ async fn restricting_algorithms_refuses_the_others() {
         .clock(Arc::new(clock.clone()))
         .build()
         .unwrap();
-    assert_eq!(invalid(verifier.verify(&token(&key, &clock)).await), InvalidToken::AlgorithmNotAllowed);
+    assert_eq!(
+        invalid(verifier.verify(&token(&key, &clock)).await),
+        InvalidToken::AlgorithmNotAllowed
+    );
     let _ = clock.now();
 }
 
@@ -190,11 +261,24 @@ fn dangerous_configurations_are_refused() {
         source
     };
     let base = || Verifier::builder().key_source(source());
-    assert!(matches!(base().audience("a").build(), Err(BuildError::MissingIssuer)));
-    assert!(matches!(base().issuer(ISSUER).build(), Err(BuildError::MissingAudience)));
-    assert!(matches!(base().issuer(ISSUER).audience("").build(), Err(BuildError::InvalidSetting(_))));
     assert!(matches!(
-        base().issuer(ISSUER).audience("a").algorithms(&[Algorithm::HS256]).build(),
+        base().audience("a").build(),
+        Err(BuildError::MissingIssuer)
+    ));
+    assert!(matches!(
+        base().issuer(ISSUER).build(),
+        Err(BuildError::MissingAudience)
+    ));
+    assert!(matches!(
+        base().issuer(ISSUER).audience("").build(),
+        Err(BuildError::InvalidSetting(_))
+    ));
+    assert!(matches!(
+        base()
+            .issuer(ISSUER)
+            .audience("a")
+            .algorithms(&[Algorithm::HS256])
+            .build(),
         Err(BuildError::InvalidSetting(_))
     ));
     assert!(matches!(
@@ -202,7 +286,11 @@ fn dangerous_configurations_are_refused() {
         Err(BuildError::MissingKeySource)
     ));
     assert!(matches!(
-        Verifier::builder().jwks_url("http://idp.example.com/jwks").issuer(ISSUER).audience("a").build(),
+        Verifier::builder()
+            .jwks_url("http://idp.example.com/jwks")
+            .issuer(ISSUER)
+            .audience("a")
+            .build(),
         Err(BuildError::InsecureUrl(_))
     ));
     assert!(base().issuer(ISSUER).any_audience().build().is_ok());

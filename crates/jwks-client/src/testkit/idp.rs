@@ -279,7 +279,10 @@ async fn serve_jwks(State(state): State<Arc<IdpState>>, headers: HeaderMap) -> R
     match behaviour {
         Behaviour::Serve => {
             let body = state.jwks_body();
-            let etag = format!("\"{}\"", &hex::encode(Sha256::digest(body.as_bytes()))[..16]);
+            let etag = format!(
+                "\"{}\"",
+                &hex::encode(Sha256::digest(body.as_bytes()))[..16]
+            );
             let mut response = if headers
                 .get(header::IF_NONE_MATCH)
                 .is_some_and(|sent| sent.as_bytes() == etag.as_bytes())
@@ -291,10 +294,9 @@ async fn serve_jwks(State(state): State<Arc<IdpState>>, headers: HeaderMap) -> R
             if let Ok(etag) = etag.parse() {
                 response.headers_mut().insert(header::ETAG, etag);
             }
-            if let Some(max_age) = *lock(&state.max_age) {
-                if let Ok(value) = format!("public, max-age={max_age}").parse() {
-                    response.headers_mut().insert(header::CACHE_CONTROL, value);
-                }
+            let max_age = *lock(&state.max_age);
+            if let Some(Ok(value)) = max_age.map(|age| format!("public, max-age={age}").parse()) {
+                response.headers_mut().insert(header::CACHE_CONTROL, value);
             }
             response
         }
@@ -318,13 +320,20 @@ async fn serve_jwks(State(state): State<Arc<IdpState>>, headers: HeaderMap) -> R
                     Some((Ok::<_, std::io::Error>(chunk), sent + 1))
                 }
             });
-            ([(header::CONTENT_TYPE, "application/json")], Body::from_stream(stream))
+            (
+                [(header::CONTENT_TYPE, "application/json")],
+                Body::from_stream(stream),
+            )
                 .into_response()
         }
         Behaviour::Endless => {
             let chunk = bytes::Bytes::from(vec![b' '; 8 * 1024]);
-            let stream = futures_util::stream::repeat_with(move || Ok::<_, std::io::Error>(chunk.clone()));
-            ([(header::CONTENT_TYPE, "application/json")], Body::from_stream(stream))
+            let stream =
+                futures_util::stream::repeat_with(move || Ok::<_, std::io::Error>(chunk.clone()));
+            (
+                [(header::CONTENT_TYPE, "application/json")],
+                Body::from_stream(stream),
+            )
                 .into_response()
         }
         Behaviour::RedirectTo(location) => {

@@ -153,7 +153,11 @@ impl TestKey {
                     .expect("RSA signing");
                 signature
             }
-            Pair::Ec(pair) => pair.sign(&rng, message).expect("ECDSA signing").as_ref().to_vec(),
+            Pair::Ec(pair) => pair
+                .sign(&rng, message)
+                .expect("ECDSA signing")
+                .as_ref()
+                .to_vec(),
             Pair::Ed(pair) => pair.sign(message).as_ref().to_vec(),
         }
     }

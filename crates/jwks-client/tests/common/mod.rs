@@ -27,17 +27,21 @@ pub fn modified(keys: &[&TestKey]) -> Fetched {
 
 /// A mock whose `fetch` answers with each of `answers` in turn (the last one repeats), counting
 /// calls in `calls`.
-pub fn scripted_source(answers: Vec<Result<Fetched, ()>>, calls: Arc<AtomicUsize>) -> MockKeySource {
+pub fn scripted_source(
+    answers: Vec<Result<Fetched, ()>>,
+    calls: Arc<AtomicUsize>,
+) -> MockKeySource {
     let mut source = MockKeySource::new();
     source.expect_id().return_const(JWKS_URL.to_owned());
     let answers = Mutex::new(answers);
     source.expect_fetch().returning(move |_| {
         let n = calls.fetch_add(1, Ordering::SeqCst);
         let answers = answers.lock().unwrap();
-        let answer = answers.get(n).or(answers.last()).expect("at least one answer");
-        answer
-            .clone()
-            .map_err(|()| FetchError::Status(503))
+        let answer = answers
+            .get(n)
+            .or(answers.last())
+            .expect("at least one answer");
+        answer.clone().map_err(|()| FetchError::Status(503))
     });
     source
 }
