@@ -16,13 +16,31 @@ use tokio::time::{Instant, advance};
 const MINUTE: Duration = Duration::from_secs(60);
 
 fn verifier(source: impl jwkstash_core::KeySource + 'static, clock: &TokioClock) -> Verifier {
-    Verifier::builder()
-        .key_source(source)
-        .issuer(ISSUER)
-        .audience(AUDIENCE)
-        .clock(Arc::new(clock.clone()))
-        .build()
-        .unwrap()
+    builder(source, Arc::new(clock.clone())).build().unwrap()
+}
+
+/// A verifier over a scripted, counted source whose fetches take `delay`.
+struct Fixture {
+    clock: TokioClock,
+    calls: Arc<AtomicUsize>,
+    verifier: Verifier,
+}
+
+impl Fixture {
+    fn new(answers: Vec<Result<jwkstash_core::Fetched, ()>>, delay: Duration) -> Self {
+        let clock = TokioClock::new();
+        let calls = Arc::new(AtomicUsize::new(0));
+        let source = Slow {
+            inner: scripted_source(answers, Arc::clone(&calls)),
+            delay,
+        };
+        let verifier = verifier(source, &clock);
+        Self {
+            clock,
+            calls,
+            verifier,
+        }
+    }
 }
 
 /// The test of the blog post this project grew from: four lookups, one upstream call.
@@ -48,13 +66,11 @@ async fn four_sequential_verifications_fetch_once() {
 #[tokio::test(start_paused = true)]
 async fn a_thousand_concurrent_cold_verifications_fetch_once_and_once_more_after_expiry() {
     let key = rsa_key("k1");
-    let clock = TokioClock::new();
-    let calls = Arc::new(AtomicUsize::new(0));
-    let source = Slow {
-        inner: scripted_source(vec![Ok(modified(&[&key]))], Arc::clone(&calls)),
-        delay: Duration::from_millis(200),
-    };
-    let verifier = verifier(source, &clock);
+    let Fixture {
+        clock,
+        calls,
+        verifier,
+    } = Fixture::new(vec![Ok(modified(&[&key]))], Duration::from_millis(200));
     let token = token(&key, &clock);
     let tasks: Vec<_> = (0..1000)
         .map(|_| {
@@ -78,13 +94,11 @@ async fn a_thousand_concurrent_cold_verifications_fetch_once_and_once_more_after
 #[tokio::test(start_paused = true)]
 async fn refresh_ahead_runs_in_the_background_and_hits_never_wait() {
     let key = rsa_key("k1");
-    let clock = TokioClock::new();
-    let calls = Arc::new(AtomicUsize::new(0));
-    let source = Slow {
-        inner: scripted_source(vec![Ok(modified(&[&key]))], Arc::clone(&calls)),
-        delay: Duration::from_secs(2),
-    };
-    let verifier = verifier(source, &clock);
+    let Fixture {
+        clock,
+        calls,
+        verifier,
+    } = Fixture::new(vec![Ok(modified(&[&key]))], Duration::from_secs(2));
     let token = token(&key, &clock);
     verifier.verify::<Value>(&token).await.unwrap();
     assert_eq!(calls.load(Ordering::SeqCst), 1);
@@ -114,13 +128,11 @@ async fn refresh_ahead_runs_in_the_background_and_hits_never_wait() {
 #[tokio::test(start_paused = true)]
 async fn an_unknown_kid_flood_fetches_at_most_once_per_cooldown_and_valid_tokens_never_wait() {
     let key = rsa_key("k1");
-    let clock = TokioClock::new();
-    let calls = Arc::new(AtomicUsize::new(0));
-    let source = Slow {
-        inner: scripted_source(vec![Ok(modified(&[&key]))], Arc::clone(&calls)),
-        delay: Duration::from_secs(1),
-    };
-    let verifier = verifier(source, &clock);
+    let Fixture {
+        clock,
+        calls,
+        verifier,
+    } = Fixture::new(vec![Ok(modified(&[&key]))], Duration::from_secs(1));
     let valid = token(&key, &clock);
     verifier.verify::<Value>(&valid).await.unwrap();
     advance(Duration::from_secs(2)).await;
@@ -175,10 +187,11 @@ async fn an_unknown_kid_flood_fetches_at_most_once_per_cooldown_and_valid_tokens
 #[tokio::test(start_paused = true)]
 async fn a_kid_found_absent_is_not_refetched_again_while_the_set_is_unchanged() {
     let key = rsa_key("k1");
-    let clock = TokioClock::new();
-    let calls = Arc::new(AtomicUsize::new(0));
-    let source = scripted_source(vec![Ok(modified(&[&key]))], Arc::clone(&calls));
-    let verifier = verifier(source, &clock);
+    let Fixture {
+        clock,
+        calls,
+        verifier,
+    } = Fixture::new(vec![Ok(modified(&[&key]))], Duration::ZERO);
     let retired = key_with_kid_token(&key, "retired", &clock);
     assert!(verifier.verify::<Value>(&retired).await.is_err());
     assert_eq!(calls.load(Ordering::SeqCst), 2);
@@ -201,13 +214,14 @@ fn key_with_kid_token(
 async fn rotation_validates_the_new_kid_after_exactly_one_refetch() {
     let old = rsa_key("old");
     let new = TestKey::ec_p256("new");
-    let clock = TokioClock::new();
-    let calls = Arc::new(AtomicUsize::new(0));
-    let source = scripted_source(
+    let Fixture {
+        clock,
+        calls,
+        verifier,
+    } = Fixture::new(
         vec![Ok(modified(&[&old])), Ok(modified(&[&new]))],
-        Arc::clone(&calls),
+        Duration::ZERO,
     );
-    let verifier = verifier(source, &clock);
     verifier
         .verify::<Value>(&token(&old, &clock))
         .await
@@ -241,13 +255,14 @@ use jwkstash_jwks::testkit::TestKey;
 #[tokio::test(start_paused = true)]
 async fn a_key_removed_upstream_stops_validating_after_the_next_refresh() {
     let (a, b) = (rsa_key("a"), TestKey::ed25519("b"));
-    let clock = TokioClock::new();
-    let calls = Arc::new(AtomicUsize::new(0));
-    let source = scripted_source(
+    let Fixture {
+        clock,
+        calls,
+        verifier,
+    } = Fixture::new(
         vec![Ok(modified(&[&a, &b])), Ok(modified(&[&b]))],
-        Arc::clone(&calls),
+        Duration::ZERO,
     );
-    let verifier = verifier(source, &clock);
     verifier.verify::<Value>(&token(&a, &clock)).await.unwrap();
     advance(11 * MINUTE).await;
     verifier.verify::<Value>(&token(&b, &clock)).await.unwrap();
@@ -262,10 +277,11 @@ async fn a_key_removed_upstream_stops_validating_after_the_next_refresh() {
 #[tokio::test(start_paused = true)]
 async fn an_outage_serves_the_last_good_set_up_to_max_stale_then_fails_closed() {
     let key = rsa_key("k1");
-    let clock = TokioClock::new();
-    let calls = Arc::new(AtomicUsize::new(0));
-    let source = scripted_source(vec![Ok(modified(&[&key])), Err(())], Arc::clone(&calls));
-    let verifier = verifier(source, &clock);
+    let Fixture {
+        clock,
+        calls,
+        verifier,
+    } = Fixture::new(vec![Ok(modified(&[&key])), Err(())], Duration::ZERO);
     let token = token(&key, &clock);
     verifier.verify::<Value>(&token).await.unwrap();
 
@@ -296,10 +312,11 @@ async fn an_outage_serves_the_last_good_set_up_to_max_stale_then_fails_closed() 
 
 #[tokio::test(start_paused = true)]
 async fn a_failing_cold_start_backs_off_instead_of_hammering() {
-    let clock = TokioClock::new();
-    let calls = Arc::new(AtomicUsize::new(0));
-    let source = scripted_source(vec![Err(())], Arc::clone(&calls));
-    let verifier = verifier(source, &clock);
+    let Fixture {
+        clock,
+        calls,
+        verifier,
+    } = Fixture::new(vec![Err(())], Duration::ZERO);
     let key = rsa_key("k1");
     let token = token(&key, &clock);
     for _ in 0..100 {
@@ -326,11 +343,7 @@ async fn max_age_sets_the_ttl_within_bounds() {
         max_age: Some(Duration::from_secs(5)),
     };
     let source = scripted_source(vec![Ok(answer)], Arc::clone(&calls));
-    let verifier = Verifier::builder()
-        .key_source(source)
-        .issuer(ISSUER)
-        .audience(AUDIENCE)
-        .clock(Arc::new(clock.clone()))
+    let verifier = builder(source, Arc::new(clock.clone()))
         .policy(FreshnessPolicy::default().min_ttl(MINUTE))
         .build()
         .unwrap();
@@ -348,16 +361,14 @@ async fn max_age_sets_the_ttl_within_bounds() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_callers_of_a_new_kid_all_verify_after_one_refetch() {
     let (old, new) = (TestKey::ed25519("old"), TestKey::ed25519("new"));
-    let clock = TokioClock::new();
-    let calls = Arc::new(AtomicUsize::new(0));
-    let source = Slow {
-        inner: scripted_source(
-            vec![Ok(modified(&[&old])), Ok(modified(&[&new]))],
-            Arc::clone(&calls),
-        ),
-        delay: Duration::from_millis(20),
-    };
-    let verifier = verifier(source, &clock);
+    let Fixture {
+        clock,
+        calls,
+        verifier,
+    } = Fixture::new(
+        vec![Ok(modified(&[&old])), Ok(modified(&[&new]))],
+        Duration::from_millis(20),
+    );
     verifier
         .verify::<Value>(&token(&old, &clock))
         .await
@@ -431,11 +442,7 @@ async fn a_caller_that_read_the_old_set_before_a_refetch_landed_retries_with_the
             .build(),
         delay_ms: std::sync::atomic::AtomicU64::new(0),
     });
-    let verifier = Verifier::builder()
-        .key_source(source)
-        .issuer(ISSUER)
-        .audience(AUDIENCE)
-        .clock(Arc::new(clock.clone()))
+    let verifier = builder(source, Arc::new(clock.clone()))
         .cache(cache.clone())
         .build()
         .unwrap();

@@ -19,13 +19,7 @@ fn verifier_for(keys: &[&TestKey], clock: &ManualClock) -> Verifier {
     source.expect_id().return_const(JWKS_URL.to_owned());
     let answer = modified(keys);
     source.expect_fetch().returning(move |_| Ok(answer.clone()));
-    Verifier::builder()
-        .key_source(source)
-        .issuer(ISSUER)
-        .audience(AUDIENCE)
-        .clock(Arc::new(clock.clone()))
-        .build()
-        .unwrap()
+    builder(source, Arc::new(clock.clone())).build().unwrap()
 }
 
 fn invalid(outcome: Result<Value, VerifyError>) -> InvalidToken {
@@ -133,14 +127,7 @@ async fn expiry_follows_the_injected_clock_with_leeway() {
 async fn cheap_checks_refuse_before_any_fetch() {
     let clock = ManualClock::default();
     let key = TestKey::ed25519("k");
-    let mut source = MockKeySource::new();
-    source.expect_id().return_const(JWKS_URL.to_owned());
-    source.expect_fetch().never();
-    let verifier = Verifier::builder()
-        .key_source(source)
-        .issuer(ISSUER)
-        .audience(AUDIENCE)
-        .clock(Arc::new(clock.clone()))
+    let verifier = builder(silent_source(), Arc::new(clock.clone()))
         .build()
         .unwrap();
     let claims = claims(&clock).to_string();
@@ -234,15 +221,8 @@ async fn a_token_without_kid_needs_a_single_fitting_key() {
 async fn restricting_algorithms_refuses_the_others() {
     let clock = ManualClock::default();
     let key = TestKey::ed25519("k");
-    let mut source = MockKeySource::new();
-    source.expect_id().return_const(JWKS_URL.to_owned());
-    source.expect_fetch().never();
-    let verifier = Verifier::builder()
-        .key_source(source)
-        .issuer(ISSUER)
-        .audience(AUDIENCE)
+    let verifier = builder(silent_source(), Arc::new(clock.clone()))
         .algorithms(&[Algorithm::RS256, Algorithm::HS256])
-        .clock(Arc::new(clock.clone()))
         .build()
         .unwrap();
     assert_eq!(

@@ -8,8 +8,11 @@ use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use jwkstash_core::{Clock, FetchError, Fetched, KeySource, MockKeySource, Validators};
+use jwkstash_core::{
+    Clock, FetchError, Fetched, KeySource, MockKeySource, SharedClock, Validators,
+};
 use jwkstash_jwks::testkit::{TestKey, jwks};
+use jwkstash_jwks::{Verifier, VerifierBuilder};
 use serde_json::{Value, json};
 
 pub const ISSUER: &str = "https://idp.test/";
@@ -43,6 +46,23 @@ pub fn scripted_source(
             .expect("at least one answer");
         answer.clone().map_err(|()| FetchError::Status(503))
     });
+    source
+}
+
+/// A verifier builder for [`ISSUER`] and [`AUDIENCE`] over `source`, reading `clock`.
+pub fn builder(source: impl KeySource + 'static, clock: SharedClock) -> VerifierBuilder {
+    Verifier::builder()
+        .key_source(source)
+        .issuer(ISSUER)
+        .audience(AUDIENCE)
+        .clock(clock)
+}
+
+/// A mock that must never be asked for keys.
+pub fn silent_source() -> MockKeySource {
+    let mut source = MockKeySource::new();
+    source.expect_id().return_const(JWKS_URL.to_owned());
+    source.expect_fetch().never();
     source
 }
 
