@@ -21,6 +21,7 @@
 
 mod cache;
 mod clock;
+mod coordination;
 mod entry;
 mod error;
 mod flight;
@@ -32,6 +33,9 @@ pub mod testkit;
 
 pub use cache::{Cache, CacheValue, DecodeError, get_or_load};
 pub use clock::{Clock, ManualClock, SharedClock, SystemClock, TokioClock};
+pub use coordination::{
+    Invalidation, Invalidations, Lease, LeaseToken, SharedTier, from_unix_millis, unix_millis,
+};
 pub use entry::Entry;
 pub use error::{BoxError, CacheError, CacheErrorKind, FetchError};
 pub use flight::{FlightError, SingleFlight};

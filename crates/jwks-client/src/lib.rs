@@ -25,6 +25,8 @@
 mod alg;
 mod claims;
 mod error;
+mod fleet;
+mod health;
 mod http;
 mod json;
 mod keyset;
@@ -53,5 +55,6 @@ pub use keyset::{
 pub use policy::FreshnessPolicy;
 pub use stats::Stats;
 pub use verifier::{
-    DEFAULT_LEEWAY, DEFAULT_MAX_TOKEN_BYTES, KeySetCache, Verifier, VerifierBuilder,
+    DEFAULT_LEASE_TTL, DEFAULT_LEEWAY, DEFAULT_MAX_TOKEN_BYTES, KeySetCache, SharedKeySetTier,
+    Verifier, VerifierBuilder,
 };

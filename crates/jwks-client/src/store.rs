@@ -1,29 +1,43 @@
 //! The key store of one source: reads the cache stack, refreshes ahead of expiry, serves the last
 //! good set through outages, backs off, and refetches for unknown `kid`s at most once per cooldown.
+//! With a shared tier, [`Fleet`] makes the instances fetch once for all of them.
 
-use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
-use jwkstash_core::{
-    Cache, Entry, FetchError, Fetched, KeySource, SharedClock, SingleFlight, Validators,
-};
+use jwkstash_core::{Entry, Fetched, KeySource, SharedClock, SingleFlight, Validators, unix_millis};
+use sha2::{Digest, Sha256};
 
 use crate::error::{KeySetError, KeysUnavailable, RefreshError};
+use crate::fleet::Fleet;
+use crate::health::Health;
 use crate::keyset::KeySet;
 use crate::policy::FreshnessPolicy;
 use crate::stats::Counters;
+use crate::verifier::KeySetCache;
 
 /// A cached key set with its times.
 pub(crate) type KeyEntry = Entry<Arc<KeySet>>;
-type LoadResult = Result<KeyEntry, Arc<RefreshError>>;
+pub(crate) type LoadResult = Result<KeyEntry, Arc<RefreshError>>;
+
+/// Why a load runs.
+#[derive(Debug, Clone)]
+pub(crate) enum Reason {
+    /// The set is missing, stale or due for refresh-ahead.
+    Refresh,
+    /// A token named a `kid` the set lacks; `absent_slot` names that (set, kid) pair.
+    UnknownKid { absent_slot: String },
+}
 
 pub(crate) struct KeyStore {
     source: Arc<dyn KeySource>,
-    cache: Arc<dyn Cache<Arc<KeySet>>>,
-    cache_key: String,
-    clock: SharedClock,
-    policy: FreshnessPolicy,
+    /// The cache stack: the near tier, or near over far with a fleet.
+    cache: KeySetCache,
+    pub(crate) cache_key: String,
+    pub(crate) clock: SharedClock,
+    pub(crate) policy: FreshnessPolicy,
+    fleet: Option<Fleet>,
     /// One load at a time for this source, whatever started it.
     flights: SingleFlight<(), LoadResult>,
     /// Set while a background refresh is pending, so hits in the refresh window do not all
@@ -34,6 +48,8 @@ pub(crate) struct KeyStore {
     kid_refetch_ms: AtomicU64,
     /// Kids found absent, with the fingerprint of the set they were absent from.
     absent: moka::sync::Cache<Box<str>, (u64, SystemTime)>,
+    /// The fleet's invalidation listener, stopped with the store.
+    listener: Mutex<Option<tokio::task::JoinHandle<()>>>,
     pub(crate) counters: Arc<Counters>,
 }
 
@@ -42,41 +58,47 @@ impl std::fmt::Debug for KeyStore {
         f.debug_struct("KeyStore")
             .field("source", &self.source.id())
             .field("cache", &self.cache.name())
+            .field("fleet", &self.fleet.is_some())
             .field("policy", &self.policy)
             .finish_non_exhaustive()
     }
 }
 
-fn millis(at: SystemTime) -> u64 {
-    at.duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |since| since.as_millis().try_into().unwrap_or(u64::MAX))
+/// The parts a store is built from.
+pub(crate) struct StoreParts {
+    pub(crate) source: Arc<dyn KeySource>,
+    pub(crate) cache: KeySetCache,
+    pub(crate) cache_key: String,
+    pub(crate) clock: SharedClock,
+    pub(crate) policy: FreshnessPolicy,
+    pub(crate) fleet: Option<Fleet>,
+    pub(crate) counters: Arc<Counters>,
 }
 
 impl KeyStore {
-    pub(crate) fn new(
-        source: Arc<dyn KeySource>,
-        cache: Arc<dyn Cache<Arc<KeySet>>>,
-        cache_key: String,
-        clock: SharedClock,
-        policy: FreshnessPolicy,
-        counters: Arc<Counters>,
-    ) -> Self {
+    pub(crate) fn new(parts: StoreParts) -> Arc<Self> {
         let absent = moka::sync::Cache::builder()
-            .max_capacity(policy.negative_cache_capacity)
+            .max_capacity(parts.policy.negative_cache_capacity)
             .build();
-        Self {
-            source,
-            cache,
-            cache_key,
-            clock,
-            policy,
+        let store = Arc::new(Self {
+            source: parts.source,
+            cache: parts.cache,
+            cache_key: parts.cache_key,
+            clock: parts.clock,
+            policy: parts.policy,
+            fleet: parts.fleet,
             flights: SingleFlight::new(),
             refresh_claimed: AtomicBool::new(false),
             health: Health::default(),
             kid_refetch_ms: AtomicU64::new(0),
             absent,
-            counters,
+            listener: Mutex::new(None),
+            counters: parts.counters,
+        });
+        if tokio::runtime::Handle::try_current().is_ok() {
+            store.listen();
         }
+        store
     }
 
     /// The key set to verify with now.
@@ -95,8 +117,14 @@ impl KeyStore {
                 }
                 Ok(entry)
             }
-            Some(stale) if stale.is_usable(now) => Ok(self.refresh_stale(stale, now).await),
-            _ => self.load_cold(now).await,
+            Some(stale) if stale.is_usable(now) => {
+                self.listen();
+                Ok(self.refresh_stale(stale, now).await)
+            }
+            _ => {
+                self.listen();
+                self.load_cold(now).await
+            }
         }
     }
 
@@ -109,20 +137,22 @@ impl KeyStore {
         seen: &KeyEntry,
     ) -> Result<Option<KeyEntry>, KeysUnavailable> {
         let now = self.clock.now();
-        if self.known_absent(kid, seen.value.fingerprint(), now)
-            || self.health.retry_after(now).is_some()
-        {
+        let fingerprint = seen.value.fingerprint();
+        if self.known_absent(kid, fingerprint, now) || self.health.retry_after(now).is_some() {
             self.counters.kid_refetch_suppressed();
             return Ok(None);
         }
         let store = Arc::clone(self);
         let current = seen.clone();
+        let reason = Reason::UnknownKid {
+            absent_slot: absent_slot(fingerprint, kid),
+        };
         let outcome = self
             .flights
             .run_if(
                 (),
                 || self.claim_kid_refetch(now),
-                || store.load(Some(current)),
+                || store.load(Some(current), reason),
             )
             .await;
         let Some(outcome) = outcome else {
@@ -131,7 +161,7 @@ impl KeyStore {
             return Ok(self
                 .cached()
                 .await
-                .filter(|latest| latest.value.fingerprint() != seen.value.fingerprint()));
+                .filter(|latest| latest.value.fingerprint() != fingerprint));
         };
         self.counters.kid_refetch();
         let entry = outcome
@@ -139,8 +169,7 @@ impl KeyStore {
             .and_then(|loaded| loaded)
             .map_err(|cause| KeysUnavailable::new(cause, self.health.retry_after(now)))?;
         if !entry.value.contains_kid(kid) {
-            self.absent
-                .insert(kid.into(), (entry.value.fingerprint(), self.clock.now()));
+            self.remember_absent(kid, &entry).await;
         }
         Ok(Some(entry))
     }
@@ -173,7 +202,7 @@ impl KeyStore {
         let current = entry.clone();
         let started = self.flights.start((), move || async move {
             let _release = ReleaseClaim(Arc::clone(&store));
-            store.load(Some(current)).await
+            store.load(Some(current), Reason::Refresh).await
         });
         if !started {
             // Another load is running; it will bring a new set.
@@ -209,13 +238,31 @@ impl KeyStore {
         let store = Arc::clone(self);
         self.counters.waited_for_load();
         self.flights
-            .run((), || store.load(current))
+            .run((), || store.load(current, Reason::Refresh))
             .await
             .map_err(|error| Arc::new(RefreshError::from(error)))?
     }
 
+    /// Brings a newer set: through the fleet when there is one, else from the source.
+    async fn load(self: Arc<Self>, current: Option<KeyEntry>, reason: Reason) -> LoadResult {
+        let outcome = match &self.fleet {
+            Some(fleet) => fleet.load(&self, current, reason).await,
+            None => self.fetch(current).await,
+        };
+        match &outcome {
+            Ok(_) => self.health.succeeded(),
+            Err(error) => {
+                let delay = self
+                    .health
+                    .failed(self.clock.now(), &self.policy, Arc::clone(error));
+                tracing::warn!(%error, source = self.source.id(), retry_in = ?delay, "key set fetch failed");
+            }
+        }
+        outcome
+    }
+
     /// Fetches, parses and stores a new set (or extends `current` on 304).
-    async fn load(self: Arc<Self>, current: Option<KeyEntry>) -> LoadResult {
+    pub(crate) async fn fetch(&self, current: Option<KeyEntry>) -> LoadResult {
         let validators = Validators {
             etag: current
                 .as_ref()
@@ -239,27 +286,19 @@ impl KeyStore {
             },
             Err(error) => Err(RefreshError::from(error)),
         };
-        match outcome {
-            Ok(entry) => {
-                self.health.succeeded();
-                if let Err(error) = self.cache.put(&self.cache_key, entry.clone()).await {
-                    tracing::warn!(%error, "could not store the key set");
-                }
-                tracing::debug!(
-                    source = self.source.id(),
-                    fingerprint = entry.value.fingerprint(),
-                    "key set loaded"
-                );
-                Ok(entry)
-            }
-            Err(error) => {
-                self.counters.fetch_failed();
-                let error = Arc::new(error);
-                let delay = self.health.failed(now, &self.policy, Arc::clone(&error));
-                tracing::warn!(%error, source = self.source.id(), retry_in = ?delay, "key set fetch failed");
-                Err(error)
-            }
+        let entry = outcome.map_err(|error| {
+            self.counters.fetch_failed();
+            Arc::new(error)
+        })?;
+        if let Err(error) = self.cache.put(&self.cache_key, entry.clone()).await {
+            tracing::warn!(%error, "could not store the key set");
         }
+        tracing::debug!(
+            source = self.source.id(),
+            fingerprint = entry.value.fingerprint(),
+            "key set loaded"
+        );
+        Ok(entry)
     }
 
     fn entry(
@@ -275,7 +314,7 @@ impl KeyStore {
 
     /// Claims the unknown-kid refetch if the cooldown has passed. Runs under the flight lock.
     fn claim_kid_refetch(&self, now: SystemTime) -> bool {
-        let now = millis(now);
+        let now = unix_millis(now);
         let last = self.kid_refetch_ms.load(Ordering::Acquire);
         let cooldown =
             u64::try_from(self.policy.unknown_kid_cooldown.as_millis()).unwrap_or(u64::MAX);
@@ -291,6 +330,47 @@ impl KeyStore {
             absent_from == fingerprint && now < since + self.policy.negative_ttl
         })
     }
+
+    async fn remember_absent(&self, kid: &str, entry: &KeyEntry) {
+        let now = self.clock.now();
+        let fingerprint = entry.value.fingerprint();
+        self.absent.insert(kid.into(), (fingerprint, now));
+        if let Some(fleet) = &self.fleet {
+            fleet
+                .remember_absent(self, &absent_slot(fingerprint, kid), now)
+                .await;
+        }
+    }
+
+    /// Starts the fleet's invalidation listener once (no-op without a fleet).
+    pub(crate) fn listen(self: &Arc<Self>) {
+        let Some(fleet) = &self.fleet else { return };
+        let mut listener = self.listener.lock().unwrap_or_else(PoisonError::into_inner);
+        if listener.is_none() {
+            *listener = Some(fleet.spawn_listener(Arc::downgrade(self)));
+        }
+    }
+
+}
+
+impl Drop for KeyStore {
+    fn drop(&mut self) {
+        if let Some(listener) = self
+            .listener
+            .get_mut()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+        {
+            listener.abort();
+        }
+    }
+}
+
+/// The slot that marks `kid` as looked for, and absent, in the set with `fingerprint`. The kid
+/// is hashed: nothing from a token reaches a shared key raw.
+fn absent_slot(fingerprint: u64, kid: &str) -> String {
+    let kid_hash = Sha256::digest(kid.as_bytes());
+    format!("absent:{fingerprint:016x}:{}", hex::encode(&kid_hash[..8]))
 }
 
 /// Clears the background-refresh claim when the refresh ends, however it ends.
@@ -299,63 +379,5 @@ struct ReleaseClaim(Arc<KeyStore>);
 impl Drop for ReleaseClaim {
     fn drop(&mut self) {
         self.0.refresh_claimed.store(false, Ordering::Release);
-    }
-}
-
-/// Consecutive failures of the source and the backoff they impose.
-#[derive(Default)]
-struct Health {
-    failures: AtomicU32,
-    /// No fetch before this instant (ms since the epoch; 0: none pending).
-    retry_at_ms: AtomicU64,
-    last_error: Mutex<Option<Arc<RefreshError>>>,
-}
-
-impl Health {
-    /// How long until the next fetch may be tried, if the source is backing off.
-    fn retry_after(&self, now: SystemTime) -> Option<Duration> {
-        let retry_at = self.retry_at_ms.load(Ordering::Acquire);
-        let now = millis(now);
-        (now < retry_at).then(|| Duration::from_millis(retry_at - now))
-    }
-
-    fn failed(
-        &self,
-        now: SystemTime,
-        policy: &FreshnessPolicy,
-        error: Arc<RefreshError>,
-    ) -> Duration {
-        let failures = self
-            .failures
-            .fetch_add(1, Ordering::AcqRel)
-            .saturating_add(1);
-        // Full backoff scaled into [80 %, 100 %] so a fleet does not retry in lockstep.
-        let delay = policy
-            .backoff(failures)
-            .mul_f64(0.8 + 0.2 * fastrand::f64());
-        let retry_at = millis(now).saturating_add(delay.as_millis().try_into().unwrap_or(u64::MAX));
-        self.retry_at_ms.store(retry_at, Ordering::Release);
-        *self
-            .last_error
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner) = Some(error);
-        delay
-    }
-
-    fn succeeded(&self) {
-        self.failures.store(0, Ordering::Release);
-        self.retry_at_ms.store(0, Ordering::Release);
-    }
-
-    fn last_error(&self) -> Arc<RefreshError> {
-        self.last_error
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
-            .unwrap_or_else(|| {
-                Arc::new(RefreshError::Fetch(FetchError::Other(
-                    "no fetch yet".into(),
-                )))
-            })
     }
 }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use jsonwebtoken::Algorithm;
-use jwkstash_core::{Cache, KeySource, SharedClock, SystemClock};
+use jwkstash_core::{Cache, KeySource, SharedClock, SharedTier, SystemClock, Tiered};
 use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
 
@@ -16,7 +16,8 @@ use crate::http::HttpKeySource;
 use crate::keyset::{KeySet, VerifyingKey};
 use crate::policy::FreshnessPolicy;
 use crate::stats::{Counters, Stats};
-use crate::store::KeyStore;
+use crate::fleet::Fleet;
+use crate::store::{KeyStore, StoreParts};
 use crate::token::{Token, decode_segment};
 
 /// Tokens longer than this are refused before any decoding (configurable).
@@ -26,6 +27,12 @@ pub const DEFAULT_LEEWAY: Duration = Duration::from_secs(60);
 
 /// The cache stack type a verifier reads: parsed key sets behind any [`Cache`].
 pub type KeySetCache = Arc<dyn Cache<Arc<KeySet>>>;
+
+/// A tier shared by a fleet of verifiers (Redis): a cache with a lease and invalidations.
+pub type SharedKeySetTier = Arc<dyn SharedTier<Arc<KeySet>>>;
+
+/// Default lease TTL: a little over the default total fetch deadline (5 s).
+pub const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(6);
 
 /// Verifies JWTs of one issuer against its JWKS, calling the provider as rarely as the
 /// [`FreshnessPolicy`] allows. Cheap to clone; clones share keys and counters.
@@ -145,6 +152,8 @@ pub struct VerifierBuilder {
     audiences: Vec<String>,
     any_audience: bool,
     cache: Option<KeySetCache>,
+    shared: Option<SharedKeySetTier>,
+    lease_ttl: Duration,
     clock: Option<SharedClock>,
     policy: FreshnessPolicy,
     leeway: Duration,
@@ -172,6 +181,8 @@ impl Default for VerifierBuilder {
             audiences: Vec::new(),
             any_audience: false,
             cache: None,
+            shared: None,
+            lease_ttl: DEFAULT_LEASE_TTL,
             clock: None,
             policy: FreshnessPolicy::default(),
             leeway: DEFAULT_LEEWAY,
@@ -224,9 +235,23 @@ impl VerifierBuilder {
         self
     }
 
-    /// The cache stack (default: an in-process moka tier, with the `memory` feature).
+    /// The near (in-process) tier (default: a moka tier, with the `memory` feature).
     pub fn cache(mut self, cache: KeySetCache) -> Self {
         self.cache = Some(cache);
+        self
+    }
+
+    /// A tier shared with the other instances of a fleet (such as Redis). The near tier stays
+    /// in front of it; one instance fetches for all, and the others hear of new sets.
+    pub fn shared_tier(mut self, tier: SharedKeySetTier) -> Self {
+        self.shared = Some(tier);
+        self
+    }
+
+    /// How long one instance may hold the fleet's fetch lease (default 6 s). Set it a little
+    /// over the key source's total deadline.
+    pub fn lease_ttl(mut self, ttl: Duration) -> Self {
+        self.lease_ttl = ttl;
         self
     }
 
@@ -298,23 +323,39 @@ impl VerifierBuilder {
         }
         self.policy.validate()?;
         let clock = self.clock.unwrap_or_else(|| Arc::new(SystemClock));
-        let cache = match self.cache {
+        if self.lease_ttl.is_zero() {
+            return Err(BuildError::InvalidSetting("lease_ttl must be positive"));
+        }
+        let near = match self.cache {
             Some(cache) => cache,
             None => default_cache(&clock)?,
         };
+        let (cache, fleet) = match self.shared {
+            Some(far) => {
+                let far_cache: KeySetCache = far.clone();
+                let stack: KeySetCache = Arc::new(Tiered::new(Arc::clone(&near), far_cache));
+                let fleet = Fleet {
+                    near,
+                    far,
+                    lease_ttl: self.lease_ttl,
+                };
+                (stack, Some(fleet))
+            }
+            None => (near, None),
+        };
         let counters = Arc::new(Counters::default());
-        let cache_key = cache_key(&self.issuers, source.id());
-        let store = KeyStore::new(
+        let store = KeyStore::new(StoreParts {
+            cache_key: cache_key(&self.issuers, source.id()),
             source,
             cache,
-            cache_key,
-            Arc::clone(&clock),
-            self.policy,
-            Arc::clone(&counters),
-        );
+            clock: Arc::clone(&clock),
+            policy: self.policy,
+            fleet,
+            counters: Arc::clone(&counters),
+        });
         Ok(Verifier {
             inner: Arc::new(Inner {
-                store: Arc::new(store),
+                store,
                 rules: ClaimRules {
                     issuers: self.issuers,
                     audiences: (!self.any_audience).then_some(self.audiences),

@@ -12,21 +12,30 @@
 
 use std::fmt;
 use std::marker::PhantomData;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use jwkstash_core::{Cache, CacheError, Entry, SharedClock, SystemClock};
 use moka::Expiry;
+
+mod coordination;
+use coordination::LocalCoordination;
 use moka::ops::compute::Op;
 
 /// Default number of entries kept (one per key source and issuer).
 pub const DEFAULT_MAX_CAPACITY: u64 = 1_000;
 
 /// An in-process, bounded cache tier. Cloning is cheap and clones share the entries.
+///
+/// It also implements [`Lease`](jwkstash_core::Lease) and
+/// [`Invalidations`](jwkstash_core::Invalidations) for one process, so it can stand in for a
+/// shared tier among several verifiers of one process.
 #[derive(Clone)]
 pub struct MemoryCache<V> {
     entries: moka::future::Cache<String, Entry<V>>,
     clock: SharedClock,
+    local: Arc<LocalCoordination>,
 }
 
 impl<V> fmt::Debug for MemoryCache<V> {
@@ -79,7 +88,7 @@ impl<V> Default for MemoryCacheBuilder<V> {
     fn default() -> Self {
         Self {
             max_capacity: DEFAULT_MAX_CAPACITY,
-            clock: std::sync::Arc::new(SystemClock),
+            clock: Arc::new(SystemClock),
             value: PhantomData,
         }
     }
@@ -109,6 +118,7 @@ impl<V: Clone + Send + Sync + 'static> MemoryCacheBuilder<V> {
         MemoryCache {
             entries,
             clock: self.clock,
+            local: Arc::new(LocalCoordination::new(self.max_capacity)),
         }
     }
 }

@@ -1,0 +1,104 @@
+//! Optional capabilities of shared tiers: a fleet-wide [`Lease`] and [`Invalidations`].
+//!
+//! A tier shared by many instances (Redis) implements them so that a whole fleet behaves like
+//! one careful client of the provider; the in-process tier implements them for one process.
+
+use std::fmt;
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+
+use crate::{Cache, CacheError};
+
+/// Proof of holding a lease, needed to release it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct LeaseToken(String);
+
+impl LeaseToken {
+    /// A new random token.
+    pub fn random() -> Self {
+        let bytes: [u8; 16] = std::array::from_fn(|_| fastrand::u8(..));
+        Self(bytes.iter().map(|b| format!("{b:02x}")).collect())
+    }
+
+    /// The token as stored.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for LeaseToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("LeaseToken(..)")
+    }
+}
+
+/// Fleet-wide claims on the entries of a shared tier.
+///
+/// # Contract
+///
+/// * [`acquire`](Lease::acquire): at most one holder of the lease on `key` at a time; the lease
+///   ends by itself after `ttl` (measured by the tier), so a holder that dies does not block
+///   the fleet for longer.
+/// * [`claim_period`](Lease::claim_period): succeeds for at most one caller per `period`, with
+///   times given by the caller's clock, so cooldowns follow an injected clock.
+/// * [`last_claimed`](Lease::last_claimed) reads a claim without changing it.
+/// * `slot` names are short identifiers built by jwkstash (hashes, fixed words), never raw input.
+#[async_trait]
+pub trait Lease: Send + Sync + fmt::Debug {
+    /// Takes the lease on `key` for `ttl` unless someone holds it; `None` when held elsewhere.
+    async fn acquire(&self, key: &str, ttl: Duration) -> Result<Option<LeaseToken>, CacheError>;
+
+    /// Ends the lease on `key` early if `token` still holds it.
+    async fn release(&self, key: &str, token: &LeaseToken) -> Result<(), CacheError>;
+
+    /// Claims `slot` of `key` at `now` if no claim was made within the last `period`.
+    async fn claim_period(
+        &self,
+        key: &str,
+        slot: &str,
+        now: SystemTime,
+        period: Duration,
+    ) -> Result<bool, CacheError>;
+
+    /// When `slot` of `key` was last claimed, if it still is remembered.
+    async fn last_claimed(&self, key: &str, slot: &str) -> Result<Option<SystemTime>, CacheError>;
+}
+
+/// A change of the entry under `key` to the one fetched at `version` (milliseconds since the
+/// epoch of its `fetched_at`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invalidation {
+    /// The cache key whose entry changed.
+    pub key: String,
+    /// The `fetched_at` of the new entry, in milliseconds since the epoch.
+    pub version: u64,
+}
+
+/// Publish/subscribe of [`Invalidation`]s among the instances that share a tier.
+///
+/// Delivery is best effort: subscribers also find changes by reading the tier.
+#[async_trait]
+pub trait Invalidations: Send + Sync + fmt::Debug {
+    /// Tells every subscriber (this instance included) that `invalidation.key` changed.
+    async fn publish(&self, invalidation: Invalidation) -> Result<(), CacheError>;
+
+    /// A receiver of the invalidations published from now on.
+    fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Invalidation>;
+}
+
+/// A tier that a fleet shares: a [`Cache`] with a [`Lease`] and [`Invalidations`].
+pub trait SharedTier<V>: Cache<V> + Lease + Invalidations {}
+
+impl<V, T: Cache<V> + Lease + Invalidations + ?Sized> SharedTier<V> for T {}
+
+/// Milliseconds since the epoch (0 before it), the unit of versions and claims.
+pub fn unix_millis(at: SystemTime) -> u64 {
+    at.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |since| u64::try_from(since.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// The instant `millis` milliseconds after the epoch.
+pub fn from_unix_millis(millis: u64) -> SystemTime {
+    SystemTime::UNIX_EPOCH + Duration::from_millis(millis)
+}

@@ -1,0 +1,232 @@
+//! Fleet coordination over a shared tier: one instance fetches, the others wait for the shared
+//! tier, and every instance hears about new sets.
+//!
+//! * Before fetching, read the shared tier: another instance may have fetched already.
+//! * Take the lease (`SET NX PX` in Redis); the holder fetches, writes the shared tier and
+//!   publishes an invalidation. The others wait for that message or poll the shared tier, for
+//!   at most the lease TTL; if the holder died, its lease expires and one other instance fetches.
+//! * Unknown-kid refetches are claimed fleet-wide once per cooldown; kids found absent are
+//!   marked in the shared tier so that no instance refetches for them again.
+//! * If the shared tier fails, the instance fetches on its own: a Redis outage costs nothing
+//!   but the sharing.
+
+use std::sync::{Arc, Weak};
+use std::time::{Duration, SystemTime};
+
+use jwkstash_core::{FetchError, Invalidation, SharedTier, unix_millis};
+use tokio::sync::broadcast::error::RecvError;
+use tokio::time::Instant;
+
+use crate::error::RefreshError;
+use crate::keyset::KeySet;
+use crate::store::{KeyEntry, KeyStore, LoadResult, Reason};
+use crate::verifier::KeySetCache;
+
+/// How often a waiting instance reads the shared tier when no invalidation arrives.
+const POLL_INTERVAL: Duration = Duration::from_millis(50);
+/// Lease rounds before an instance stops waiting and fetches on its own.
+const LEASE_ROUNDS: usize = 2;
+const KID_REFETCH_SLOT: &str = "kid-refetch";
+const FETCH_FAILED_SLOT: &str = "fetch-failed";
+
+/// The near tier and the shared tier of a fleet member.
+pub(crate) struct Fleet {
+    pub(crate) near: KeySetCache,
+    pub(crate) far: Arc<dyn SharedTier<Arc<KeySet>>>,
+    pub(crate) lease_ttl: Duration,
+}
+
+impl Fleet {
+    /// Brings a set newer than `current`, fetching upstream only if no other instance does.
+    pub(crate) async fn load(
+        &self,
+        store: &KeyStore,
+        current: Option<KeyEntry>,
+        reason: Reason,
+    ) -> LoadResult {
+        let key = store.cache_key.as_str();
+        if let Some(newer) = self.newer_in_far(store, current.as_ref()).await {
+            return Ok(newer);
+        }
+        if let (Reason::UnknownKid { absent_slot }, Some(current)) = (&reason, &current) {
+            if !self.may_refetch_for_kid(store, absent_slot).await {
+                return Ok(current.clone());
+            }
+        }
+        for _ in 0..LEASE_ROUNDS {
+            let token = match self.far.acquire(key, self.lease_ttl).await {
+                Ok(Some(token)) => token,
+                Ok(None) => match self.wait_for_holder(store, current.as_ref()).await {
+                    Waited::Delivered(entry) => return Ok(entry),
+                    Waited::Failed => {
+                        let error = FetchError::Other("the fleet's fetch failed".into());
+                        return Err(Arc::new(RefreshError::Fetch(error)));
+                    }
+                    Waited::Expired => continue,
+                },
+                Err(error) => {
+                    tracing::warn!(%error, "lease unavailable; fetching without the fleet");
+                    break;
+                }
+            };
+            // The previous holder may have delivered just before the lease was free.
+            let outcome = match self.newer_in_far(store, current.as_ref()).await {
+                Some(newer) => Ok(newer),
+                None => self.fetch_as_holder(store, current.clone()).await,
+            };
+            if let Err(error) = self.far.release(key, &token).await {
+                tracing::debug!(%error, "lease release failed; it expires by itself");
+            }
+            return outcome;
+        }
+        store.fetch(current).await
+    }
+
+    async fn fetch_as_holder(&self, store: &KeyStore, current: Option<KeyEntry>) -> LoadResult {
+        let key = store.cache_key.as_str();
+        let outcome = store.fetch(current).await;
+        let published = match &outcome {
+            Ok(entry) => {
+                let invalidation = Invalidation {
+                    key: key.to_owned(),
+                    version: unix_millis(entry.fetched_at),
+                };
+                self.far.publish(invalidation).await
+            }
+            Err(_) => self
+                .far
+                .claim_period(key, FETCH_FAILED_SLOT, store.clock.now(), Duration::ZERO)
+                .await
+                .map(drop),
+        };
+        if let Err(error) = published {
+            tracing::debug!(%error, "could not tell the fleet");
+        }
+        outcome
+    }
+
+    /// An entry of the shared tier that is fresh and newer than `current`, copied to the near tier.
+    async fn newer_in_far(&self, store: &KeyStore, current: Option<&KeyEntry>) -> Option<KeyEntry> {
+        let key = store.cache_key.as_str();
+        let entry = match self.far.get(key).await {
+            Ok(Some(entry)) => entry,
+            Ok(None) => return None,
+            Err(error) => {
+                tracing::debug!(%error, "shared tier read failed");
+                return None;
+            }
+        };
+        let newer = current.is_none_or(|current| entry.fetched_at > current.fetched_at);
+        if !newer || !entry.is_fresh(store.clock.now()) {
+            return None;
+        }
+        if let Err(error) = self.near.put(key, entry.clone()).await {
+            tracing::warn!(%error, "near tier write failed");
+        }
+        Some(entry)
+    }
+
+    /// Whether this instance may refetch for an unknown kid: not if the kid was already found
+    /// absent from this set, nor if another instance refetched within the cooldown.
+    async fn may_refetch_for_kid(&self, store: &KeyStore, absent_slot: &str) -> bool {
+        let key = store.cache_key.as_str();
+        let now = store.clock.now();
+        if let Ok(Some(marked)) = self.far.last_claimed(key, absent_slot).await {
+            if now < marked + store.policy.negative_ttl {
+                return false;
+            }
+        }
+        let cooldown = store.policy.unknown_kid_cooldown;
+        // A failing shared tier does not block the refetch: the local cooldown still holds.
+        self.far
+            .claim_period(key, KID_REFETCH_SLOT, now, cooldown)
+            .await
+            .unwrap_or(true)
+    }
+
+    /// Marks a kid as absent from a set, for the whole fleet.
+    pub(crate) async fn remember_absent(&self, store: &KeyStore, absent_slot: &str, now: SystemTime) {
+        let marked = self
+            .far
+            .claim_period(&store.cache_key, absent_slot, now, Duration::ZERO)
+            .await;
+        if let Err(error) = marked {
+            tracing::debug!(%error, "could not share an absent kid");
+        }
+    }
+
+    /// Waits, at most the lease TTL, for the holder to deliver a newer set.
+    async fn wait_for_holder(&self, store: &KeyStore, current: Option<&KeyEntry>) -> Waited {
+        let key = store.cache_key.as_str();
+        let mut invalidations = self.far.subscribe();
+        let started = store.clock.now();
+        let deadline = Instant::now() + self.lease_ttl;
+        loop {
+            if let Some(entry) = self.newer_in_far(store, current).await {
+                return Waited::Delivered(entry);
+            }
+            if let Ok(Some(failed)) = self.far.last_claimed(key, FETCH_FAILED_SLOT).await {
+                if failed >= started {
+                    return Waited::Failed;
+                }
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return Waited::Expired;
+            }
+            let pause = POLL_INTERVAL.min(deadline - now);
+            // Woken early by an invalidation of this key; otherwise poll.
+            let _ = tokio::time::timeout(pause, next_for(&mut invalidations, key)).await;
+        }
+    }
+
+    /// Listens for invalidations and copies newer sets from the shared tier to the near tier.
+    pub(crate) fn spawn_listener(&self, store: Weak<KeyStore>) -> tokio::task::JoinHandle<()> {
+        let mut invalidations = self.far.subscribe();
+        let (near, far) = (Arc::clone(&self.near), Arc::clone(&self.far));
+        tokio::spawn(async move {
+            loop {
+                let invalidation = match invalidations.recv().await {
+                    Ok(invalidation) => invalidation,
+                    Err(RecvError::Lagged(_)) => continue,
+                    Err(RecvError::Closed) => return,
+                };
+                let Some(store) = store.upgrade() else { return };
+                if invalidation.key != store.cache_key {
+                    continue;
+                }
+                let held = near.get(&store.cache_key).await.ok().flatten();
+                if held.is_some_and(|held| unix_millis(held.fetched_at) >= invalidation.version) {
+                    continue;
+                }
+                match far.get(&store.cache_key).await {
+                    Ok(Some(entry)) if unix_millis(entry.fetched_at) >= invalidation.version => {
+                        if let Err(error) = near.put(&store.cache_key, entry).await {
+                            tracing::warn!(%error, "near tier write failed");
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(error) => tracing::debug!(%error, "shared tier read failed"),
+                }
+            }
+        })
+    }
+}
+
+/// How waiting for a lease holder ended.
+enum Waited {
+    Delivered(KeyEntry),
+    Failed,
+    Expired,
+}
+
+/// Resolves at the next invalidation of `key` (or when the channel closes).
+async fn next_for(invalidations: &mut tokio::sync::broadcast::Receiver<Invalidation>, key: &str) {
+    loop {
+        match invalidations.recv().await {
+            Ok(invalidation) if invalidation.key == key => return,
+            Ok(_) | Err(RecvError::Lagged(_)) => {}
+            Err(RecvError::Closed) => std::future::pending().await,
+        }
+    }
+}
