@@ -95,7 +95,9 @@ impl<V, T: Cache<V> + Lease + Invalidations + ?Sized> SharedTier<V> for T {}
 /// Milliseconds since the epoch (0 before it), the unit of versions and claims.
 pub fn unix_millis(at: SystemTime) -> u64 {
     at.duration_since(SystemTime::UNIX_EPOCH)
-        .map_or(0, |since| u64::try_from(since.as_millis()).unwrap_or(u64::MAX))
+        .map_or(0, |since| {
+            u64::try_from(since.as_millis()).unwrap_or(u64::MAX)
+        })
 }
 
 /// The instant `millis` milliseconds after the epoch.

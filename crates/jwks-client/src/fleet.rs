@@ -145,7 +145,12 @@ impl Fleet {
     }
 
     /// Marks a kid as absent from a set, for the whole fleet.
-    pub(crate) async fn remember_absent(&self, store: &KeyStore, absent_slot: &str, now: SystemTime) {
+    pub(crate) async fn remember_absent(
+        &self,
+        store: &KeyStore,
+        absent_slot: &str,
+        now: SystemTime,
+    ) {
         let marked = self
             .far
             .claim_period(&store.cache_key, absent_slot, now, Duration::ZERO)

@@ -40,7 +40,8 @@ impl Health {
         let delay = policy
             .backoff(failures)
             .mul_f64(0.8 + 0.2 * fastrand::f64());
-        let retry_at = unix_millis(now).saturating_add(delay.as_millis().try_into().unwrap_or(u64::MAX));
+        let retry_at =
+            unix_millis(now).saturating_add(delay.as_millis().try_into().unwrap_or(u64::MAX));
         self.retry_at_ms.store(retry_at, Ordering::Release);
         *self
             .last_error

@@ -6,7 +6,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
-use jwkstash_core::{Entry, Fetched, KeySource, SharedClock, SingleFlight, Validators, unix_millis};
+use jwkstash_core::{
+    Entry, Fetched, KeySource, SharedClock, SingleFlight, Validators, unix_millis,
+};
 use sha2::{Digest, Sha256};
 
 use crate::error::{KeySetError, KeysUnavailable, RefreshError};
@@ -350,7 +352,6 @@ impl KeyStore {
             *listener = Some(fleet.spawn_listener(Arc::downgrade(self)));
         }
     }
-
 }
 
 impl Drop for KeyStore {

@@ -12,11 +12,11 @@ use sha2::{Digest, Sha256};
 use crate::alg::{AlgorithmSet, DEFAULT_ALGORITHMS};
 use crate::claims::{ClaimRules, Registered};
 use crate::error::{BuildError, InvalidToken, KeysUnavailable, VerifyError};
+use crate::fleet::Fleet;
 use crate::http::HttpKeySource;
 use crate::keyset::{KeySet, VerifyingKey};
 use crate::policy::FreshnessPolicy;
 use crate::stats::{Counters, Stats};
-use crate::fleet::Fleet;
 use crate::store::{KeyStore, StoreParts};
 use crate::token::{Token, decode_segment};
 

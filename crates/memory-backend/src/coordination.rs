@@ -74,20 +74,27 @@ impl<V: Clone + Send + Sync + 'static> Lease for MemoryCache<V> {
     ) -> Result<bool, CacheError> {
         let now = unix_millis(now);
         let period = u64::try_from(period.as_millis()).unwrap_or(u64::MAX);
-        let entry = self.local.claims.entry(slot_key(key, slot)).and_compute_with(|last| {
-            match last.map(|last| last.into_value()) {
+        let entry = self
+            .local
+            .claims
+            .entry(slot_key(key, slot))
+            .and_compute_with(|last| match last.map(|last| last.into_value()) {
                 Some(last) if now < last.saturating_add(period) => moka::ops::compute::Op::Nop,
                 _ => moka::ops::compute::Op::Put(now),
-            }
-        });
+            });
         Ok(matches!(
             entry,
-            moka::ops::compute::CompResult::Inserted(_) | moka::ops::compute::CompResult::ReplacedWith(_)
+            moka::ops::compute::CompResult::Inserted(_)
+                | moka::ops::compute::CompResult::ReplacedWith(_)
         ))
     }
 
     async fn last_claimed(&self, key: &str, slot: &str) -> Result<Option<SystemTime>, CacheError> {
-        Ok(self.local.claims.get(&slot_key(key, slot)).map(from_unix_millis))
+        Ok(self
+            .local
+            .claims
+            .get(&slot_key(key, slot))
+            .map(from_unix_millis))
     }
 }
 

@@ -1,0 +1,300 @@
+//! [`RedisCache`]: the [`Cache`] implementation over fred.
+
+use std::fmt;
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use fred::clients::{Client, SubscriberClient};
+use fred::prelude::{ClientLike, KeysInterface, LuaInterface, Options};
+use fred::types::Value;
+use jwkstash_core::{
+    Cache, CacheError, CacheErrorKind, CacheValue, Entry, Invalidation, SharedClock, unix_millis,
+};
+use tokio::sync::broadcast;
+
+use crate::builder::Secret;
+use crate::circuit::Circuit;
+use crate::envelope::{self, Refused};
+use crate::scripts;
+
+pub(crate) const BACKEND: &str = "redis";
+/// The longest cache key or slot name accepted (jwkstash's are ~40 bytes).
+const MAX_NAME_BYTES: usize = 200;
+
+/// A shared cache tier in Redis. Cloning is cheap; clones share the connection.
+#[derive(Clone)]
+pub struct RedisCache {
+    pub(crate) inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    client: Client,
+    pub(crate) subscriber: SubscriberClient,
+    prefix: String,
+    secret: Option<Secret>,
+    call_timeout: Duration,
+    max_value_bytes: usize,
+    circuit: Circuit,
+    pub(crate) clock_skew: Duration,
+    pub(crate) clock: SharedClock,
+    pub(crate) invalidations: broadcast::Sender<Invalidation>,
+    /// Kinds of refused values already logged at warn level (one bit each).
+    logged: AtomicU32,
+    tasks: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
+}
+
+impl fmt::Debug for RedisCache {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RedisCache")
+            .field("prefix", &self.inner.prefix)
+            .field("secret", &self.inner.secret.as_ref().map(|_| "<set>"))
+            .field("call_timeout", &self.inner.call_timeout)
+            .field("circuit_open", &self.inner.circuit.is_open())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Inner {
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn new(
+        client: Client,
+        subscriber: SubscriberClient,
+        prefix: String,
+        secret: Option<Secret>,
+        call_timeout: Duration,
+        max_value_bytes: usize,
+        circuit: Circuit,
+        clock_skew: Duration,
+        clock: SharedClock,
+    ) -> Self {
+        Self {
+            client,
+            subscriber,
+            prefix,
+            secret,
+            call_timeout,
+            max_value_bytes,
+            circuit,
+            clock_skew,
+            clock,
+            invalidations: broadcast::channel(256).0,
+            logged: AtomicU32::new(0),
+            tasks: std::sync::Mutex::new(Vec::new()),
+        }
+    }
+
+    pub(crate) fn track(&self, task: tokio::task::JoinHandle<()>) {
+        self.tasks
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(task);
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        for task in self
+            .tasks
+            .get_mut()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .drain(..)
+        {
+            task.abort();
+        }
+        let (client, subscriber) = (self.client.clone(), self.subscriber.clone());
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                let _ = client.quit().await;
+                let _ = subscriber.quit().await;
+            });
+        }
+    }
+}
+
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_NAME_BYTES
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_-.:".contains(&b))
+}
+
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+impl RedisCache {
+    /// A builder; a server and a prefix are required.
+    pub fn builder() -> crate::RedisCacheBuilder {
+        crate::RedisCacheBuilder::default()
+    }
+
+    pub(crate) fn start(inner: Inner) -> Self {
+        let cache = Self {
+            inner: Arc::new(inner),
+        };
+        crate::coordination::start_subscriber(&cache);
+        cache
+    }
+
+    /// Whether the circuit is open (Redis skipped after repeated failures).
+    pub fn circuit_open(&self) -> bool {
+        self.inner.circuit.is_open()
+    }
+
+    /// The Redis key of `name`'s `part`: `PREFIX:{name}:part`. The braces are a Cluster hash
+    /// tag, so an entry, its lease and its claims live in one slot.
+    pub(crate) fn redis_key(&self, name: &str, part: &str) -> Result<String, CacheError> {
+        if !valid_name(name) || !valid_name(part) {
+            return Err(CacheError::new(BACKEND, CacheErrorKind::Other)
+                .with_source("cache key or slot name refused"));
+        }
+        Ok(format!("{}:{{{name}}}:{part}", self.inner.prefix))
+    }
+
+    pub(crate) fn channel(&self) -> String {
+        format!("{}:invalidations", self.inner.prefix)
+    }
+
+    pub(crate) fn now(&self) -> SystemTime {
+        self.inner.clock.now()
+    }
+
+    /// The client with per-call options: fail at once when disconnected, one attempt, and
+    /// fred's own deadline beside ours.
+    pub(crate) fn redis(&self) -> fred::clients::WithOptions<Client> {
+        self.inner.client.with_options(&Options {
+            fail_fast: true,
+            max_attempts: Some(1),
+            timeout: Some(self.inner.call_timeout),
+            ..Options::default()
+        })
+    }
+
+    /// Runs one Redis call under the deadline and the circuit.
+    pub(crate) async fn call<T>(
+        &self,
+        op: impl Future<Output = Result<T, fred::error::Error>>,
+    ) -> Result<T, CacheError> {
+        if self.inner.circuit.is_open() {
+            return Err(CacheError::new(BACKEND, CacheErrorKind::Unavailable)
+                .with_source("circuit open after repeated failures"));
+        }
+        let outcome = match tokio::time::timeout(self.inner.call_timeout, op).await {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(error)) => {
+                let kind = match error.kind() {
+                    fred::error::ErrorKind::Timeout => CacheErrorKind::Timeout,
+                    fred::error::ErrorKind::IO
+                    | fred::error::ErrorKind::Canceled
+                    | fred::error::ErrorKind::Auth
+                    | fred::error::ErrorKind::Cluster
+                    | fred::error::ErrorKind::Backpressure => CacheErrorKind::Unavailable,
+                    _ => CacheErrorKind::Other,
+                };
+                Err(CacheError::new(BACKEND, kind).with_source(error))
+            }
+            Err(_) => Err(CacheError::new(BACKEND, CacheErrorKind::Timeout)),
+        };
+        match &outcome {
+            Ok(_) => self.inner.circuit.succeeded(),
+            Err(_) => self.inner.circuit.failed(),
+        }
+        outcome
+    }
+
+    /// Logs a refused value: at warn level the first time for each kind, then at debug.
+    fn refused(&self, key: &str, reason: Refused) {
+        if reason == Refused::Expired {
+            return;
+        }
+        let bit = 1u32 << (reason as u32);
+        if self.inner.logged.fetch_or(bit, Ordering::Relaxed) & bit == 0 {
+            tracing::warn!(%reason, key, "refused a value read from redis; treated as a miss");
+        } else {
+            tracing::debug!(%reason, key, "refused a value read from redis");
+        }
+    }
+
+    /// Reads and checks the envelope under `name`, or `None`.
+    async fn read<V: CacheValue>(&self, name: &str) -> Result<Option<Entry<V>>, CacheError> {
+        let key = self.redis_key(name, "entry")?;
+        let max = self.inner.max_value_bytes as u64;
+        let value: Value = self
+            .call(
+                self.redis()
+                    .eval(scripts::READ_BOUNDED, vec![key.clone()], vec![max]),
+            )
+            .await?;
+        let bytes = match value {
+            Value::Null => return Ok(None),
+            Value::Integer(-1) => return Ok(self.refuse(&key, Refused::TooLarge)),
+            Value::Integer(-2) => return Ok(self.refuse(&key, Refused::WrongType)),
+            Value::Bytes(bytes) => bytes,
+            Value::String(text) => text.into_inner(),
+            _ => return Ok(self.refuse(&key, Refused::NotAnEnvelope)),
+        };
+        let secret = self.inner.secret.as_ref().map(Secret::bytes);
+        let opened = match envelope::open(&key, &bytes, secret, self.now(), self.inner.clock_skew) {
+            Ok(opened) => opened,
+            Err(reason) => return Ok(self.refuse(&key, reason)),
+        };
+        match V::from_bytes(opened.value) {
+            Ok(value) => Ok(Some(opened.into_entry(value))),
+            Err(_) => Ok(self.refuse(&key, Refused::BadValue)),
+        }
+    }
+
+    fn refuse<T>(&self, key: &str, reason: Refused) -> Option<T> {
+        self.refused(key, reason);
+        None
+    }
+}
+
+#[async_trait]
+impl<V: CacheValue + Clone> Cache<V> for RedisCache {
+    async fn get(&self, key: &str) -> Result<Option<Entry<V>>, CacheError> {
+        self.read(key).await
+    }
+
+    async fn put(&self, key: &str, entry: Entry<V>) -> Result<(), CacheError> {
+        let now = self.now();
+        let Ok(ttl) = entry.usable_until.duration_since(now) else {
+            return Ok(());
+        };
+        let redis_key = self.redis_key(key, "entry")?;
+        let value = entry.value.to_bytes();
+        let secret = self.inner.secret.as_ref().map(Secret::bytes);
+        let sealed = envelope::seal(&redis_key, &entry, &value, secret);
+        if sealed.len() > self.inner.max_value_bytes {
+            return Err(CacheError::new(BACKEND, CacheErrorKind::Other)
+                .with_source("value over the size limit"));
+        }
+        let args: Vec<Value> = vec![
+            Value::Bytes(sealed.into()),
+            Value::Integer(unix_millis(entry.fetched_at) as i64),
+            Value::Integer(millis(ttl).max(1) as i64),
+            Value::Integer((unix_millis(now) + millis(self.inner.clock_skew)) as i64),
+        ];
+        let _written: i64 = self
+            .call(
+                self.redis()
+                    .eval(scripts::WRITE_IF_NEWER, vec![redis_key], args),
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn remove(&self, key: &str) -> Result<(), CacheError> {
+        let redis_key = self.redis_key(key, "entry")?;
+        let _removed: i64 = self.call(self.redis().del(redis_key)).await?;
+        Ok(())
+    }
+
+    fn name(&self) -> &'static str {
+        BACKEND
+    }
+}

@@ -1,0 +1,175 @@
+//! [`Lease`] and [`Invalidations`] in Redis: `SET NX PX` leases, claims by Lua script, and
+//! pub/sub on `PREFIX:invalidations` through a subscriber client that re-subscribes after
+//! reconnects.
+
+use std::time::{Duration, SystemTime};
+
+use async_trait::async_trait;
+use fred::prelude::{EventInterface, KeysInterface, LuaInterface, PubsubInterface};
+use fred::types::{Expiration, SetOptions, Value};
+use jwkstash_core::{
+    CacheError, Invalidation, Invalidations, Lease, LeaseToken, from_unix_millis, unix_millis,
+};
+use tokio::sync::broadcast;
+
+use crate::cache::RedisCache;
+use crate::scripts;
+
+/// Claims are kept at least this long, whatever their period.
+const MIN_CLAIM_RETENTION: Duration = Duration::from_secs(60);
+/// The longest invalidation message accepted from the channel.
+const MAX_MESSAGE_BYTES: usize = 256;
+
+fn millis(duration: Duration) -> i64 {
+    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
+}
+
+#[async_trait]
+impl Lease for RedisCache {
+    async fn acquire(&self, key: &str, ttl: Duration) -> Result<Option<LeaseToken>, CacheError> {
+        let lease = self.redis_key(key, "lease")?;
+        let token = LeaseToken::random();
+        let set: Value = self
+            .call(self.redis().set(
+                lease,
+                token.as_str(),
+                Some(Expiration::PX(millis(ttl).max(1))),
+                Some(SetOptions::NX),
+                false,
+            ))
+            .await?;
+        // A refused `SET NX` answers nil.
+        Ok((!set.is_null()).then_some(token))
+    }
+
+    async fn release(&self, key: &str, token: &LeaseToken) -> Result<(), CacheError> {
+        let lease = self.redis_key(key, "lease")?;
+        let _released: i64 = self
+            .call(
+                self.redis()
+                    .eval(scripts::RELEASE_LEASE, vec![lease], vec![token.as_str()]),
+            )
+            .await?;
+        Ok(())
+    }
+
+    async fn claim_period(
+        &self,
+        key: &str,
+        slot: &str,
+        now: SystemTime,
+        period: Duration,
+    ) -> Result<bool, CacheError> {
+        let claim = self.redis_key(key, slot)?;
+        let args: Vec<Value> = vec![
+            Value::Integer(unix_millis(now) as i64),
+            Value::Integer(millis(period)),
+            Value::Integer(millis(period.max(MIN_CLAIM_RETENTION))),
+            Value::Integer(millis(self.inner.clock_skew)),
+        ];
+        let claimed: i64 = self
+            .call(self.redis().eval(scripts::CLAIM_PERIOD, vec![claim], args))
+            .await?;
+        Ok(claimed == 1)
+    }
+
+    async fn last_claimed(&self, key: &str, slot: &str) -> Result<Option<SystemTime>, CacheError> {
+        let claim = self.redis_key(key, slot)?;
+        let value: Option<String> = self.call(self.redis().get(claim)).await?;
+        Ok(value
+            .and_then(|millis| millis.parse::<u64>().ok())
+            .map(from_unix_millis))
+    }
+}
+
+#[async_trait]
+impl Invalidations for RedisCache {
+    async fn publish(&self, invalidation: Invalidation) -> Result<(), CacheError> {
+        let message = format!("{} {}", invalidation.key, invalidation.version);
+        let _receivers: i64 = self
+            .call(self.redis().publish(self.channel(), message))
+            .await?;
+        Ok(())
+    }
+
+    fn subscribe(&self) -> broadcast::Receiver<Invalidation> {
+        self.inner.invalidations.subscribe()
+    }
+}
+
+/// Parses `"<key> <version>"`; anything else (from whoever can publish) is dropped.
+fn parse_message(message: &str) -> Option<Invalidation> {
+    if message.len() > MAX_MESSAGE_BYTES {
+        return None;
+    }
+    let (key, version) = message.split_once(' ')?;
+    let key_ok = !key.is_empty()
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_-.:".contains(&b));
+    Some(Invalidation {
+        key: key_ok.then(|| key.to_owned())?,
+        version: version.parse().ok()?,
+    })
+}
+
+/// Subscribes to the channel (retrying until Redis is there) and forwards its messages.
+pub(crate) fn start_subscriber(cache: &RedisCache) {
+    let inner = &cache.inner;
+    let subscriber = inner.subscriber.clone();
+    let channel = cache.channel();
+    inner.track(subscriber.manage_subscriptions());
+    inner.track(tokio::spawn({
+        let subscriber = subscriber.clone();
+        async move {
+            while let Err(error) = subscriber.subscribe(channel.clone()).await {
+                tracing::debug!(%error, "redis subscribe failed; retrying");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }));
+    let sender = inner.invalidations.clone();
+    let mut messages = subscriber.message_rx();
+    inner.track(tokio::spawn(async move {
+        loop {
+            match messages.recv().await {
+                Ok(message) => {
+                    let parsed = message.value.as_str().and_then(|text| parse_message(&text));
+                    if let Some(invalidation) = parsed {
+                        let _ = sender.send(invalidation);
+                    }
+                }
+                Err(broadcast::error::RecvError::Lagged(_)) => {}
+                Err(broadcast::error::RecvError::Closed) => return,
+            }
+        }
+    }));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_are_parsed_strictly() {
+        assert_eq!(
+            parse_message("jwks:abc 17"),
+            Some(Invalidation {
+                key: "jwks:abc".into(),
+                version: 17
+            })
+        );
+        for bad in [
+            "",
+            "jwks:abc",
+            "jwks:abc x",
+            "../etc 1",
+            "a b c",
+            " 1",
+            "jwks:abc -1",
+        ] {
+            assert_eq!(parse_message(bad), None, "{bad:?}");
+        }
+        assert_eq!(parse_message(&format!("{} 1", "k".repeat(300))), None);
+    }
+}

@@ -1,0 +1,292 @@
+//! The versioned envelope in which an entry is stored, with an optional HMAC-SHA256.
+//!
+//! ```text
+//! "JWKS" | version '1' | mac flag '0'/'1' | fetched_at, fresh_until, usable_until
+//! (milliseconds since the epoch, 16 lowercase hex digits each) | key (u16 length + bytes)
+//! | etag (u16 length + bytes) | value (u32 length + bytes) | HMAC-SHA256 (32 bytes, if flagged)
+//! ```
+//!
+//! The times are ASCII at fixed offsets so that the write-if-newer script can read
+//! `fetched_at`. The Redis key is inside the authenticated bytes: an entry copied under another
+//! key is refused. Everything read back is checked before it is trusted.
+
+use std::time::{Duration, SystemTime};
+
+use hmac::{Hmac, Mac};
+use jwkstash_core::{Entry, from_unix_millis, unix_millis};
+use sha2::Sha256;
+
+const MAGIC: &[u8; 4] = b"JWKS";
+const VERSION: u8 = b'1';
+const TIMES_AT: usize = 6;
+const TIME_DIGITS: usize = 16;
+const HEADER_LEN: usize = TIMES_AT + 3 * TIME_DIGITS;
+const MAC_LEN: usize = 32;
+
+/// Why a stored value was not trusted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum Refused {
+    #[error("not a jwkstash envelope")]
+    NotAnEnvelope,
+    #[error("unknown envelope version")]
+    UnknownVersion,
+    #[error("truncated or malformed envelope")]
+    Malformed,
+    #[error("envelope stored under another key")]
+    WrongKey,
+    #[error("missing authentication tag")]
+    MissingMac,
+    #[error("bad authentication tag")]
+    BadMac,
+    #[error("implausible times")]
+    BadTimes,
+    #[error("expired")]
+    Expired,
+    #[error("value over the size limit")]
+    TooLarge,
+    #[error("not a string value")]
+    WrongType,
+    #[error("value does not decode")]
+    BadValue,
+}
+
+/// The fields of an envelope, borrowed from the stored bytes.
+pub(crate) struct Opened<'a> {
+    pub(crate) fetched_at: SystemTime,
+    pub(crate) fresh_until: SystemTime,
+    pub(crate) usable_until: SystemTime,
+    pub(crate) etag: Option<&'a str>,
+    pub(crate) value: &'a [u8],
+}
+
+impl Opened<'_> {
+    pub(crate) fn into_entry<V>(self, value: V) -> Entry<V> {
+        Entry::new(value, self.fetched_at, self.fresh_until, self.usable_until).with_etag(self.etag)
+    }
+}
+
+type HmacSha256 = Hmac<Sha256>;
+
+fn mac(secret: &[u8], bytes: &[u8]) -> HmacSha256 {
+    // HMAC takes keys of any length.
+    let mut mac = <HmacSha256 as Mac>::new_from_slice(secret).unwrap_or_else(|_| unreachable!());
+    mac.update(bytes);
+    mac
+}
+
+/// Seals an entry stored under `key`.
+pub(crate) fn seal<V>(key: &str, entry: &Entry<V>, value: &[u8], secret: Option<&[u8]>) -> Vec<u8> {
+    let etag = entry.etag.as_deref().unwrap_or_default().as_bytes();
+    let mut out =
+        Vec::with_capacity(HEADER_LEN + 8 + key.len() + etag.len() + value.len() + MAC_LEN);
+    out.extend_from_slice(MAGIC);
+    out.push(VERSION);
+    out.push(if secret.is_some() { b'1' } else { b'0' });
+    for time in [entry.fetched_at, entry.fresh_until, entry.usable_until] {
+        out.extend_from_slice(format!("{:016x}", unix_millis(time)).as_bytes());
+    }
+    // Lengths are bounded by the callers (keys ≤ 256 B, etags ≤ 1 KiB, values by the size cap).
+    out.extend_from_slice(&(key.len() as u16).to_be_bytes());
+    out.extend_from_slice(key.as_bytes());
+    out.extend_from_slice(&(etag.len() as u16).to_be_bytes());
+    out.extend_from_slice(etag);
+    out.extend_from_slice(&(value.len() as u32).to_be_bytes());
+    out.extend_from_slice(value);
+    if let Some(secret) = secret {
+        let tag = mac(secret, &out).finalize().into_bytes();
+        out.extend_from_slice(&tag);
+    }
+    out
+}
+
+/// A cursor over untrusted bytes that never reads out of bounds.
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], Refused> {
+        if self.0.len() < n {
+            return Err(Refused::Malformed);
+        }
+        let (head, rest) = self.0.split_at(n);
+        self.0 = rest;
+        Ok(head)
+    }
+
+    fn length_prefixed(&mut self, width: usize) -> Result<&'a [u8], Refused> {
+        let len = self
+            .take(width)?
+            .iter()
+            .fold(0usize, |acc, b| (acc << 8) | usize::from(*b));
+        self.take(len)
+    }
+}
+
+fn time(digits: &[u8]) -> Result<SystemTime, Refused> {
+    let digits = std::str::from_utf8(digits).map_err(|_| Refused::Malformed)?;
+    if !digits.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(Refused::Malformed);
+    }
+    u64::from_str_radix(digits, 16)
+        .map(from_unix_millis)
+        .map_err(|_| Refused::Malformed)
+}
+
+/// Opens and checks an envelope read from `key` at `now`.
+pub(crate) fn open<'a>(
+    key: &str,
+    bytes: &'a [u8],
+    secret: Option<&[u8]>,
+    now: SystemTime,
+    skew: Duration,
+) -> Result<Opened<'a>, Refused> {
+    if bytes.len() < HEADER_LEN || &bytes[..4] != MAGIC {
+        return Err(Refused::NotAnEnvelope);
+    }
+    if bytes[4] != VERSION {
+        return Err(Refused::UnknownVersion);
+    }
+    let has_mac = match bytes[5] {
+        b'0' => false,
+        b'1' => true,
+        _ => return Err(Refused::Malformed),
+    };
+    let signed = match (has_mac, secret) {
+        (true, Some(secret)) => {
+            let split = bytes.len().checked_sub(MAC_LEN).ok_or(Refused::Malformed)?;
+            let (signed, tag) = bytes.split_at(split);
+            mac(secret, signed)
+                .verify_slice(tag)
+                .map_err(|_| Refused::BadMac)?;
+            signed
+        }
+        (false, Some(_)) => return Err(Refused::MissingMac),
+        // Without a secret there is nothing to check a tag against.
+        (true, None) => &bytes[..bytes.len().saturating_sub(MAC_LEN)],
+        (false, None) => bytes,
+    };
+    let mut reader = Reader(&signed[TIMES_AT..]);
+    let fetched_at = time(reader.take(TIME_DIGITS)?)?;
+    let fresh_until = time(reader.take(TIME_DIGITS)?)?;
+    let usable_until = time(reader.take(TIME_DIGITS)?)?;
+    if reader.length_prefixed(2)? != key.as_bytes() {
+        return Err(Refused::WrongKey);
+    }
+    let etag = reader.length_prefixed(2)?;
+    let value = reader.length_prefixed(4)?;
+    if !reader.0.is_empty() {
+        return Err(Refused::Malformed);
+    }
+    let etag = match etag {
+        [] => None,
+        etag => Some(std::str::from_utf8(etag).map_err(|_| Refused::Malformed)?),
+    };
+    if fetched_at > now + skew || fetched_at > fresh_until || fresh_until > usable_until {
+        return Err(Refused::BadTimes);
+    }
+    if now >= usable_until {
+        return Err(Refused::Expired);
+    }
+    Ok(Opened {
+        fetched_at,
+        fresh_until,
+        usable_until,
+        etag,
+        value,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn now() -> SystemTime {
+        from_unix_millis(1_893_456_000_000)
+    }
+
+    fn entry() -> Entry<()> {
+        let now = now();
+        Entry::new(
+            (),
+            now,
+            now + Duration::from_secs(600),
+            now + Duration::from_secs(4200),
+        )
+        .with_etag(Some("\"abc\""))
+    }
+
+    const SKEW: Duration = Duration::from_secs(5);
+
+    #[test]
+    fn round_trip_with_and_without_mac() {
+        for secret in [None, Some(&b"secret"[..])] {
+            let sealed = seal("k", &entry(), b"value", secret);
+            let opened = open("k", &sealed, secret, now(), SKEW).map_err(|e| e.to_string());
+            let opened = opened.as_ref().map(|o| (o.value, o.etag, o.fetched_at));
+            assert_eq!(opened, Ok((&b"value"[..], Some("\"abc\""), now())));
+        }
+    }
+
+    #[test]
+    fn tampering_is_refused() {
+        let secret = Some(&b"secret"[..]);
+        let sealed = seal("k", &entry(), b"value", secret);
+        let mut flipped = sealed.clone();
+        let at = flipped.len() - MAC_LEN - 1;
+        flipped[at] ^= 1;
+        assert_eq!(
+            open("k", &flipped, secret, now(), SKEW).err(),
+            Some(Refused::BadMac)
+        );
+        assert_eq!(
+            open("k", &sealed, Some(b"other"), now(), SKEW).err(),
+            Some(Refused::BadMac)
+        );
+        assert_eq!(
+            open("other", &sealed, secret, now(), SKEW).err(),
+            Some(Refused::WrongKey)
+        );
+        let unsigned = seal("k", &entry(), b"value", None);
+        assert_eq!(
+            open("k", &unsigned, secret, now(), SKEW).err(),
+            Some(Refused::MissingMac)
+        );
+    }
+
+    #[test]
+    fn garbage_never_panics() {
+        let sealed = seal("k", &entry(), b"value", None);
+        for cut in 0..sealed.len() {
+            assert!(
+                open("k", &sealed[..cut], None, now(), SKEW).is_err(),
+                "cut at {cut}"
+            );
+        }
+        for bytes in [
+            &b""[..],
+            b"JWKS",
+            b"JWKS2",
+            &[0xff; 100],
+            b"JWKS10zzzzzzzzzzzzzzzz",
+        ] {
+            assert!(open("k", bytes, None, now(), SKEW).is_err());
+        }
+    }
+
+    #[test]
+    fn implausible_times_are_refused() {
+        let mut future = entry();
+        future.fetched_at = now() + Duration::from_secs(60);
+        future.fresh_until = future.fetched_at;
+        let sealed = seal("k", &future, b"v", None);
+        assert_eq!(
+            open("k", &sealed, None, now(), SKEW).err(),
+            Some(Refused::BadTimes)
+        );
+        let sealed = seal("k", &entry(), b"v", None);
+        let later = now() + Duration::from_secs(5000);
+        assert_eq!(
+            open("k", &sealed, None, later, SKEW).err(),
+            Some(Refused::Expired)
+        );
+    }
+}

@@ -1,0 +1,213 @@
+//! Real `redis-server` processes for tests (feature `testkit`): one standalone server with a
+//! password on a free loopback port, or a three-node Cluster. Stopped when dropped.
+//!
+//! Where `redis-server` is not on `PATH`, [`RedisServer::start`] says so loudly and returns
+//! `None` (the test skips); when the `CI` environment variable is set it panics instead.
+#![allow(clippy::expect_used, clippy::unwrap_used)]
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::process::{Child, Command};
+
+/// The password every test server requires.
+pub const PASSWORD: &str = "jwkstash-test-password";
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|addr| addr.port())
+        .expect("a free loopback port")
+}
+
+fn redis_available() -> bool {
+    std::process::Command::new("redis-server")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success())
+}
+
+/// Whether tests needing Redis can run; panics in CI when they cannot.
+pub fn require_redis() -> bool {
+    if redis_available() {
+        return true;
+    }
+    if std::env::var_os("CI").is_some() {
+        panic!(
+            "redis-server is not on PATH, and CI is set: install it (apt-get install redis-server)"
+        );
+    }
+    eprintln!(
+        "\n*** SKIPPED: redis-server is not on PATH; install it to run the Redis tests ***\n"
+    );
+    false
+}
+
+/// A `redis-server` child process on 127.0.0.1.
+pub struct RedisServer {
+    port: u16,
+    dir: PathBuf,
+    child: Option<Child>,
+    extra: Vec<String>,
+}
+
+impl std::fmt::Debug for RedisServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisServer")
+            .field("port", &self.port)
+            .finish()
+    }
+}
+
+impl RedisServer {
+    /// Starts a server with [`PASSWORD`] on a free port, or `None` when Redis is not installed
+    /// (outside CI).
+    pub async fn start() -> Option<Self> {
+        Self::start_with(Vec::new()).await
+    }
+
+    async fn start_with(extra: Vec<String>) -> Option<Self> {
+        if !require_redis() {
+            return None;
+        }
+        let port = free_port();
+        let dir =
+            std::env::temp_dir().join(format!("jwkstash-redis-{}-{port}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("a scratch directory");
+        let mut server = Self {
+            port,
+            dir,
+            child: None,
+            extra,
+        };
+        server.restart().await;
+        Some(server)
+    }
+
+    /// The port it listens on.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// `redis://:PASSWORD@127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("redis://:{PASSWORD}@127.0.0.1:{}", self.port)
+    }
+
+    /// Kills the server (as a crash would).
+    pub async fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill().await;
+        }
+    }
+
+    /// Starts the server again on the same port and waits until it answers.
+    pub async fn restart(&mut self) {
+        self.kill().await;
+        let mut command = Command::new("redis-server");
+        command
+            .args(["--bind", "127.0.0.1", "--port", &self.port.to_string()])
+            .args(["--requirepass", PASSWORD, "--masterauth", PASSWORD])
+            .args(["--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(&self.dir)
+            .args(&self.extra)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true);
+        self.child = Some(command.spawn().expect("redis-server starts"));
+        for _ in 0..100 {
+            if self.cli(&["PING"]).await.trim() == "PONG" {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("redis-server on port {} did not answer", self.port);
+    }
+
+    /// Runs `redis-cli` against this server and returns its output.
+    pub async fn cli(&self, args: &[&str]) -> String {
+        let output = Command::new("redis-cli")
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-a",
+                PASSWORD,
+                "--no-auth-warning",
+            ])
+            .args(args)
+            .output()
+            .await
+            .expect("redis-cli runs");
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        if let Some(child) = self.child.as_mut() {
+            let _ = child.start_kill();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Three `redis-server --cluster-enabled yes` nodes joined into one Cluster (no replicas).
+#[derive(Debug)]
+pub struct RedisCluster {
+    nodes: Vec<RedisServer>,
+}
+
+impl RedisCluster {
+    /// Starts and joins three nodes, or `None` when Redis is not installed (outside CI).
+    pub async fn start() -> Option<Self> {
+        let mut nodes = Vec::new();
+        for _ in 0..3 {
+            let extra = ["--cluster-enabled", "yes", "--cluster-node-timeout", "2000"];
+            nodes.push(Self::node(extra.iter().map(|s| s.to_string()).collect()).await?);
+        }
+        let addresses: Vec<String> = nodes
+            .iter()
+            .map(|n| format!("127.0.0.1:{}", n.port))
+            .collect();
+        let mut args = vec!["--cluster", "create"];
+        args.extend(addresses.iter().map(String::as_str));
+        args.extend(["--cluster-replicas", "0", "--cluster-yes"]);
+        nodes[0].cli(&args).await;
+        for _ in 0..100 {
+            let mut ready = true;
+            for node in &nodes {
+                ready &= node
+                    .cli(&["CLUSTER", "INFO"])
+                    .await
+                    .contains("cluster_state:ok");
+            }
+            if ready {
+                return Some(Self { nodes });
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("the redis cluster did not become ready");
+    }
+
+    async fn node(extra: Vec<String>) -> Option<RedisServer> {
+        RedisServer::start_with(extra).await
+    }
+
+    /// `redis-cluster://:PASSWORD@127.0.0.1:P1?node=127.0.0.1:P2&node=127.0.0.1:P3`.
+    pub fn url(&self) -> String {
+        let others: Vec<String> = self.nodes[1..]
+            .iter()
+            .map(|node| format!("node=127.0.0.1:{}", node.port))
+            .collect();
+        format!(
+            "redis-cluster://:{PASSWORD}@127.0.0.1:{}?{}",
+            self.nodes[0].port,
+            others.join("&")
+        )
+    }
+}

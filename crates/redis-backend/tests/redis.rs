@@ -1,0 +1,419 @@
+//! The Redis tier against a real `redis-server`: the conformance suite, hostile values, leases,
+//! claims, pub/sub, and faults (down at start, killed, paused).
+#![allow(clippy::unwrap_used)]
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use fred::prelude::{Builder, ClientLike, Config, KeysInterface};
+use jwkstash_core::testkit::{self, entry_now};
+use jwkstash_core::{
+    Cache, CacheErrorKind, Clock, Entry, Invalidation, Invalidations, Lease, ManualClock,
+};
+use jwkstash_redis::RedisCache;
+use jwkstash_redis::testkit::{RedisCluster, RedisServer};
+
+const SECRET: &[u8] = b"a service secret, never in redis";
+
+async fn cache(url: &str, prefix: &str, clock: &ManualClock) -> RedisCache {
+    RedisCache::builder()
+        .url(url)
+        .prefix(prefix)
+        .clock(Arc::new(clock.clone()))
+        .build()
+        .await
+        .unwrap()
+}
+
+async fn signed_cache(url: &str, prefix: &str, clock: &ManualClock, secret: &[u8]) -> RedisCache {
+    RedisCache::builder()
+        .url(url)
+        .prefix(prefix)
+        .hmac_secret(secret.to_vec())
+        .clock(Arc::new(clock.clone()))
+        .build()
+        .await
+        .unwrap()
+}
+
+/// A plain fred client, to plant values as an attacker with Redis access would.
+async fn raw_client(url: &str) -> fred::clients::Client {
+    let client = Builder::from_config(Config::from_url(url).unwrap())
+        .build()
+        .unwrap();
+    client.init().await.unwrap();
+    client
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn passes_the_conformance_suite() {
+    let Some(redis) = RedisServer::start().await else {
+        return;
+    };
+    let clock = ManualClock::default();
+    let a = Arc::new(cache(&redis.url(), "conformance-a", &clock).await);
+    let b = Arc::new(cache(&redis.url(), "conformance-b", &clock).await);
+    testkit::run_all(a, b, &clock).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn passes_the_conformance_suite_with_hmac() {
+    let Some(redis) = RedisServer::start().await else {
+        return;
+    };
+    let clock = ManualClock::default();
+    let a = Arc::new(signed_cache(&redis.url(), "signed-a", &clock, SECRET).await);
+    let b = Arc::new(signed_cache(&redis.url(), "signed-b", &clock, SECRET).await);
+    testkit::run_all(a, b, &clock).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn passes_the_conformance_suite_on_a_cluster() {
+    let Some(cluster) = RedisCluster::start().await else {
+        return;
+    };
+    let clock = ManualClock::default();
+    let a = Arc::new(cache(&cluster.url(), "cluster-a", &clock).await);
+    let b = Arc::new(cache(&cluster.url(), "cluster-b", &clock).await);
+    testkit::run_all(a.clone(), b, &clock).await;
+    // Entry, lease and claims of one key share a slot (hash tag): a lease works beside it.
+    assert!(
+        a.acquire("conformance:put", Duration::from_secs(5))
+            .await
+            .unwrap()
+            .is_some()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_values_read_as_a_miss() {
+    let Some(redis) = RedisServer::start().await else {
+        return;
+    };
+    let clock = ManualClock::default();
+    let cache = signed_cache(&redis.url(), "hostile", &clock, SECRET).await;
+    let raw = raw_client(&redis.url()).await;
+    let key = "hostile:{k}:entry";
+    // A genuine envelope to mutate.
+    Cache::put(&cache, "k", entry_now(&clock, b"genuine"))
+        .await
+        .unwrap();
+    let genuine: Vec<u8> = raw.get(key).await.unwrap();
+    let read = || async { Cache::<Vec<u8>>::get(&cache, "k").await.unwrap() };
+    assert!(read().await.is_some());
+
+    let mut bad_mac = genuine.clone();
+    let at = bad_mac.len() - 40;
+    bad_mac[at] ^= 0x55;
+    let mut unknown_version = genuine.clone();
+    unknown_version[4] = b'9';
+    let unsigned = {
+        let other = cache_without_secret(&redis.url(), &clock).await;
+        Cache::put(&other, "k", entry_now(&clock, b"unsigned"))
+            .await
+            .unwrap();
+        raw.get::<Vec<u8>, _>(key).await.unwrap()
+    };
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        (
+            "random bytes",
+            (0..4096u32)
+                .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+                .collect(),
+        ),
+        ("truncated", genuine[..genuine.len() / 2].to_vec()),
+        ("unknown version", unknown_version),
+        ("bad mac", bad_mac),
+        ("no mac", unsigned),
+        ("empty", Vec::new()),
+        ("oversize", vec![b'J'; 600 * 1024]),
+    ];
+    for (name, value) in cases {
+        let _: () = raw.set(key, value, None, None, false).await.unwrap();
+        assert!(read().await.is_none(), "{name} was trusted");
+    }
+    // A value of another type.
+    let _: i64 = raw.del(key).await.unwrap();
+    redis.cli(&["RPUSH", key, "a", "b"]).await;
+    assert!(read().await.is_none(), "a list was trusted");
+    // Write-if-newer replaces whatever garbage is there.
+    Cache::put(&cache, "k", entry_now(&clock, b"healed"))
+        .await
+        .unwrap();
+    assert_eq!(read().await.unwrap().value, b"healed");
+}
+
+async fn cache_without_secret(url: &str, clock: &ManualClock) -> RedisCache {
+    cache(url, "hostile", clock).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn implausible_times_read_as_a_miss() {
+    let Some(redis) = RedisServer::start().await else {
+        return;
+    };
+    let clock = ManualClock::default();
+    let cache = cache(&redis.url(), "times", &clock).await;
+    // Fetched in the future of the reader's clock.
+    let writer_clock = ManualClock::new(clock.now() + Duration::from_secs(3600));
+    let future = entry_now(&writer_clock, b"from the future");
+    let writer = self::cache(&redis.url(), "times", &writer_clock).await;
+    Cache::put(&writer, "k", future).await.unwrap();
+    assert!(Cache::<Vec<u8>>::get(&cache, "k").await.unwrap().is_none());
+    // Past usable_until by the reader's clock.
+    let now = clock.now();
+    let short = Entry::new(b"old".to_vec(), now, now, now + Duration::from_secs(1));
+    Cache::put(&cache, "j", short).await.unwrap();
+    clock.advance(Duration::from_secs(2));
+    assert!(Cache::<Vec<u8>>::get(&cache, "j").await.unwrap().is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_foreign_set_with_a_bad_mac_is_rejected() {
+    let Some(redis) = RedisServer::start().await else {
+        return;
+    };
+    let clock = ManualClock::default();
+    let ours = signed_cache(&redis.url(), "mac", &clock, SECRET).await;
+    let attacker = signed_cache(&redis.url(), "mac", &clock, b"the attacker's own secret").await;
+    Cache::put(&attacker, "k", entry_now(&clock, b"planted keys"))
+        .await
+        .unwrap();
+    assert!(Cache::<Vec<u8>>::get(&ours, "k").await.unwrap().is_none());
+    // An envelope copied from another key is refused too, even with a valid tag.
+    Cache::put(&ours, "other", entry_now(&clock, b"keys of another source"))
+        .await
+        .unwrap();
+    let raw = raw_client(&redis.url()).await;
+    let copied: Vec<u8> = raw.get("mac:{other}:entry").await.unwrap();
+    let _: () = raw
+        .set("mac:{k}:entry", copied, None, None, false)
+        .await
+        .unwrap();
+    assert!(Cache::<Vec<u8>>::get(&ours, "k").await.unwrap().is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leases_are_exclusive_and_expire() {
+    let Some(redis) = RedisServer::start().await else {
+        return;
+    };
+    let clock = ManualClock::default();
+    let a = cache(&redis.url(), "lease", &clock).await;
+    let b = cache(&redis.url(), "lease", &clock).await;
+    let token = a
+        .acquire("k", Duration::from_millis(300))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        b.acquire("k", Duration::from_secs(5))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    // Releasing with a stranger's token does nothing.
+    let stranger = jwkstash_core::LeaseToken::random();
+    b.release("k", &stranger).await.unwrap();
+    assert!(
+        b.acquire("k", Duration::from_secs(5))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    a.release("k", &token).await.unwrap();
+    let held = b.acquire("k", Duration::from_millis(300)).await.unwrap();
+    assert!(held.is_some());
+    // A holder that never releases: the lease ends by itself.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(
+        a.acquire("k", Duration::from_secs(5))
+            .await
+            .unwrap()
+            .is_some()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn claims_follow_the_callers_clock() {
+    let Some(redis) = RedisServer::start().await else {
+        return;
+    };
+    let clock = ManualClock::default();
+    let a = cache(&redis.url(), "claims", &clock).await;
+    let b = cache(&redis.url(), "claims", &clock).await;
+    let period = Duration::from_secs(30);
+    assert!(
+        a.claim_period("k", "kid-refetch", clock.now(), period)
+            .await
+            .unwrap()
+    );
+    assert!(
+        !b.claim_period("k", "kid-refetch", clock.now(), period)
+            .await
+            .unwrap()
+    );
+    clock.advance(Duration::from_secs(29));
+    assert!(
+        !b.claim_period("k", "kid-refetch", clock.now(), period)
+            .await
+            .unwrap()
+    );
+    clock.advance(Duration::from_secs(1));
+    assert!(
+        b.claim_period("k", "kid-refetch", clock.now(), period)
+            .await
+            .unwrap()
+    );
+    assert_eq!(
+        a.last_claimed("k", "kid-refetch").await.unwrap(),
+        Some(clock.now())
+    );
+    assert_eq!(a.last_claimed("k", "never").await.unwrap(), None);
+    // Slot names are checked: no raw input reaches a key.
+    assert!(
+        a.claim_period("k", "../x y", clock.now(), period)
+            .await
+            .is_err()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalidations_reach_every_subscriber() {
+    let Some(redis) = RedisServer::start().await else {
+        return;
+    };
+    let clock = ManualClock::default();
+    let a = cache(&redis.url(), "pubsub", &clock).await;
+    let b = cache(&redis.url(), "pubsub", &clock).await;
+    let mut received = b.subscribe();
+    let sent = Invalidation {
+        key: "jwks:abc".into(),
+        version: 42,
+    };
+    // The subscription is made in the background: publish until it is there.
+    let got = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            a.publish(sent.clone()).await.unwrap();
+            if let Ok(Ok(got)) =
+                tokio::time::timeout(Duration::from_millis(100), received.recv()).await
+            {
+                return got;
+            }
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(got, sent);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_down_at_start_is_used_once_it_is_up() {
+    let Some(mut redis) = RedisServer::start().await else {
+        return;
+    };
+    redis.kill().await;
+    let clock = ManualClock::default();
+    let started = Instant::now();
+    let cache = RedisCache::builder()
+        .url(redis.url())
+        .prefix("late")
+        .clock(Arc::new(clock.clone()))
+        .circuit(3, Duration::from_millis(200))
+        .build()
+        .await
+        .unwrap();
+    assert!(started.elapsed() < Duration::from_secs(3));
+    let error = Cache::<Vec<u8>>::get(&cache, "k").await.unwrap_err();
+    assert!(error.is_temporary(), "{error:?}");
+    redis.restart().await;
+    let written = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            if Cache::put(&cache, "k", entry_now(&clock, b"v"))
+                .await
+                .is_ok()
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await;
+    assert!(written.is_ok(), "never reconnected");
+    assert!(Cache::<Vec<u8>>::get(&cache, "k").await.unwrap().is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_redis_costs_at_most_the_deadline_then_nothing() {
+    let Some(redis) = RedisServer::start().await else {
+        return;
+    };
+    let clock = ManualClock::default();
+    let cache = RedisCache::builder()
+        .url(redis.url())
+        .prefix("paused")
+        .clock(Arc::new(clock.clone()))
+        .call_timeout(Duration::from_millis(100))
+        .circuit(3, Duration::from_secs(30))
+        .build()
+        .await
+        .unwrap();
+    Cache::put(&cache, "k", entry_now(&clock, b"v"))
+        .await
+        .unwrap();
+    redis.cli(&["CLIENT", "PAUSE", "3000", "ALL"]).await;
+    for _ in 0..3 {
+        let started = Instant::now();
+        let error = Cache::<Vec<u8>>::get(&cache, "k").await.unwrap_err();
+        assert_eq!(error.kind(), CacheErrorKind::Timeout);
+        assert!(
+            started.elapsed() < Duration::from_millis(300),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+    // The circuit is open: calls fail at once.
+    assert!(cache.circuit_open());
+    let started = Instant::now();
+    let error = Cache::<Vec<u8>>::get(&cache, "k").await.unwrap_err();
+    assert_eq!(error.kind(), CacheErrorKind::Unavailable);
+    assert!(started.elapsed() < Duration::from_millis(10));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prefixes_must_be_safe_and_secrets_stay_out_of_debug() {
+    let Some(redis) = RedisServer::start().await else {
+        return;
+    };
+    for prefix in ["", "a b", "x{y}", "new\nline"] {
+        let built = RedisCache::builder()
+            .url(redis.url())
+            .prefix(prefix)
+            .build()
+            .await;
+        assert!(built.is_err(), "{prefix:?} accepted");
+    }
+    let weak = RedisCache::builder()
+        .url(redis.url())
+        .prefix("p")
+        .hmac_secret(b"short".to_vec())
+        .build()
+        .await;
+    assert!(weak.is_err());
+    let builder = RedisCache::builder()
+        .url(redis.url())
+        .prefix("p")
+        .hmac_secret(SECRET.to_vec());
+    let shown = format!("{builder:?}");
+    assert!(
+        !shown.contains(jwkstash_redis::testkit::PASSWORD),
+        "{shown}"
+    );
+    assert!(!shown.contains("service secret"), "{shown}");
+    let cache = builder.build().await.unwrap();
+    let shown = format!("{cache:?}");
+    assert!(
+        !shown.contains(jwkstash_redis::testkit::PASSWORD) && !shown.contains("service secret"),
+        "{shown}"
+    );
+}
