@@ -32,31 +32,36 @@
 //! This crate re-exports the workspace:
 //! [`jwkstash_core`] (the [`Cache`] and [`KeySource`] traits, [`Tiered`], single-flight, clocks),
 //! [`jwkstash_jwks`] ([`Verifier`], [`HttpKeySource`], [`KeySet`]) and, with the default
-//! feature `memory`, [`MemoryCache`] (moka). Feature `testkit` adds an embedded identity
-//! provider and test keys.
+//! feature `memory`, [`MemoryCache`] (moka). Feature `redis` adds `RedisCache`, the shared tier
+//! of a fleet; feature `testkit` adds an embedded identity provider and test keys.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub use jwkstash_core::{
-    Cache, CacheError, CacheErrorKind, CacheValue, Clock, Entry, FetchError, Fetched, KeySource,
-    ManualClock, SharedClock, SingleFlight, SystemClock, Tiered, TokioClock, Validators,
+    Cache, CacheError, CacheErrorKind, CacheValue, Clock, Entry, FetchError, Fetched, Invalidation,
+    Invalidations, KeySource, Lease, ManualClock, SharedClock, SharedTier, SingleFlight,
+    SystemClock, Tiered, TokioClock, Validators,
 };
 pub use jwkstash_jwks::{
     Algorithm, BuildError, DEFAULT_ALGORITHMS, DEFAULT_LEEWAY, DEFAULT_MAX_TOKEN_BYTES,
     FreshnessPolicy, HttpKeySource, HttpKeySourceBuilder, InvalidToken, KeyKind, KeySet,
-    KeySetCache, KeySetError, KeysUnavailable, RefreshError, SkipReason, SkippedKey, Stats,
-    Verifier, VerifierBuilder, VerifyError, VerifyingKey,
+    KeySetCache, KeySetError, KeysUnavailable, RefreshError, SharedKeySetTier, SkipReason,
+    SkippedKey, Stats, Verifier, VerifierBuilder, VerifyError, VerifyingKey,
 };
 #[cfg(feature = "memory")]
 #[cfg_attr(docsrs, doc(cfg(feature = "memory")))]
 pub use jwkstash_memory::{MemoryCache, MemoryCacheBuilder};
+
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub use jwkstash_redis::{RedisCache, RedisCacheBuilder};
 
 /// Embedded identity provider and test keys (feature `testkit`).
 #[cfg(feature = "testkit")]
 #[cfg_attr(docsrs, doc(cfg(feature = "testkit")))]
 pub use jwkstash_jwks::testkit;
 
-/// The README's examples, compiled as doctests.
-#[cfg(doctest)]
+/// The README's examples, compiled as doctests (they use every feature).
+#[cfg(all(doctest, feature = "redis"))]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
 
@@ -64,3 +69,5 @@ pub use jwkstash_core;
 pub use jwkstash_jwks;
 #[cfg(feature = "memory")]
 pub use jwkstash_memory;
+#[cfg(feature = "redis")]
+pub use jwkstash_redis;

@@ -3,17 +3,18 @@
 //!
 //! * Before fetching, read the shared tier: another instance may have fetched already.
 //! * Take the lease (`SET NX PX` in Redis); the holder fetches, writes the shared tier and
-//!   publishes an invalidation. The others wait for that message or poll the shared tier, for
-//!   at most the lease TTL; if the holder died, its lease expires and one other instance fetches.
+//!   publishes an invalidation. The others wait for that message or poll the shared tier; when
+//!   the lease is free again (released, or expired with a dead holder) one of them takes it and
+//!   checks the shared tier before fetching.
 //! * Unknown-kid refetches are claimed fleet-wide once per cooldown; kids found absent are
 //!   marked in the shared tier so that no instance refetches for them again.
 //! * If the shared tier fails, the instance fetches on its own: a Redis outage costs nothing
 //!   but the sharing.
 
 use std::sync::{Arc, Weak};
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
-use jwkstash_core::{FetchError, Invalidation, SharedTier, unix_millis};
+use jwkstash_core::{FetchError, Invalidation, LeaseToken, SharedTier, unix_millis};
 use tokio::sync::broadcast::error::RecvError;
 use tokio::time::Instant;
 
@@ -24,8 +25,6 @@ use crate::verifier::KeySetCache;
 
 /// How often a waiting instance reads the shared tier when no invalidation arrives.
 const POLL_INTERVAL: Duration = Duration::from_millis(50);
-/// Lease rounds before an instance stops waiting and fetches on its own.
-const LEASE_ROUNDS: usize = 2;
 const KID_REFETCH_SLOT: &str = "kid-refetch";
 const FETCH_FAILED_SLOT: &str = "fetch-failed";
 
@@ -48,38 +47,81 @@ impl Fleet {
         if let Some(newer) = self.newer_in_far(store, current.as_ref()).await {
             return Ok(newer);
         }
-        if let (Reason::UnknownKid { absent_slot }, Some(current)) = (&reason, &current) {
-            if !self.may_refetch_for_kid(store, absent_slot).await {
-                return Ok(current.clone());
-            }
-        }
-        for _ in 0..LEASE_ROUNDS {
-            let token = match self.far.acquire(key, self.lease_ttl).await {
-                Ok(Some(token)) => token,
-                Ok(None) => match self.wait_for_holder(store, current.as_ref()).await {
-                    Waited::Delivered(entry) => return Ok(entry),
-                    Waited::Failed => {
-                        let error = FetchError::Other("the fleet's fetch failed".into());
-                        return Err(Arc::new(RefreshError::Fetch(error)));
-                    }
-                    Waited::Expired => continue,
-                },
-                Err(error) => {
-                    tracing::warn!(%error, "lease unavailable; fetching without the fleet");
-                    break;
+        let token = match self.far.acquire(key, self.lease_ttl).await {
+            Ok(Some(token)) => token,
+            Ok(None) => match self.wait_for_holder(store, current.as_ref()).await {
+                Waited::Delivered(entry) => return Ok(entry),
+                Waited::Failed => {
+                    let error = FetchError::Other("the fleet's fetch failed".into());
+                    return Err(Arc::new(RefreshError::Fetch(error)));
                 }
-            };
-            // The previous holder may have delivered just before the lease was free.
-            let outcome = match self.newer_in_far(store, current.as_ref()).await {
-                Some(newer) => Ok(newer),
-                None => self.fetch_as_holder(store, current.clone()).await,
-            };
-            if let Err(error) = self.far.release(key, &token).await {
-                tracing::debug!(%error, "lease release failed; it expires by itself");
+                Waited::Acquired(token) => token,
+                Waited::TimedOut => {
+                    tracing::warn!("no lease holder delivered; fetching without the fleet");
+                    return self
+                        .mark_if_absent(store, &reason, store.fetch(current).await)
+                        .await;
+                }
+            },
+            Err(error) => {
+                tracing::warn!(%error, "lease unavailable; fetching without the fleet");
+                return self
+                    .mark_if_absent(store, &reason, store.fetch(current).await)
+                    .await;
             }
-            return outcome;
+        };
+        let outcome = self.load_as_holder(store, current, &reason).await;
+        if let Err(error) = self.far.release(key, &token).await {
+            tracing::debug!(%error, "lease release failed; it expires by itself");
         }
-        store.fetch(current).await
+        outcome
+    }
+
+    /// With the lease held: use what the previous holder delivered, or fetch.
+    async fn load_as_holder(
+        &self,
+        store: &KeyStore,
+        current: Option<KeyEntry>,
+        reason: &Reason,
+    ) -> LoadResult {
+        if let Some(newer) = self.newer_in_far(store, current.as_ref()).await {
+            return Ok(newer);
+        }
+        if let (Reason::UnknownKid { absent_slot, .. }, Some(current)) = (reason, &current)
+            && !self.may_refetch_for_kid(store, absent_slot).await
+        {
+            return Ok(current.clone());
+        }
+        let outcome = self.fetch_as_holder(store, current).await;
+        self.mark_if_absent(store, reason, outcome).await
+    }
+
+    /// After a refetch for an unknown kid, marks the kid absent for the whole fleet if the new
+    /// set lacks it. One mark per refetch: the kids of callers that merely joined stay local.
+    async fn mark_if_absent(
+        &self,
+        store: &KeyStore,
+        reason: &Reason,
+        outcome: LoadResult,
+    ) -> LoadResult {
+        if let (Reason::UnknownKid { kid, .. }, Ok(entry)) = (reason, &outcome)
+            && !entry.value.contains_kid(kid)
+        {
+            let slot = crate::store::absent_slot(entry.value.fingerprint(), kid);
+            let marked = self
+                .far
+                .claim_period(
+                    &store.cache_key,
+                    &slot,
+                    store.clock.now(),
+                    store.policy.negative_ttl,
+                )
+                .await;
+            if let Err(error) = marked {
+                tracing::debug!(%error, "could not share an absent kid");
+            }
+        }
+        outcome
     }
 
     async fn fetch_as_holder(&self, store: &KeyStore, current: Option<KeyEntry>) -> LoadResult {
@@ -116,7 +158,7 @@ impl Fleet {
                 return None;
             }
         };
-        let newer = current.is_none_or(|current| entry.fetched_at > current.fetched_at);
+        let newer = current.is_none_or(|current| supersedes(&entry, current));
         if !newer || !entry.is_fresh(store.clock.now()) {
             return None;
         }
@@ -131,10 +173,10 @@ impl Fleet {
     async fn may_refetch_for_kid(&self, store: &KeyStore, absent_slot: &str) -> bool {
         let key = store.cache_key.as_str();
         let now = store.clock.now();
-        if let Ok(Some(marked)) = self.far.last_claimed(key, absent_slot).await {
-            if now < marked + store.policy.negative_ttl {
-                return false;
-            }
+        if let Ok(Some(marked)) = self.far.last_claimed(key, absent_slot).await
+            && now < marked + store.policy.negative_ttl
+        {
+            return false;
         }
         let cooldown = store.policy.unknown_kid_cooldown;
         // A failing shared tier does not block the refetch: the local cooldown still holds.
@@ -144,40 +186,29 @@ impl Fleet {
             .unwrap_or(true)
     }
 
-    /// Marks a kid as absent from a set, for the whole fleet.
-    pub(crate) async fn remember_absent(
-        &self,
-        store: &KeyStore,
-        absent_slot: &str,
-        now: SystemTime,
-    ) {
-        let marked = self
-            .far
-            .claim_period(&store.cache_key, absent_slot, now, Duration::ZERO)
-            .await;
-        if let Err(error) = marked {
-            tracing::debug!(%error, "could not share an absent kid");
-        }
-    }
-
-    /// Waits, at most the lease TTL, for the holder to deliver a newer set.
+    /// Waits for the lease holder: until it delivers a newer set, reports a failure, or lets
+    /// the lease go (released, or expired with a dead holder) so that this instance takes it.
     async fn wait_for_holder(&self, store: &KeyStore, current: Option<&KeyEntry>) -> Waited {
         let key = store.cache_key.as_str();
         let mut invalidations = self.far.subscribe();
         let started = store.clock.now();
-        let deadline = Instant::now() + self.lease_ttl;
+        // The lease ends by itself after its TTL; twice that means the tier is not answering.
+        let deadline = Instant::now() + 2 * self.lease_ttl;
         loop {
             if let Some(entry) = self.newer_in_far(store, current).await {
                 return Waited::Delivered(entry);
             }
-            if let Ok(Some(failed)) = self.far.last_claimed(key, FETCH_FAILED_SLOT).await {
-                if failed >= started {
-                    return Waited::Failed;
-                }
+            if let Ok(Some(failed)) = self.far.last_claimed(key, FETCH_FAILED_SLOT).await
+                && failed >= started
+            {
+                return Waited::Failed;
+            }
+            if let Ok(Some(token)) = self.far.acquire(key, self.lease_ttl).await {
+                return Waited::Acquired(token);
             }
             let now = Instant::now();
             if now >= deadline {
-                return Waited::Expired;
+                return Waited::TimedOut;
             }
             let pause = POLL_INTERVAL.min(deadline - now);
             // Woken early by an invalidation of this key; otherwise poll.
@@ -201,11 +232,16 @@ impl Fleet {
                     continue;
                 }
                 let held = near.get(&store.cache_key).await.ok().flatten();
-                if held.is_some_and(|held| unix_millis(held.fetched_at) >= invalidation.version) {
+                if held
+                    .as_ref()
+                    .is_some_and(|held| unix_millis(held.fetched_at) > invalidation.version)
+                {
                     continue;
                 }
                 match far.get(&store.cache_key).await {
-                    Ok(Some(entry)) if unix_millis(entry.fetched_at) >= invalidation.version => {
+                    Ok(Some(entry))
+                        if held.as_ref().is_none_or(|held| supersedes(&entry, held)) =>
+                    {
                         if let Err(error) = near.put(&store.cache_key, entry).await {
                             tracing::warn!(%error, "near tier write failed");
                         }
@@ -218,11 +254,23 @@ impl Fleet {
     }
 }
 
+/// Whether `entry` replaces `held`: fetched later, or at the same millisecond with other content.
+fn supersedes(entry: &KeyEntry, held: &KeyEntry) -> bool {
+    entry.fetched_at > held.fetched_at
+        || (entry.fetched_at == held.fetched_at
+            && entry.value.fingerprint() != held.value.fingerprint())
+}
+
 /// How waiting for a lease holder ended.
 enum Waited {
+    /// The holder delivered a newer set.
     Delivered(KeyEntry),
+    /// The holder's fetch failed.
     Failed,
-    Expired,
+    /// The lease was free again and is now ours.
+    Acquired(LeaseToken),
+    /// Neither happened in twice the lease TTL.
+    TimedOut,
 }
 
 /// Resolves at the next invalidation of `key` (or when the channel closes).

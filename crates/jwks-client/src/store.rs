@@ -29,7 +29,7 @@ pub(crate) enum Reason {
     /// The set is missing, stale or due for refresh-ahead.
     Refresh,
     /// A token named a `kid` the set lacks; `absent_slot` names that (set, kid) pair.
-    UnknownKid { absent_slot: String },
+    UnknownKid { kid: Box<str>, absent_slot: String },
 }
 
 pub(crate) struct KeyStore {
@@ -147,6 +147,7 @@ impl KeyStore {
         let store = Arc::clone(self);
         let current = seen.clone();
         let reason = Reason::UnknownKid {
+            kid: kid.into(),
             absent_slot: absent_slot(fingerprint, kid),
         };
         let outcome = self
@@ -171,7 +172,8 @@ impl KeyStore {
             .and_then(|loaded| loaded)
             .map_err(|cause| KeysUnavailable::new(cause, self.health.retry_after(now)))?;
         if !entry.value.contains_kid(kid) {
-            self.remember_absent(kid, &entry).await;
+            self.absent
+                .insert(kid.into(), (entry.value.fingerprint(), self.clock.now()));
         }
         Ok(Some(entry))
     }
@@ -333,17 +335,6 @@ impl KeyStore {
         })
     }
 
-    async fn remember_absent(&self, kid: &str, entry: &KeyEntry) {
-        let now = self.clock.now();
-        let fingerprint = entry.value.fingerprint();
-        self.absent.insert(kid.into(), (fingerprint, now));
-        if let Some(fleet) = &self.fleet {
-            fleet
-                .remember_absent(self, &absent_slot(fingerprint, kid), now)
-                .await;
-        }
-    }
-
     /// Starts the fleet's invalidation listener once (no-op without a fleet).
     pub(crate) fn listen(self: &Arc<Self>) {
         let Some(fleet) = &self.fleet else { return };
@@ -369,7 +360,7 @@ impl Drop for KeyStore {
 
 /// The slot that marks `kid` as looked for, and absent, in the set with `fingerprint`. The kid
 /// is hashed: nothing from a token reaches a shared key raw.
-fn absent_slot(fingerprint: u64, kid: &str) -> String {
+pub(crate) fn absent_slot(fingerprint: u64, kid: &str) -> String {
     let kid_hash = Sha256::digest(kid.as_bytes());
     format!("absent:{fingerprint:016x}:{}", hex::encode(&kid_hash[..8]))
 }

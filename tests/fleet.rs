@@ -1,0 +1,684 @@
+//! A fleet of verifiers sharing one tier: one upstream fetch for all of them.
+//!
+//! Each scenario runs over the in-process shared tier and over a real `redis-server` (and the
+//! cold-start ones over a three-node Redis Cluster). The upstream is a mockall `KeySource`
+//! counted across the fleet; freshness runs on a shared manual clock, leases and Redis on real
+//! (short) time.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use jwkstash::testkit::{TestKey, jwks};
+use jwkstash::{
+    Clock, Fetched, FreshnessPolicy, InvalidToken, ManualClock, MemoryCache, RedisCache,
+    SharedKeySetTier, Verifier, VerifyError,
+};
+use jwkstash_core::{Lease, MockKeySource};
+use jwkstash_redis::testkit::{RedisCluster, RedisServer};
+use serde_json::{Value, json};
+
+const ISSUER: &str = "https://idp.test/";
+const AUDIENCE: &str = "api";
+const LEASE_TTL: Duration = Duration::from_millis(500);
+const FETCH_TIME: Duration = Duration::from_millis(100);
+const MINUTE: Duration = Duration::from_secs(60);
+
+/// Where the shared tier lives.
+#[derive(Clone)]
+enum Shared {
+    Memory(MemoryCache<Arc<jwkstash::KeySet>>),
+    Redis { url: String, prefix: String },
+}
+
+impl Shared {
+    fn memory(clock: &ManualClock) -> Self {
+        Self::Memory(
+            MemoryCache::builder()
+                .clock(Arc::new(clock.clone()))
+                .build(),
+        )
+    }
+
+    fn redis(url: String) -> Self {
+        Self::Redis {
+            url,
+            prefix: format!("fleet-{:08x}", fastrand::u32(..)),
+        }
+    }
+
+    /// A handle for one instance: the same memory tier, or a new Redis connection.
+    async fn connect(&self, clock: &ManualClock) -> SharedKeySetTier {
+        match self {
+            Self::Memory(cache) => Arc::new(cache.clone()),
+            Self::Redis { url, prefix } => Arc::new(redis_handle(url, prefix, clock).await),
+        }
+    }
+}
+
+async fn redis_handle(url: &str, prefix: &str, clock: &ManualClock) -> RedisCache {
+    RedisCache::builder()
+        .url(url)
+        .prefix(prefix)
+        .hmac_secret(b"the fleet's shared secret".to_vec())
+        .clock(Arc::new(clock.clone()))
+        .circuit(3, Duration::from_millis(300))
+        .build()
+        .await
+        .unwrap()
+}
+
+/// The upstream: scripted answers, counted across the whole fleet, each taking `FETCH_TIME`.
+#[derive(Clone)]
+struct Upstream {
+    calls: Arc<AtomicUsize>,
+    answers: Arc<std::sync::Mutex<Vec<Fetched>>>,
+}
+
+impl Upstream {
+    fn serving(keys: &[&TestKey]) -> Self {
+        Self {
+            calls: Arc::default(),
+            answers: Arc::new(std::sync::Mutex::new(vec![answer(keys)])),
+        }
+    }
+
+    /// From the next fetch on, serve `keys`.
+    fn publish(&self, keys: &[&TestKey]) {
+        self.answers.lock().unwrap().push(answer(keys));
+    }
+
+    fn calls(&self) -> usize {
+        self.calls.load(Ordering::SeqCst)
+    }
+
+    fn source(&self) -> Slow {
+        let mut mock = MockKeySource::new();
+        mock.expect_id()
+            .return_const("https://idp.test/jwks".to_owned());
+        let (calls, answers) = (Arc::clone(&self.calls), Arc::clone(&self.answers));
+        mock.expect_fetch().returning(move |_| {
+            calls.fetch_add(1, Ordering::SeqCst);
+            Ok(answers.lock().unwrap().last().cloned().expect("an answer"))
+        });
+        Slow(mock)
+    }
+}
+
+fn answer(keys: &[&TestKey]) -> Fetched {
+    Fetched::Modified {
+        body: jwks(keys).to_string().into(),
+        etag: None,
+        max_age: None,
+    }
+}
+
+/// The mock behind a real delay, so that concurrent callers overlap.
+struct Slow(MockKeySource);
+
+#[async_trait::async_trait]
+impl jwkstash::KeySource for Slow {
+    fn id(&self) -> &str {
+        self.0.id()
+    }
+
+    async fn fetch(
+        &self,
+        validators: &jwkstash::Validators,
+    ) -> Result<Fetched, jwkstash::FetchError> {
+        tokio::time::sleep(FETCH_TIME).await;
+        self.0.fetch(validators).await
+    }
+}
+
+struct Fleet {
+    clock: ManualClock,
+    upstream: Upstream,
+    instances: Vec<Verifier>,
+}
+
+impl Fleet {
+    async fn start(size: usize, shared: &Shared, clock: ManualClock, upstream: Upstream) -> Self {
+        let mut instances = Vec::new();
+        for _ in 0..size {
+            instances.push(instance(&upstream, shared.connect(&clock).await, &clock));
+        }
+        Self {
+            clock,
+            upstream,
+            instances,
+        }
+    }
+
+    /// Verifies `tokens[i]` on instance `i % size`, all at once.
+    async fn verify_all(&self, tokens: &[String]) -> Vec<Result<Value, VerifyError>> {
+        let tasks: Vec<_> = tokens
+            .iter()
+            .enumerate()
+            .map(|(i, token)| {
+                let verifier = self.instances[i % self.instances.len()].clone();
+                let token = token.clone();
+                tokio::spawn(async move { verifier.verify::<Value>(&token).await })
+            })
+            .collect();
+        let mut outcomes = Vec::new();
+        for task in tasks {
+            outcomes.push(task.await.unwrap());
+        }
+        outcomes
+    }
+}
+
+fn instance(upstream: &Upstream, shared: SharedKeySetTier, clock: &ManualClock) -> Verifier {
+    Verifier::builder()
+        .key_source(upstream.source())
+        .issuer(ISSUER)
+        .audience(AUDIENCE)
+        .clock(Arc::new(clock.clone()))
+        .shared_tier(shared)
+        .lease_ttl(LEASE_TTL)
+        .policy(FreshnessPolicy::default())
+        .build()
+        .unwrap()
+}
+
+fn claims(clock: &ManualClock) -> Value {
+    let now = clock
+        .now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    json!({ "iss": ISSUER, "aud": AUDIENCE, "sub": "user", "iat": now, "exp": now + 7200 })
+}
+
+fn random_kid_token(key: &TestKey, clock: &ManualClock) -> String {
+    let header = json!({ "alg": key.alg(), "kid": format!("random-{:016x}", fastrand::u64(..)) });
+    key.sign_with_header(&header, &claims(clock))
+}
+
+async fn with_redis() -> Option<RedisServer> {
+    RedisServer::start().await
+}
+
+// ---------------------------------------------------------------- scenarios
+
+/// 1,000 concurrent cold verifications over 8 instances: one upstream fetch; after expiry, one
+/// more for the whole fleet.
+async fn cold_start_and_expiry(shared: Shared, clock: ManualClock) {
+    let key = TestKey::ec_p256("k1");
+    let fleet = Fleet::start(8, &shared, clock, Upstream::serving(&[&key])).await;
+    let token = key.sign(&claims(&fleet.clock));
+    let outcomes = fleet.verify_all(&vec![token.clone(); 1000]).await;
+    assert!(
+        outcomes.iter().all(Result::is_ok),
+        "{:?}",
+        outcomes.iter().find(|o| o.is_err())
+    );
+    assert_eq!(
+        fleet.upstream.calls(),
+        1,
+        "the fleet fetched more than once"
+    );
+
+    fleet.clock.advance(11 * MINUTE);
+    let outcomes = fleet.verify_all(&vec![token; 400]).await;
+    assert!(outcomes.iter().all(Result::is_ok));
+    assert_eq!(fleet.upstream.calls(), 2, "expiry cost more than one fetch");
+}
+
+/// A flood of random kids across the fleet: at most one refetch per cooldown fleet-wide, and
+/// valid tokens do not wait for it.
+async fn unknown_kid_flood(shared: Shared, clock: ManualClock) {
+    let key = TestKey::ec_p256("k1");
+    let fleet = Fleet::start(8, &shared, clock, Upstream::serving(&[&key])).await;
+    let valid = key.sign(&claims(&fleet.clock));
+    assert!(
+        fleet
+            .verify_all(&vec![valid.clone(); 8])
+            .await
+            .iter()
+            .all(Result::is_ok)
+    );
+    assert_eq!(fleet.upstream.calls(), 1);
+
+    let forged: Vec<String> = (0..1000)
+        .map(|_| random_kid_token(&key, &fleet.clock))
+        .collect();
+    let flood = {
+        let instances = fleet.instances.clone();
+        tokio::spawn(async move {
+            let tasks: Vec<_> = forged
+                .into_iter()
+                .enumerate()
+                .map(|(i, token)| {
+                    let verifier = instances[i % instances.len()].clone();
+                    tokio::spawn(async move { verifier.verify::<Value>(&token).await })
+                })
+                .collect();
+            for task in tasks {
+                let error = task.await.unwrap().unwrap_err();
+                assert!(error.is_invalid_token(), "{error:?}");
+            }
+        })
+    };
+    // Valid tokens verify from the near tier while the flood runs.
+    for instance in &fleet.instances {
+        let started = Instant::now();
+        instance.verify::<Value>(&valid).await.unwrap();
+        assert!(
+            started.elapsed() < FETCH_TIME,
+            "a valid token waited {:?}",
+            started.elapsed()
+        );
+    }
+    flood.await.unwrap();
+    assert!(
+        fleet.upstream.calls() <= 2,
+        "{} fetches for one cooldown",
+        fleet.upstream.calls()
+    );
+
+    // Within the cooldown, more random kids on every instance: no fetch.
+    fleet.clock.advance(Duration::from_secs(10));
+    let forged: Vec<String> = (0..80)
+        .map(|_| random_kid_token(&key, &fleet.clock))
+        .collect();
+    let calls = fleet.upstream.calls();
+    assert!(fleet.verify_all(&forged).await.iter().all(Result::is_err));
+    assert_eq!(fleet.upstream.calls(), calls);
+
+    // The next cooldown allows one more refetch for the whole fleet.
+    fleet.clock.advance(Duration::from_secs(31));
+    let forged: Vec<String> = (0..80)
+        .map(|_| random_kid_token(&key, &fleet.clock))
+        .collect();
+    assert!(fleet.verify_all(&forged).await.iter().all(Result::is_err));
+    assert!(
+        fleet.upstream.calls() <= calls + 1,
+        "{} > {}",
+        fleet.upstream.calls(),
+        calls + 1
+    );
+}
+
+/// Instance A meets the new kid and fetches; B..H verify it with no upstream request, and hear
+/// of the new set by invalidation.
+async fn rotation_reaches_the_fleet(shared: Shared, clock: ManualClock) {
+    let (old, new) = (TestKey::ec_p256("old"), TestKey::ed25519("new"));
+    let fleet = Fleet::start(8, &shared, clock, Upstream::serving(&[&old])).await;
+    let old_token = old.sign(&claims(&fleet.clock));
+    assert!(
+        fleet
+            .verify_all(&vec![old_token; 8])
+            .await
+            .iter()
+            .all(Result::is_ok)
+    );
+    assert_eq!(fleet.upstream.calls(), 1);
+
+    fleet.upstream.publish(&[&new]);
+    let new_token = new.sign(&claims(&fleet.clock));
+    fleet.instances[0]
+        .verify::<Value>(&new_token)
+        .await
+        .unwrap();
+    assert_eq!(fleet.upstream.calls(), 2);
+    let new_set = fleet.instances[0].key_set().await.unwrap().fingerprint();
+
+    // The others' near tiers are updated by the invalidation, without verifying anything.
+    for instance in &fleet.instances[1..] {
+        let heard = tokio::time::timeout(Duration::from_secs(3), async {
+            while instance.key_set().await.unwrap().fingerprint() != new_set {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+        .await;
+        assert!(heard.is_ok(), "an instance never heard of the new set");
+    }
+    let outcomes = fleet.verify_all(&vec![new_token; 70]).await;
+    assert!(outcomes.iter().all(Result::is_ok));
+    assert_eq!(
+        fleet.upstream.calls(),
+        2,
+        "the rotation cost more than one fetch"
+    );
+}
+
+/// Every instance meets the new kid at once: still one refetch for the fleet, and every token
+/// verifies (the instances that lose the claim wait for the one that fetches).
+async fn simultaneous_rotation(shared: Shared, clock: ManualClock) {
+    let (old, new) = (TestKey::ec_p256("old"), TestKey::ec_p256("new"));
+    let fleet = Fleet::start(8, &shared, clock, Upstream::serving(&[&old])).await;
+    let old_token = old.sign(&claims(&fleet.clock));
+    assert!(
+        fleet
+            .verify_all(&vec![old_token; 8])
+            .await
+            .iter()
+            .all(Result::is_ok)
+    );
+    fleet.upstream.publish(&[&new]);
+    let new_token = new.sign(&claims(&fleet.clock));
+    let outcomes = fleet.verify_all(&vec![new_token; 400]).await;
+    assert!(
+        outcomes.iter().all(Result::is_ok),
+        "{:?}",
+        outcomes.iter().find(|o| o.is_err())
+    );
+    assert_eq!(fleet.upstream.calls(), 2);
+}
+
+// ---------------------------------------------------------------- in-process shared tier
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_simultaneous_rotation() {
+    let clock = ManualClock::default();
+    simultaneous_rotation(Shared::memory(&clock), clock).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_simultaneous_rotation() {
+    let Some(redis) = with_redis().await else {
+        return;
+    };
+    simultaneous_rotation(Shared::redis(redis.url()), ManualClock::default()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_cold_start_and_expiry() {
+    let clock = ManualClock::default();
+    cold_start_and_expiry(Shared::memory(&clock), clock).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_unknown_kid_flood() {
+    let clock = ManualClock::default();
+    unknown_kid_flood(Shared::memory(&clock), clock).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_rotation() {
+    let clock = ManualClock::default();
+    rotation_reaches_the_fleet(Shared::memory(&clock), clock).await;
+}
+
+// ---------------------------------------------------------------- Redis
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_cold_start_and_expiry() {
+    let Some(redis) = with_redis().await else {
+        return;
+    };
+    cold_start_and_expiry(Shared::redis(redis.url()), ManualClock::default()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_unknown_kid_flood() {
+    let Some(redis) = with_redis().await else {
+        return;
+    };
+    unknown_kid_flood(Shared::redis(redis.url()), ManualClock::default()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_rotation() {
+    let Some(redis) = with_redis().await else {
+        return;
+    };
+    rotation_reaches_the_fleet(Shared::redis(redis.url()), ManualClock::default()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_cold_start_and_expiry() {
+    let Some(cluster) = RedisCluster::start().await else {
+        return;
+    };
+    cold_start_and_expiry(Shared::redis(cluster.url()), ManualClock::default()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_rotation() {
+    let Some(cluster) = RedisCluster::start().await else {
+        return;
+    };
+    rotation_reaches_the_fleet(Shared::redis(cluster.url()), ManualClock::default()).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_unknown_kid_flood() {
+    let Some(cluster) = RedisCluster::start().await else {
+        return;
+    };
+    unknown_kid_flood(Shared::redis(cluster.url()), ManualClock::default()).await;
+}
+
+// ---------------------------------------------------------------- Redis faults
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_down_at_start_each_instance_works_alone() {
+    let Some(mut redis) = with_redis().await else {
+        return;
+    };
+    redis.kill().await;
+    let key = TestKey::ec_p256("k1");
+    let clock = ManualClock::default();
+    let fleet = Fleet::start(
+        3,
+        &Shared::redis(redis.url()),
+        clock,
+        Upstream::serving(&[&key]),
+    )
+    .await;
+    let token = key.sign(&claims(&fleet.clock));
+    let outcomes = fleet.verify_all(&vec![token; 30]).await;
+    assert!(outcomes.iter().all(Result::is_ok));
+    // Like single instances: one fetch each at most.
+    assert!(
+        (1..=3).contains(&fleet.upstream.calls()),
+        "{}",
+        fleet.upstream.calls()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_killed_and_restarted_never_fails_a_verification() {
+    let Some(mut redis) = with_redis().await else {
+        return;
+    };
+    let key = TestKey::ec_p256("k1");
+    let clock = ManualClock::default();
+    let shared = Shared::redis(redis.url());
+    let fleet = Fleet::start(3, &shared, clock.clone(), Upstream::serving(&[&key])).await;
+    let token = key.sign(&claims(&clock));
+    assert!(
+        fleet
+            .verify_all(&vec![token.clone(); 30])
+            .await
+            .iter()
+            .all(Result::is_ok)
+    );
+    assert_eq!(fleet.upstream.calls(), 1);
+
+    redis.kill().await;
+    clock.advance(11 * MINUTE);
+    let outcomes = fleet.verify_all(&vec![token.clone(); 30]).await;
+    assert!(
+        outcomes.iter().all(Result::is_ok),
+        "a verification failed while Redis was down"
+    );
+    let while_down = fleet.upstream.calls();
+    assert!(while_down <= 1 + 3, "{while_down}");
+
+    redis.restart().await;
+    let Shared::Redis { url, prefix } = &shared else {
+        unreachable!()
+    };
+    let probe = redis_handle(url, prefix, &clock).await;
+    wait_until_reachable(&probe, &clock).await;
+    // Let the instances' circuits close (cool-off 300 ms) and reconnect.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    clock.advance(11 * MINUTE);
+    let outcomes = fleet.verify_all(&vec![token; 30]).await;
+    assert!(outcomes.iter().all(Result::is_ok));
+    assert_eq!(
+        fleet.upstream.calls(),
+        while_down + 1,
+        "the shared tier was not used again"
+    );
+}
+
+async fn wait_until_reachable(probe: &RedisCache, clock: &ManualClock) {
+    let reached = tokio::time::timeout(Duration::from_secs(10), async {
+        while probe
+            .claim_period("probe", "up", clock.now(), Duration::ZERO)
+            .await
+            .is_err()
+        {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await;
+    assert!(reached.is_ok(), "redis never came back");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paused_redis_keeps_verification_within_the_deadline() {
+    let Some(redis) = with_redis().await else {
+        return;
+    };
+    let key = TestKey::ec_p256("k1");
+    let clock = ManualClock::default();
+    let fleet = Fleet::start(
+        2,
+        &Shared::redis(redis.url()),
+        clock.clone(),
+        Upstream::serving(&[&key]),
+    )
+    .await;
+    let token = key.sign(&claims(&clock));
+    fleet.instances[0].verify::<Value>(&token).await.unwrap();
+    redis.cli(&["CLIENT", "PAUSE", "5000", "ALL"]).await;
+    clock.advance(11 * MINUTE);
+    for instance in &fleet.instances {
+        let started = Instant::now();
+        instance.verify::<Value>(&token).await.unwrap();
+        // A few calls at the 250 ms deadline, then the circuit opens; plus the fetch itself.
+        assert!(
+            started.elapsed() < Duration::from_millis(1500),
+            "{:?}",
+            started.elapsed()
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_leaseholder_delays_the_fleet_by_at_most_the_lease_ttl() {
+    let Some(redis) = with_redis().await else {
+        return;
+    };
+    let key = TestKey::ec_p256("k1");
+    let clock = ManualClock::default();
+    let shared = Shared::redis(redis.url());
+    let fleet = Fleet::start(2, &shared, clock.clone(), Upstream::serving(&[&key])).await;
+    let token = key.sign(&claims(&clock));
+    fleet.instances[0].verify::<Value>(&token).await.unwrap();
+    let entry_key = redis.cli(&["--scan", "--pattern", "fleet-*:entry"]).await;
+    let cache_key = entry_key
+        .trim()
+        .split(['{', '}'])
+        .nth(1)
+        .expect("the entry's key")
+        .to_owned();
+
+    // A pod takes the lease for the next fetch and dies without delivering.
+    let Shared::Redis { url, prefix } = &shared else {
+        unreachable!()
+    };
+    let dead_pod = redis_handle(url, prefix, &clock).await;
+    clock.advance(11 * MINUTE);
+    assert!(
+        dead_pod
+            .acquire(&cache_key, LEASE_TTL)
+            .await
+            .unwrap()
+            .is_some()
+    );
+
+    let started = Instant::now();
+    fleet.instances[1].verify::<Value>(&token).await.unwrap();
+    let waited = started.elapsed();
+    assert!(
+        waited >= LEASE_TTL - Duration::from_millis(100),
+        "did not wait for the lease: {waited:?}"
+    );
+    assert!(
+        waited < 2 * LEASE_TTL + FETCH_TIME * 3,
+        "waited too long: {waited:?}"
+    );
+    assert_eq!(
+        fleet.upstream.calls(),
+        2,
+        "another instance did not take over the fetch"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_planted_key_set_with_a_bad_mac_is_never_trusted() {
+    let Some(redis) = with_redis().await else {
+        return;
+    };
+    let (ours, attackers) = (TestKey::ec_p256("k1"), TestKey::ec_p256("k1"));
+    let clock = ManualClock::default();
+    let shared = Shared::redis(redis.url());
+    let fleet = Fleet::start(1, &shared, clock.clone(), Upstream::serving(&[&ours])).await;
+    fleet.instances[0]
+        .verify::<Value>(&ours.sign(&claims(&clock)))
+        .await
+        .unwrap();
+    let entry_key = redis.cli(&["--scan", "--pattern", "fleet-*:entry"]).await;
+    let cache_key = entry_key
+        .trim()
+        .split(['{', '}'])
+        .nth(1)
+        .unwrap()
+        .to_owned();
+
+    // The attacker can write to Redis but does not know the service's secret.
+    let Shared::Redis { url, prefix } = &shared else {
+        unreachable!()
+    };
+    let attacker = RedisCache::builder()
+        .url(url.as_str())
+        .prefix(prefix.as_str())
+        .hmac_secret(b"the attacker's guess at a secret".to_vec())
+        .clock(Arc::new(clock.clone()))
+        .build()
+        .await
+        .unwrap();
+    clock.advance(Duration::from_secs(1));
+    let planted = jwkstash::KeySet::parse(jwks(&[&attackers]).to_string()).unwrap();
+    let now = clock.now();
+    let entry = jwkstash::Entry::new(
+        Arc::new(planted),
+        now,
+        now + MINUTE * 60,
+        now + MINUTE * 120,
+    );
+    jwkstash::Cache::put(&attacker, &cache_key, entry)
+        .await
+        .unwrap();
+
+    // A new instance with a cold near tier reads the shared tier: the planted set is refused.
+    let newcomer = instance(&fleet.upstream, shared.connect(&clock).await, &clock);
+    let forged = attackers.sign(&claims(&clock));
+    let error = newcomer.verify::<Value>(&forged).await.unwrap_err();
+    assert!(
+        matches!(error, VerifyError::InvalidToken(InvalidToken::BadSignature)),
+        "{error:?}"
+    );
+    newcomer
+        .verify::<Value>(&ours.sign(&claims(&clock)))
+        .await
+        .unwrap();
+}
