@@ -369,89 +369,42 @@ async fn simultaneous_rotation(shared: Shared, clock: ManualClock) {
     assert_eq!(fleet.upstream.calls(), 2);
 }
 
-// ---------------------------------------------------------------- in-process shared tier
+// ---------------------------------------------------------------- every scenario on every tier
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn memory_simultaneous_rotation() {
-    let clock = ManualClock::default();
-    simultaneous_rotation(Shared::memory(&clock), clock).await;
+/// For each scenario, a module with one test per tier: the in-process shared tier, one
+/// `redis-server`, and a three-node Redis Cluster.
+macro_rules! on_every_tier {
+    ($($scenario:ident),* $(,)?) => {$(
+        mod $scenario {
+            use super::*;
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn memory() {
+                let clock = ManualClock::default();
+                super::$scenario(Shared::memory(&clock), clock).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn redis() {
+                let Some(redis) = with_redis().await else { return };
+                super::$scenario(Shared::redis(redis.url()), ManualClock::default()).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn cluster() {
+                let Some(cluster) = RedisCluster::start().await else { return };
+                super::$scenario(Shared::redis(cluster.url()), ManualClock::default()).await;
+            }
+        }
+    )*};
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn redis_simultaneous_rotation() {
-    let Some(redis) = with_redis().await else {
-        return;
-    };
-    simultaneous_rotation(Shared::redis(redis.url()), ManualClock::default()).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn memory_cold_start_and_expiry() {
-    let clock = ManualClock::default();
-    cold_start_and_expiry(Shared::memory(&clock), clock).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn memory_unknown_kid_flood() {
-    let clock = ManualClock::default();
-    unknown_kid_flood(Shared::memory(&clock), clock).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn memory_rotation() {
-    let clock = ManualClock::default();
-    rotation_reaches_the_fleet(Shared::memory(&clock), clock).await;
-}
-
-// ---------------------------------------------------------------- Redis
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn redis_cold_start_and_expiry() {
-    let Some(redis) = with_redis().await else {
-        return;
-    };
-    cold_start_and_expiry(Shared::redis(redis.url()), ManualClock::default()).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn redis_unknown_kid_flood() {
-    let Some(redis) = with_redis().await else {
-        return;
-    };
-    unknown_kid_flood(Shared::redis(redis.url()), ManualClock::default()).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn redis_rotation() {
-    let Some(redis) = with_redis().await else {
-        return;
-    };
-    rotation_reaches_the_fleet(Shared::redis(redis.url()), ManualClock::default()).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cluster_cold_start_and_expiry() {
-    let Some(cluster) = RedisCluster::start().await else {
-        return;
-    };
-    cold_start_and_expiry(Shared::redis(cluster.url()), ManualClock::default()).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cluster_rotation() {
-    let Some(cluster) = RedisCluster::start().await else {
-        return;
-    };
-    rotation_reaches_the_fleet(Shared::redis(cluster.url()), ManualClock::default()).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn cluster_unknown_kid_flood() {
-    let Some(cluster) = RedisCluster::start().await else {
-        return;
-    };
-    unknown_kid_flood(Shared::redis(cluster.url()), ManualClock::default()).await;
-}
+on_every_tier!(
+    cold_start_and_expiry,
+    unknown_kid_flood,
+    rotation_reaches_the_fleet,
+    simultaneous_rotation,
+);
 
 // ---------------------------------------------------------------- Redis faults
 
