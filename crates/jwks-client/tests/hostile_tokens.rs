@@ -1,0 +1,619 @@
+//! Hostile tokens: nothing in a token, its header or its claims makes the verifier trust a key
+//! it should not, fetch a URL it was not given, panic, or spend unbounded memory or time.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::*;
+use jsonwebtoken::{EncodingKey, Header};
+use jwkstash_core::{Clock, ManualClock, MockKeySource};
+use jwkstash_jwks::testkit::{Idp, IdpBuilder, TestKey, b64};
+use jwkstash_jwks::{Algorithm, InvalidToken, Verifier, VerifyError};
+use serde_json::{Value, json};
+
+/// A verifier over a fixed set of keys, with a manual clock.
+fn verifier_for(keys: &[&TestKey], clock: &ManualClock) -> Verifier {
+    let mut source = MockKeySource::new();
+    source.expect_id().return_const(JWKS_URL.to_owned());
+    let answer = modified(keys);
+    source.expect_fetch().returning(move |_| Ok(answer.clone()));
+    builder(source, Arc::new(clock.clone())).build().unwrap()
+}
+
+/// A verifier whose key source panics if asked: for checks that must happen first.
+fn verifier_without_keys(clock: &ManualClock) -> Verifier {
+    builder(silent_source(), Arc::new(clock.clone()))
+        .build()
+        .unwrap()
+}
+
+async fn refusal(verifier: &Verifier, token: &str) -> InvalidToken {
+    let outcome = tokio::time::timeout(Duration::from_secs(5), verifier.verify::<Value>(token))
+        .await
+        .expect("a verification hung");
+    match outcome {
+        Err(VerifyError::InvalidToken(reason)) => reason,
+        other => panic!("expected a refusal of {:.80}, got {other:?}", token),
+    }
+}
+
+fn raw(header: &str, payload: &str, signature: &[u8]) -> String {
+    format!("{}.{}.{}", b64(header), b64(payload), b64(signature))
+}
+
+#[tokio::test]
+async fn alg_none_in_any_casing_is_refused_before_any_lookup() {
+    let clock = ManualClock::default();
+    let verifier = verifier_without_keys(&clock);
+    let payload = claims(&clock).to_string();
+    for alg in ["none", "None", "NONE", "nOnE", ""] {
+        let header = json!({ "alg": alg, "kid": "k1" }).to_string();
+        for signature in [&b"sig"[..], b""] {
+            let token = if signature.is_empty() {
+                format!("{}.{}.", b64(&header), b64(&payload))
+            } else {
+                raw(&header, &payload, signature)
+            };
+            let reason = refusal(&verifier, &token).await;
+            assert!(
+                matches!(
+                    reason,
+                    InvalidToken::AlgorithmNotAllowed | InvalidToken::Malformed(_)
+                ),
+                "{alg}: {reason:?}"
+            );
+        }
+    }
+    let header = json!({ "kid": "k1" }).to_string();
+    assert!(matches!(
+        refusal(&verifier, &raw(&header, &payload, b"s")).await,
+        InvalidToken::Malformed(_)
+    ));
+}
+
+#[tokio::test]
+async fn hmac_with_the_public_key_as_secret_is_refused() {
+    let clock = ManualClock::default();
+    let key = TestKey::rsa("k1");
+    let verifier = verifier_without_keys(&clock);
+    let jwk = key.public_jwk();
+    let n = base64::Engine::decode(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD,
+        jwk["n"].as_str().unwrap(),
+    )
+    .unwrap();
+    let pem = format!(
+        "-----BEGIN PUBLIC KEY-----\n{}\n-----END PUBLIC KEY-----\n",
+        base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &n)
+    );
+    let secrets: Vec<Vec<u8>> = vec![
+        n.clone(),
+        pem.into_bytes(),
+        jwk.to_string().into_bytes(),
+        jwk["n"].as_str().unwrap().as_bytes().to_vec(),
+    ];
+    for alg in [Algorithm::HS256, Algorithm::HS384, Algorithm::HS512] {
+        for secret in &secrets {
+            let mut header = Header::new(alg);
+            header.kid = Some("k1".into());
+            let token = jsonwebtoken::encode(
+                &header,
+                &claims(&clock),
+                &EncodingKey::from_secret(secret).unwrap(),
+            )
+            .unwrap();
+            assert_eq!(
+                refusal(&verifier, &token).await,
+                InvalidToken::AlgorithmNotAllowed,
+                "{alg:?}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_algorithm_must_fit_the_key() {
+    let clock = ManualClock::default();
+    let rsa = TestKey::rsa("rsa");
+    let p384 = TestKey::ec_p384("p384");
+    let p256 = TestKey::ec_p256("p256");
+    let mut unpinned_p384 = p384.public_jwk();
+    unpinned_p384.as_object_mut().unwrap().remove("alg");
+    let mut source = MockKeySource::new();
+    source.expect_id().return_const(JWKS_URL.to_owned());
+    let body = json!({ "keys": [rsa.public_jwk(), unpinned_p384, p256.public_jwk()] }).to_string();
+    source.expect_fetch().returning(move |_| {
+        Ok(jwkstash_core::Fetched::Modified {
+            body: body.clone().into(),
+            etag: None,
+            max_age: None,
+        })
+    });
+    let verifier = builder(source, Arc::new(clock.clone())).build().unwrap();
+    let claims = claims(&clock);
+    let sign_as = |key: &TestKey, alg: &str, kid: &str| {
+        key.sign_with_header(&json!({ "alg": alg, "kid": kid }), &claims)
+    };
+    // The JWK pins RS256: PS256 and RS512 under its kid are refused before the signature.
+    let cases = [
+        (
+            sign_as(&rsa, "PS256", "rsa"),
+            InvalidToken::AlgorithmMismatch,
+        ),
+        (
+            sign_as(&rsa, "RS512", "rsa"),
+            InvalidToken::AlgorithmMismatch,
+        ),
+        // No alg on the JWK: the curve decides. ES256 with a P-384 key is refused.
+        (
+            sign_as(&p384, "ES256", "p384"),
+            InvalidToken::AlgorithmMismatch,
+        ),
+        (sign_as(&rsa, "ES256", "p256"), InvalidToken::BadSignature),
+        (
+            sign_as(&p256, "RS256", "p256"),
+            InvalidToken::AlgorithmMismatch,
+        ),
+        (
+            sign_as(&p256, "EdDSA", "rsa"),
+            InvalidToken::AlgorithmMismatch,
+        ),
+        (
+            sign_as(&p256, "ES256K", "p256"),
+            InvalidToken::AlgorithmNotAllowed,
+        ),
+    ];
+    for (token, expected) in cases {
+        assert_eq!(refusal(&verifier, &token).await, expected);
+    }
+    // And the fitting ones pass.
+    verifier
+        .verify::<Value>(&sign_as(&p384, "ES384", "p384"))
+        .await
+        .unwrap();
+    verifier
+        .verify::<Value>(&sign_as(&rsa, "RS256", "rsa"))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn linked_and_embedded_keys_are_never_followed() {
+    let clock = ManualClock::default();
+    let ours = IdpBuilder::default()
+        .clock(Arc::new(clock.clone()))
+        .start()
+        .await
+        .unwrap();
+    let attacker = Idp::builder()
+        .key(TestKey::rsa("key-1"))
+        .start()
+        .await
+        .unwrap();
+    let verifier = Verifier::builder()
+        .key_source(ours.key_source())
+        .issuer(ours.issuer())
+        .audience(ours.audience())
+        .clock(Arc::new(clock.clone()))
+        .build()
+        .unwrap();
+    let forger = attacker.signing_key();
+    let claims = ours.claims();
+    let headers = [
+        json!({ "alg": "RS256", "kid": "key-1", "jku": attacker.jwks_url() }),
+        json!({ "alg": "RS256", "kid": "evil", "jku": attacker.jwks_url() }),
+        json!({ "alg": "RS256", "kid": "key-1", "x5u": format!("{}/cert.pem", attacker.issuer()) }),
+        json!({ "alg": "RS256", "kid": "key-1", "jwk": forger.public_jwk() }),
+        json!({ "alg": "RS256", "jwk": forger.public_jwk() }),
+        json!({ "alg": "RS256", "kid": "key-1", "x5c": ["MIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEA"] }),
+    ];
+    for header in headers {
+        let token = forger.sign_with_header(&header, &claims);
+        let reason = refusal(&verifier, &token).await;
+        assert!(
+            matches!(
+                reason,
+                InvalidToken::BadSignature | InvalidToken::UnknownKid
+            ),
+            "{header}: {reason:?}"
+        );
+    }
+    assert_eq!(attacker.jwks_requests(), 0, "a linked URL was fetched");
+    assert_eq!(attacker.discovery_requests(), 0);
+    // Our own token still verifies.
+    verifier.verify::<Value>(&ours.mint()).await.unwrap();
+}
+
+#[tokio::test]
+async fn crit_is_refused_whatever_it_names() {
+    let clock = ManualClock::default();
+    let key = TestKey::ed25519("k1");
+    let verifier = verifier_without_keys(&clock);
+    for crit in [
+        json!(["exp"]),
+        json!([]),
+        json!(["b64", "b64"]),
+        json!(["x-unknown"]),
+        json!("exp"),
+        json!(null),
+    ] {
+        let token = key.sign_with_header(
+            &json!({ "alg": "EdDSA", "kid": "k1", "crit": crit }),
+            &claims(&clock),
+        );
+        assert_eq!(
+            refusal(&verifier, &token).await,
+            InvalidToken::UnsupportedCritical,
+            "{crit}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn time_claims_of_the_wrong_type_are_refused() {
+    let clock = ManualClock::default();
+    let key = TestKey::ed25519("k1");
+    let verifier = verifier_for(&[&key], &clock);
+    let now = clock
+        .now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    for claim in ["exp", "nbf", "iat"] {
+        for bad in [
+            json!("1900000000"),
+            json!(true),
+            json!(null),
+            json!([now + 60]),
+            json!(-5),
+            json!({ "v": 1 }),
+            json!(-0.5),
+        ] {
+            let mut payload = claims(&clock);
+            payload[claim] = bad.clone();
+            let reason = refusal(&verifier, &key.sign(&payload)).await;
+            assert_eq!(
+                reason,
+                InvalidToken::InvalidClaim(claim_name(claim)),
+                "{claim}: {bad}"
+            );
+        }
+        // 1e309 does not even parse as a number.
+        let payload = format!(
+            r#"{{"iss":"{ISSUER}","aud":"{AUDIENCE}","exp":{},"{claim}":1e309}}"#,
+            now + 60
+        );
+        let token = key.sign_raw(br#"{"alg":"EdDSA","kid":"k1"}"#, payload.as_bytes());
+        assert!(matches!(
+            refusal(&verifier, &token).await,
+            InvalidToken::Malformed(_)
+        ));
+    }
+}
+
+fn claim_name(claim: &str) -> &'static str {
+    match claim {
+        "exp" => "exp",
+        "nbf" => "nbf",
+        _ => "iat",
+    }
+}
+
+#[tokio::test]
+async fn leeway_boundaries_are_exact_and_exp_is_required() {
+    let clock = ManualClock::default();
+    let key = TestKey::ed25519("k1");
+    let verifier = verifier_for(&[&key], &clock);
+    let now = clock
+        .now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let with = |changes: Value| {
+        let mut payload = claims(&clock);
+        for (name, value) in changes.as_object().unwrap() {
+            payload[name] = value.clone();
+        }
+        key.sign(&payload)
+    };
+    // Leeway 60 s: valid while now < exp + 60, and from now + 60 >= nbf.
+    verifier
+        .verify::<Value>(&with(json!({ "exp": now - 59 })))
+        .await
+        .unwrap();
+    assert_eq!(
+        refusal(&verifier, &with(json!({ "exp": now - 60 }))).await,
+        InvalidToken::Expired
+    );
+    verifier
+        .verify::<Value>(&with(json!({ "nbf": now + 60 })))
+        .await
+        .unwrap();
+    assert_eq!(
+        refusal(&verifier, &with(json!({ "nbf": now + 61 }))).await,
+        InvalidToken::NotYetValid
+    );
+    let mut no_exp = claims(&clock);
+    no_exp.as_object_mut().unwrap().remove("exp");
+    assert_eq!(
+        refusal(&verifier, &key.sign(&no_exp)).await,
+        InvalidToken::MissingClaim("exp")
+    );
+
+    // A maximum lifetime, when configured.
+    let mut source = MockKeySource::new();
+    source.expect_id().return_const(JWKS_URL.to_owned());
+    let answer = modified(&[&key]);
+    source.expect_fetch().returning(move |_| Ok(answer.clone()));
+    let strict = builder(source, Arc::new(clock.clone()))
+        .max_token_lifetime(Duration::from_secs(3600))
+        .leeway(Duration::ZERO)
+        .build()
+        .unwrap();
+    strict
+        .verify::<Value>(&with(json!({ "iat": now, "exp": now + 3600 })))
+        .await
+        .unwrap();
+    assert_eq!(
+        refusal(&strict, &with(json!({ "iat": now, "exp": now + 3601 }))).await,
+        InvalidToken::LifetimeTooLong
+    );
+    assert_eq!(
+        refusal(&strict, &with(json!({ "exp": now }))).await,
+        InvalidToken::Expired
+    );
+}
+
+#[tokio::test]
+async fn issuer_and_audience_are_exact() {
+    let clock = ManualClock::default();
+    let key = TestKey::ed25519("k1");
+    let verifier = verifier_for(&[&key], &clock);
+    let with = |name: &str, value: Value| {
+        let mut payload = claims(&clock);
+        payload[name] = value;
+        key.sign(&payload)
+    };
+    for iss in [
+        json!(format!("{ISSUER}x")),
+        json!("https://idp.test"),
+        json!("https://idp.test/.evil"),
+        json!("HTTPS://IDP.TEST/"),
+        json!(1),
+        json!([ISSUER]),
+        json!(null),
+    ] {
+        assert_eq!(
+            refusal(&verifier, &with("iss", iss.clone())).await,
+            InvalidToken::InvalidIssuer,
+            "{iss}"
+        );
+    }
+    for aud in [
+        json!([]),
+        json!([""]),
+        json!(["other"]),
+        json!(""),
+        json!(null),
+        json!([AUDIENCE, 7]),
+        json!({ "aud": AUDIENCE }),
+    ] {
+        assert_eq!(
+            refusal(&verifier, &with("aud", aud.clone())).await,
+            InvalidToken::InvalidAudience,
+            "{aud}"
+        );
+    }
+    verifier
+        .verify::<Value>(&with("aud", json!(AUDIENCE)))
+        .await
+        .unwrap();
+    verifier
+        .verify::<Value>(&with("aud", json!(["other", AUDIENCE])))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn keys_are_bound_to_their_issuer() {
+    let clock = ManualClock::default();
+    // Two providers publish different keys under the same kid.
+    let (key_a, key_b) = (TestKey::ec_p256("shared"), TestKey::ec_p256("shared"));
+    let shared_cache: jwkstash_jwks::KeySetCache = Arc::new(
+        jwkstash_memory::MemoryCache::builder()
+            .clock(Arc::new(clock.clone()))
+            .build(),
+    );
+    let verifier = |issuer: &str, key: &TestKey| {
+        let mut source = MockKeySource::new();
+        // Even the same URL (a shared multi-tenant endpoint) does not mix the issuers' keys.
+        source.expect_id().return_const(JWKS_URL.to_owned());
+        let answer = modified(&[key]);
+        source.expect_fetch().returning(move |_| Ok(answer.clone()));
+        Verifier::builder()
+            .key_source(source)
+            .issuer(issuer)
+            .audience(AUDIENCE)
+            .clock(Arc::new(clock.clone()))
+            .cache(Arc::clone(&shared_cache))
+            .build()
+            .unwrap()
+    };
+    let (a, b) = (
+        verifier("https://a.test/", &key_a),
+        verifier("https://b.test/", &key_b),
+    );
+    let mut claims_b = claims(&clock);
+    claims_b["iss"] = json!("https://b.test/");
+    // iss = B, signed with A's key.
+    let forged = key_a.sign(&claims_b);
+    assert_eq!(refusal(&b, &forged).await, InvalidToken::BadSignature);
+    assert_eq!(refusal(&a, &forged).await, InvalidToken::InvalidIssuer);
+    b.verify::<Value>(&key_b.sign(&claims_b)).await.unwrap();
+}
+
+#[tokio::test]
+async fn non_compact_forms_are_refused() {
+    let clock = ManualClock::default();
+    let key = TestKey::ed25519("k1");
+    let verifier = verifier_without_keys(&clock);
+    let good = key.sign(&claims(&clock));
+    let parts: Vec<&str> = good.split('.').collect();
+    let json_serialization = json!({
+        "payload": parts[1],
+        "signatures": [{ "protected": parts[0], "signature": parts[2] }],
+    })
+    .to_string();
+    let standard_alphabet = format!(
+        "{}.{}.{}+/",
+        parts[0],
+        parts[1],
+        &parts[2][..parts[2].len() - 2]
+    );
+    let cases = [
+        json_serialization,
+        format!("{}.{}.{}.{}.{}", parts[0], "enc", "iv", "ct", "tag"),
+        format!("{}.{}", parts[0], parts[1]),
+        format!("{good}.x"),
+        format!("{good}."),
+        format!(".{good}"),
+        format!("{good}=="),
+        format!("{}=.{}.{}", parts[0], parts[1], parts[2]),
+        standard_alphabet,
+        format!(" {good}"),
+        format!("{good}\n"),
+        format!("{}.{} .{}", parts[0], parts[1], parts[2]),
+        good.replace('.', ". "),
+        String::new(),
+        "..".into(),
+    ];
+    for token in cases {
+        let reason = refusal(&verifier, &token).await;
+        assert!(
+            matches!(reason, InvalidToken::Malformed(_)),
+            "{token:?}: {reason:?}"
+        );
+    }
+    // Duplicate members: in the header (before any lookup) and in the payload.
+    let duplicate_header = key.sign_raw(
+        br#"{"alg":"EdDSA","kid":"k1","kid":"k2"}"#,
+        claims(&clock).to_string().as_bytes(),
+    );
+    assert!(matches!(
+        refusal(&verifier, &duplicate_header).await,
+        InvalidToken::Malformed(_)
+    ));
+    let with_keys = verifier_for(&[&key], &clock);
+    let payload = format!(r#"{{"iss":"{ISSUER}","aud":"{AUDIENCE}","exp":1,"exp":99999999999}}"#);
+    let duplicate_payload = key.sign_raw(br#"{"alg":"EdDSA","kid":"k1"}"#, payload.as_bytes());
+    assert!(matches!(
+        refusal(&with_keys, &duplicate_payload).await,
+        InvalidToken::Malformed(_)
+    ));
+}
+
+/// Collects every log line written while it is installed.
+#[derive(Clone, Default)]
+struct Logs(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Logs {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn hostile_kids_get_clean_errors_and_never_reach_a_log_line() {
+    let clock = ManualClock::default();
+    let key = TestKey::ed25519("k1");
+    let verifier = verifier_for(&[&key], &clock);
+    let logs = Logs::default();
+    let writer = logs.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_writer(move || writer.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+    let long = "K".repeat(8 * 1024);
+    let kids = [
+        json!(long),
+        json!("../../etc/passwd"),
+        json!("kid\r\nX-Injected: 1"),
+        json!("nul\u{0}kid"),
+        json!("<script>alert(1)</script>"),
+        json!(42),
+        json!({ "nested": ["kid"] }),
+        json!(null),
+    ];
+    for kid in &kids {
+        let token = key.sign_with_header(&json!({ "alg": "EdDSA", "kid": kid }), &claims(&clock));
+        let reason = refusal(&verifier, &token).await;
+        assert!(
+            matches!(reason, InvalidToken::InvalidKid | InvalidToken::UnknownKid),
+            "{reason:?}"
+        );
+    }
+    drop(_guard);
+    let logged = String::from_utf8_lossy(&logs.0.lock().unwrap()).into_owned();
+    assert!(
+        logged.contains("key set loaded"),
+        "the log capture saw nothing"
+    );
+    for needle in [
+        "KKKKKKKK",
+        "etc/passwd",
+        "X-Injected",
+        "nul\u{0}kid",
+        "<script>",
+    ] {
+        assert!(
+            !logged.contains(needle),
+            "a raw kid reached the logs: {needle:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn size_is_checked_before_any_decoding() {
+    let clock = ManualClock::default();
+    let verifier = verifier_without_keys(&clock);
+    let dots = ".".repeat(1024 * 1024);
+    assert_eq!(
+        refusal(&verifier, &dots).await,
+        InvalidToken::TooLarge { limit: 16 * 1024 }
+    );
+    let key = TestKey::ed25519("k1");
+    let mut big = claims(&clock);
+    big["padding"] = json!("x".repeat(20 * 1024));
+    assert_eq!(
+        refusal(&verifier, &key.sign(&big)).await,
+        InvalidToken::TooLarge { limit: 16 * 1024 }
+    );
+    let small = builder(silent_source(), Arc::new(clock.clone()))
+        .max_token_bytes(64)
+        .build()
+        .unwrap();
+    assert_eq!(
+        refusal(&small, &key.sign(&claims(&clock))).await,
+        InvalidToken::TooLarge { limit: 64 }
+    );
+}
+
+#[tokio::test]
+async fn a_token_without_kid_costs_at_most_one_signature_check() {
+    let clock = ManualClock::default();
+    let keys: Vec<TestKey> = (0..100)
+        .map(|i| TestKey::ed25519(&format!("k{i}")))
+        .collect();
+    let verifier = verifier_for(&keys.iter().collect::<Vec<_>>(), &clock);
+    // Many keys fit EdDSA: no key is tried at all.
+    let no_kid = keys[7].sign_with_header(&json!({ "alg": "EdDSA" }), &claims(&clock));
+    assert_eq!(refusal(&verifier, &no_kid).await, InvalidToken::MissingKid);
+}
