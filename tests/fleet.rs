@@ -635,3 +635,55 @@ async fn a_planted_key_set_with_a_bad_mac_is_never_trusted() {
         .await
         .unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_kids_never_reach_a_redis_key() {
+    let Some(redis) = with_redis().await else {
+        return;
+    };
+    let key = TestKey::ec_p256("k1");
+    let clock = ManualClock::default();
+    let shared = Shared::redis(redis.url());
+    let fleet = Fleet::start(2, &shared, clock.clone(), Upstream::serving(&[&key])).await;
+    let claims = claims(&clock);
+    let kids = [
+        "../../etc/passwd",
+        "a\r\nDEL *",
+        "nul\u{0}byte",
+        "{hash}tag",
+        "*",
+        "k1 ",
+        "€uro",
+    ];
+    for (i, kid) in kids.iter().enumerate() {
+        let token = key.sign_with_header(&json!({ "alg": "ES256", "kid": kid }), &claims);
+        let error = fleet.instances[i % 2]
+            .verify::<Value>(&token)
+            .await
+            .unwrap_err();
+        assert!(error.is_invalid_token(), "{error:?}");
+        // Past the cooldown, so that every kid reaches the refetch path.
+        clock.advance(Duration::from_secs(31));
+    }
+    let Shared::Redis { prefix, .. } = &shared else {
+        unreachable!()
+    };
+    let keys = redis.cli(&["--scan", "--pattern", "*"]).await;
+    let keys: Vec<&str> = keys.lines().filter(|line| !line.is_empty()).collect();
+    assert!(keys.len() >= 2, "nothing reached Redis: {keys:?}");
+    for redis_key in keys {
+        let rest = redis_key
+            .strip_prefix(&format!("{prefix}:{{jwks:"))
+            .unwrap_or_else(|| panic!("{redis_key:?}"));
+        let (hash, part) = rest.split_once("}:").unwrap();
+        assert!(
+            hash.len() == 32 && hash.bytes().all(|b| b.is_ascii_hexdigit()),
+            "{redis_key:?}"
+        );
+        assert!(
+            part.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-:".contains(&b)),
+            "{redis_key:?}"
+        );
+    }
+}

@@ -272,6 +272,30 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512)) {
+            let _ = open("k", &bytes, None, now(), SKEW);
+            let _ = open("k", &bytes, Some(b"secret"), now(), SKEW);
+        }
+
+        #[test]
+        fn any_change_to_a_signed_envelope_is_refused(at in 0usize..200, flip in 1u8..=255) {
+            let secret = Some(&b"secret"[..]);
+            let mut sealed = seal("k", &entry(), b"value", secret);
+            let at = at % sealed.len();
+            sealed[at] ^= flip;
+            proptest::prop_assert!(open("k", &sealed, secret, now(), SKEW).is_err());
+        }
+
+        #[test]
+        fn a_prefix_of_jwks_and_garbage_never_panics(tail in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200)) {
+            let mut bytes = b"JWKS1".to_vec();
+            bytes.extend_from_slice(&tail);
+            let _ = open("k", &bytes, None, now(), SKEW);
+        }
+    }
+
     #[test]
     fn implausible_times_are_refused() {
         let mut future = entry();

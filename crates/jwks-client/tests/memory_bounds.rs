@@ -1,0 +1,112 @@
+//! Memory bounds, measured with a counting allocator: a megabyte of dots costs nothing beyond
+//! the limit, and a flood of 100,000 distinct unknown kids grows the heap by less than 4 MiB.
+// A counting global allocator needs `unsafe`; it only forwards to the system allocator.
+#![allow(unsafe_code, clippy::unwrap_used)]
+
+mod common;
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicIsize, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use common::*;
+use jwkstash_core::{MockKeySource, TokioClock};
+use jwkstash_jwks::testkit::TestKey;
+use jwkstash_jwks::{InvalidToken, VerifyError};
+use serde_json::{Value, json};
+
+/// Counts live heap bytes and the peak since the last reset.
+struct Counting;
+
+static LIVE: AtomicIsize = AtomicIsize::new(0);
+static PEAK: AtomicUsize = AtomicUsize::new(0);
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        let live =
+            LIVE.fetch_add(layout.size() as isize, Ordering::Relaxed) + layout.size() as isize;
+        PEAK.fetch_max(live.max(0) as usize, Ordering::Relaxed);
+        // SAFETY: forwarded unchanged to the system allocator.
+        unsafe { System.alloc(layout) }
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        LIVE.fetch_sub(layout.size() as isize, Ordering::Relaxed);
+        // SAFETY: forwarded unchanged to the system allocator.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static ALLOCATOR: Counting = Counting;
+
+fn live() -> isize {
+    LIVE.load(Ordering::Relaxed)
+}
+
+/// One test at a time: the counters are process-wide.
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+#[tokio::test(start_paused = true)]
+async fn a_megabyte_of_dots_costs_only_the_size_check() {
+    let _serial = SERIAL.lock().await;
+    let clock = TokioClock::new();
+    let verifier = builder(silent_source(), Arc::new(clock.clone()))
+        .build()
+        .unwrap();
+    let dots = ".".repeat(1024 * 1024);
+    let before = live();
+    PEAK.store(before.max(0) as usize, Ordering::Relaxed);
+    let error = verifier.verify::<Value>(&dots).await.unwrap_err();
+    let extra = PEAK.load(Ordering::Relaxed) as isize - before;
+    assert!(matches!(
+        error,
+        VerifyError::InvalidToken(InvalidToken::TooLarge { .. })
+    ));
+    assert!(
+        extra < 16 * 1024,
+        "refusing 1 MB of dots allocated {extra} bytes"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_flood_of_distinct_unknown_kids_stays_under_four_mebibytes() {
+    let _serial = SERIAL.lock().await;
+    let key = TestKey::ed25519("k1");
+    let clock = TokioClock::new();
+    let mut source = MockKeySource::new();
+    source.expect_id().return_const(JWKS_URL.to_owned());
+    let answer = modified(&[&key]);
+    source.expect_fetch().returning(move |_| Ok(answer.clone()));
+    let verifier = builder(source, Arc::new(clock.clone())).build().unwrap();
+    verifier
+        .verify::<Value>(&token(&key, &clock))
+        .await
+        .unwrap();
+    // Tokens are made ahead so that only the verifier's own memory is measured.
+    let claims = claims(&clock);
+    let forged: Vec<String> = (0..100_000)
+        .map(|i| {
+            key.sign_with_header(
+                &json!({ "alg": "EdDSA", "kid": format!("flood-{i:08}-{}", "x".repeat(40)) }),
+                &claims,
+            )
+        })
+        .collect();
+    let before = live();
+    for (i, token) in forged.iter().enumerate() {
+        assert!(verifier.verify::<Value>(token).await.is_err());
+        if i % 10_000 == 0 {
+            // Cross cooldowns now and then, so that refetches and absent-kid records happen.
+            tokio::time::advance(Duration::from_secs(31)).await;
+        }
+    }
+    let grown = live() - before;
+    println!(
+        "100,000 distinct unknown kids: heap grew by {grown} bytes ({:.2} MiB)",
+        grown as f64 / 1048576.0
+    );
+    assert!(grown < 4 * 1024 * 1024, "the heap grew by {grown} bytes");
+    assert!(verifier.stats().unknown_kid_suppressed > 90_000);
+}

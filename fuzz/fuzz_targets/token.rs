@@ -1,0 +1,54 @@
+//! Arbitrary bytes as a token against a verifier with a real key set: never a panic, and
+//! nothing but a typed refusal (no token here can carry a valid signature).
+#![no_main]
+
+use std::sync::{Arc, OnceLock};
+
+use jwkstash::testkit::{TestKey, jwks};
+use jwkstash::{Fetched, FetchError, KeySource, ManualClock, Validators, Verifier};
+use libfuzzer_sys::fuzz_target;
+
+/// Serves one fixed JWKS.
+struct Fixed(bytes::Bytes);
+
+#[async_trait::async_trait]
+impl KeySource for Fixed {
+    fn id(&self) -> &str {
+        "fuzz://jwks"
+    }
+
+    async fn fetch(&self, _: &Validators) -> Result<Fetched, FetchError> {
+        Ok(Fetched::Modified { body: self.0.clone(), etag: None, max_age: None })
+    }
+}
+
+struct Harness {
+    runtime: tokio::runtime::Runtime,
+    verifier: Verifier,
+}
+
+fn harness() -> &'static Harness {
+    static HARNESS: OnceLock<Harness> = OnceLock::new();
+    HARNESS.get_or_init(|| {
+        let keys = [TestKey::ed25519("k1"), TestKey::ec_p256("k2"), TestKey::rsa("k3")];
+        let document = jwks(&keys.iter().collect::<Vec<_>>()).to_string();
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+        let verifier = runtime.block_on(async {
+            Verifier::builder()
+                .key_source(Fixed(document.into()))
+                .issuer("https://fuzz.test/")
+                .audience("fuzz")
+                .clock(Arc::new(ManualClock::default()))
+                .build()
+                .unwrap()
+        });
+        Harness { runtime, verifier }
+    })
+}
+
+fuzz_target!(|data: &[u8]| {
+    let Ok(token) = std::str::from_utf8(data) else { return };
+    let harness = harness();
+    let outcome = harness.runtime.block_on(harness.verifier.verify::<serde_json::Value>(token));
+    assert!(outcome.is_err());
+});
