@@ -85,12 +85,14 @@ async fn hmac_with_the_public_key_as_secret_is_refused() {
         jwk["n"].as_str().unwrap(),
     )
     .unwrap();
+    let der = key.public_key_der();
     let pem = format!(
         "-----BEGIN PUBLIC KEY-----\n{}\n-----END PUBLIC KEY-----\n",
-        base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &n)
+        base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &der)
     );
     let secrets: Vec<Vec<u8>> = vec![
-        n.clone(),
+        n,
+        der,
         pem.into_bytes(),
         jwk.to_string().into_bytes(),
         jwk["n"].as_str().unwrap().as_bytes().to_vec(),

@@ -135,6 +135,17 @@ impl TestKey {
         jwk
     }
 
+    /// The public key as DER (SubjectPublicKeyInfo), as an attacker would find it published.
+    pub fn public_key_der(&self) -> Vec<u8> {
+        use aws_lc_rs::encoding::{AsDer, PublicKeyX509Der};
+        let der: Result<PublicKeyX509Der<'static>, _> = match &self.pair {
+            Pair::Rsa(pair) => pair.public_key().as_der(),
+            Pair::Ec(pair) => pair.public_key().as_der(),
+            Pair::Ed(pair) => pair.public_key().as_der(),
+        };
+        der.expect("public key DER").as_ref().to_vec()
+    }
+
     /// The raw signature of `message` with this key's algorithm.
     pub fn signature(&self, message: &[u8]) -> Vec<u8> {
         let rng = SystemRandom::new();
