@@ -242,6 +242,7 @@ impl Fleet {
                     Ok(Some(entry))
                         if held.as_ref().is_none_or(|held| supersedes(&entry, held)) =>
                     {
+                        store.pin(&entry);
                         if let Err(error) = near.put(&store.cache_key, entry).await {
                             tracing::warn!(%error, "near tier write failed");
                         }

@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
+use arc_swap::ArcSwapOption;
 use jwkstash_core::{
     Entry, Fetched, KeySource, SharedClock, SingleFlight, Validators, unix_millis,
 };
@@ -32,7 +33,16 @@ pub(crate) enum Reason {
     UnknownKid { kid: Box<str>, absent_slot: String },
 }
 
+/// The set a store verifies with, and when it is due for refresh.
+struct Pinned {
+    entry: KeyEntry,
+    refresh_at: SystemTime,
+}
+
 pub(crate) struct KeyStore {
+    /// The current set, read without touching the cache stack while it is fresh and not yet
+    /// due for refresh: a hit costs one atomic load, no lock and no allocation.
+    pinned: ArcSwapOption<Pinned>,
     source: Arc<dyn KeySource>,
     /// The cache stack: the near tier, or near over far with a fleet.
     cache: KeySetCache,
@@ -83,6 +93,7 @@ impl KeyStore {
             .max_capacity(parts.policy.negative_cache_capacity)
             .build();
         let store = Arc::new(Self {
+            pinned: ArcSwapOption::empty(),
             source: parts.source,
             cache: parts.cache,
             cache_key: parts.cache_key,
@@ -110,10 +121,16 @@ impl KeyStore {
     ///   backing off after failures; if the refresh fails the stale set is served.
     /// * absent or past `max_stale`: loaded (coalesced); failure is [`KeysUnavailable`].
     pub(crate) async fn current(self: &Arc<Self>) -> Result<KeyEntry, KeysUnavailable> {
-        let cached = self.cached().await;
         let now = self.clock.now();
+        if let Some(pinned) = self.pinned.load().as_deref()
+            && now < pinned.refresh_at
+        {
+            return Ok(pinned.entry.clone());
+        }
+        let cached = self.cached().await;
         match cached {
             Some(entry) if entry.is_fresh(now) => {
+                self.pin(&entry);
                 if now >= self.refresh_at(&entry) {
                     self.refresh_in_background(&entry, now);
                 }
@@ -188,6 +205,18 @@ impl KeyStore {
         }
     }
 
+    /// Makes `entry` the set verified with, unless a newer one is pinned already.
+    pub(crate) fn pin(&self, entry: &KeyEntry) {
+        let refresh_at = self.refresh_at(entry);
+        self.pinned.rcu(|pinned| match pinned {
+            Some(pinned) if pinned.entry.fetched_at > entry.fetched_at => Some(Arc::clone(pinned)),
+            _ => Some(Arc::new(Pinned {
+                entry: entry.clone(),
+                refresh_at,
+            })),
+        });
+    }
+
     fn refresh_at(&self, entry: &KeyEntry) -> SystemTime {
         let ttl = entry
             .fresh_until
@@ -254,7 +283,10 @@ impl KeyStore {
             None => self.fetch(current).await,
         };
         match &outcome {
-            Ok(_) => self.health.succeeded(),
+            Ok(entry) => {
+                self.health.succeeded();
+                self.pin(entry);
+            }
             Err(error) => {
                 let delay = self
                     .health
