@@ -84,6 +84,19 @@ fn numeric_date(value: &Value, claim: &'static str) -> Result<u64, InvalidToken>
     }
 }
 
+/// Seconds since the epoch (0 before it).
+pub(crate) fn unix_seconds(at: SystemTime) -> u64 {
+    at.duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0, |since| since.as_secs())
+}
+
+/// The time claims of a verified token.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Times {
+    pub(crate) exp: Option<u64>,
+    pub(crate) nbf: Option<u64>,
+}
+
 /// What the claims must satisfy.
 #[derive(Debug, Clone)]
 pub(crate) struct ClaimRules {
@@ -96,42 +109,27 @@ pub(crate) struct ClaimRules {
 }
 
 impl ClaimRules {
-    /// Checks the registered claims at `now`.
+    /// Checks the registered claims at `now`, and returns the times a later re-check needs.
     ///
     /// Time rules (RFC 7519 §4.1.4, §4.1.5), in whole seconds with the leeway `L`:
     /// valid while `now < exp + L` and from `now + L >= nbf`.
-    pub(crate) fn check(&self, claims: &Registered, now: SystemTime) -> Result<(), InvalidToken> {
-        let now = now
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map_or(0, |since| since.as_secs());
-        let leeway = self.leeway.as_secs();
-        let exp = claims
-            .exp
-            .as_ref()
-            .map(|v| numeric_date(v, "exp"))
-            .transpose()?;
-        let nbf = claims
-            .nbf
-            .as_ref()
-            .map(|v| numeric_date(v, "nbf"))
-            .transpose()?;
-        let iat = claims
-            .iat
-            .as_ref()
-            .map(|v| numeric_date(v, "iat"))
-            .transpose()?;
-        match exp {
-            Some(exp) if now >= exp.saturating_add(leeway) => return Err(InvalidToken::Expired),
-            None if self.require_exp => return Err(InvalidToken::MissingClaim("exp")),
-            _ => {}
-        }
-        if nbf.is_some_and(|nbf| now.saturating_add(leeway) < nbf) {
-            return Err(InvalidToken::NotYetValid);
-        }
+    pub(crate) fn check(
+        &self,
+        claims: &Registered,
+        now: SystemTime,
+    ) -> Result<Times, InvalidToken> {
+        let date =
+            |value: &Option<Value>, name| value.as_ref().map(|v| numeric_date(v, name)).transpose();
+        let times = Times {
+            exp: date(&claims.exp, "exp")?,
+            nbf: date(&claims.nbf, "nbf")?,
+        };
+        let iat = date(&claims.iat, "iat")?;
+        self.check_times(times, now)?;
         if let Some(max) = self.max_lifetime {
-            let lifetime = match (exp, iat) {
+            let lifetime = match (times.exp, iat) {
                 (Some(exp), Some(iat)) => exp.saturating_sub(iat),
-                (Some(exp), None) => exp.saturating_sub(now),
+                (Some(exp), None) => exp.saturating_sub(unix_seconds(now)),
                 (None, _) => u64::MAX,
             };
             if lifetime > max.as_secs() {
@@ -139,7 +137,26 @@ impl ClaimRules {
             }
         }
         self.check_issuer(claims.iss.as_ref())?;
-        self.check_audience(claims.aud.as_ref())
+        self.check_audience(claims.aud.as_ref())?;
+        Ok(times)
+    }
+
+    /// Checks `exp` and `nbf` at `now` (also for tokens served from the verified-token cache).
+    pub(crate) fn check_times(&self, times: Times, now: SystemTime) -> Result<(), InvalidToken> {
+        let now = unix_seconds(now);
+        let leeway = self.leeway.as_secs();
+        match times.exp {
+            Some(exp) if now >= exp.saturating_add(leeway) => return Err(InvalidToken::Expired),
+            None if self.require_exp => return Err(InvalidToken::MissingClaim("exp")),
+            _ => {}
+        }
+        if times
+            .nbf
+            .is_some_and(|nbf| now.saturating_add(leeway) < nbf)
+        {
+            return Err(InvalidToken::NotYetValid);
+        }
+        Ok(())
     }
 
     fn check_issuer(&self, iss: Option<&Value>) -> Result<(), InvalidToken> {
@@ -189,7 +206,9 @@ mod tests {
     }
 
     fn check(payload: &str, now: u64) -> Result<(), InvalidToken> {
-        rules().check(&Registered::parse(payload.as_bytes())?, at(now))
+        rules()
+            .check(&Registered::parse(payload.as_bytes())?, at(now))
+            .map(drop)
     }
 
     const OK: &str = r#""iss":"https://iss.example.com","aud":"api""#;

@@ -37,6 +37,7 @@ pub struct VerifyingKey {
     kind: KeyKind,
     alg: Option<Algorithm>,
     key: DecodingKey,
+    thumbprint: u64,
 }
 
 impl VerifyingKey {
@@ -63,6 +64,11 @@ impl VerifyingKey {
 
     pub(crate) fn decoding_key(&self) -> &DecodingKey {
         &self.key
+    }
+
+    /// A short hash of the key material: equal keys have equal thumbprints.
+    pub fn thumbprint(&self) -> u64 {
+        self.thumbprint
     }
 }
 
@@ -235,15 +241,13 @@ impl KeySet {
                 by_kid.entry(kid.clone()).or_default().push(index);
             }
         }
-        let digest = Sha256::digest(&raw);
-        let mut fingerprint = [0u8; 8];
-        fingerprint.copy_from_slice(&digest[..8]);
+        let fingerprint = short_hash([raw.as_ref()]);
         Ok(Self {
             keys,
             by_kid,
             skipped,
             raw,
-            fingerprint: u64::from_be_bytes(fingerprint),
+            fingerprint,
         })
     }
 
@@ -364,12 +368,43 @@ fn parse_key(raw: &RawValue) -> Result<VerifyingKey, SkippedKey> {
             _ => return Err(reason(SkipReason::UnsupportedAlgorithm)),
         },
     };
+    let thumbprint = short_hash([
+        jwk.kty.as_bytes(),
+        b"\0",
+        member(&jwk.crv),
+        b"\0",
+        member(&jwk.n),
+        b"\0",
+        member(&jwk.e),
+        b"\0",
+        member(&jwk.x),
+        b"\0",
+        member(&jwk.y),
+    ]);
     Ok(VerifyingKey {
         kid: jwk.kid.map(String::into_boxed_str),
         kind,
         alg,
         key,
+        thumbprint,
     })
+}
+
+/// A member's bytes for hashing (an absent member hashes as empty).
+fn member(value: &Option<String>) -> &[u8] {
+    value.as_deref().unwrap_or_default().as_bytes()
+}
+
+/// The first 8 bytes of the SHA-256 of `parts`, as a number.
+fn short_hash<'a>(parts: impl IntoIterator<Item = &'a [u8]>) -> u64 {
+    let mut hash = Sha256::new();
+    for part in parts {
+        hash.update(part);
+    }
+    let digest = hash.finalize();
+    let mut head = [0u8; 8];
+    head.copy_from_slice(&digest[..8]);
+    u64::from_be_bytes(head)
 }
 
 fn decode_member(value: Option<&String>) -> Result<Vec<u8>, SkipReason> {

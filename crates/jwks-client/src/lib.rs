@@ -34,6 +34,7 @@ mod policy;
 mod stats;
 mod store;
 mod token;
+mod verified;
 mod verifier;
 
 #[cfg(feature = "testkit")]

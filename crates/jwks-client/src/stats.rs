@@ -24,6 +24,10 @@ pub struct Stats {
     pub unknown_kid_suppressed: u64,
     /// Times a stale set was served because the source failed.
     pub stale_served: u64,
+    /// Signature checks made (a verified-token cache hit makes none).
+    pub signature_checks: u64,
+    /// Tokens served from the verified-token cache.
+    pub verified_token_hits: u64,
 }
 
 impl Stats {
@@ -69,4 +73,6 @@ counters! {
     unknown_kid_refetches => kid_refetch,
     unknown_kid_suppressed => kid_refetch_suppressed,
     stale_served => stale_served,
+    signature_checks => signature_checked,
+    verified_token_hits => verified_token_hit,
 }

@@ -19,6 +19,7 @@ use crate::policy::FreshnessPolicy;
 use crate::stats::{Counters, Stats};
 use crate::store::{KeyStore, StoreParts};
 use crate::token::{Token, decode_segment};
+use crate::verified::{TokenHash, Verified, VerifiedTokens};
 
 /// Tokens longer than this are refused before any decoding (configurable).
 pub const DEFAULT_MAX_TOKEN_BYTES: usize = 16 * 1024;
@@ -48,6 +49,7 @@ pub struct Verifier {
 
 struct Inner {
     store: Arc<KeyStore>,
+    verified: Option<VerifiedTokens>,
     rules: ClaimRules,
     algorithms: AlgorithmSet,
     max_token_bytes: usize,
@@ -102,13 +104,59 @@ impl Verifier {
         self.inner.counters.snapshot()
     }
 
-    async fn verify_token<C: DeserializeOwned>(&self, token: &str) -> Result<C, VerifyError> {
+    async fn verify_token<C: DeserializeOwned>(&self, raw: &str) -> Result<C, VerifyError> {
         let inner = &self.inner;
-        let token = Token::parse(token, inner.max_token_bytes, inner.algorithms)?;
+        let Some(verified) = &inner.verified else {
+            return self.verify_afresh(raw).await.map(|(claims, _)| claims);
+        };
+        if raw.len() > inner.max_token_bytes {
+            return Err(InvalidToken::TooLarge {
+                limit: inner.max_token_bytes,
+            }
+            .into());
+        }
+        let hash = VerifiedTokens::hash(raw);
+        if let Some(claims) = self.from_cache(verified, &hash).await? {
+            return Ok(claims);
+        }
+        let (claims, checked) = self.verify_afresh(raw).await?;
+        verified.insert(hash, checked);
+        Ok(claims)
+    }
+
+    /// A token verified before, if it is still within its lifetime and its key is still in the
+    /// current set; `None` sends it through the full verification.
+    async fn from_cache<C: DeserializeOwned>(
+        &self,
+        verified: &VerifiedTokens,
+        hash: &TokenHash,
+    ) -> Result<Option<C>, VerifyError> {
+        let Some(hit) = verified.get(hash) else {
+            return Ok(None);
+        };
+        let entry = self.inner.store.current().await?;
+        if !hit.key_still_in(&entry.value) {
+            verified.remove(hash);
+            return Ok(None);
+        }
+        self.inner
+            .rules
+            .check_times(hit.times, self.inner.clock.now())?;
+        self.inner.counters.verified_token_hit();
+        let claims = serde_json::from_slice(&hit.payload).map_err(|_| InvalidToken::ClaimsType)?;
+        Ok(Some(claims))
+    }
+
+    async fn verify_afresh<C: DeserializeOwned>(
+        &self,
+        raw: &str,
+    ) -> Result<(C, Verified), VerifyError> {
+        let inner = &self.inner;
+        let token = Token::parse(raw, inner.max_token_bytes, inner.algorithms)?;
         let entry = inner.store.current().await?;
         match entry.value.find(token.kid.as_deref(), token.alg) {
             Err(InvalidToken::UnknownKid) => {}
-            found => return Ok(self.check(&token, found?)?),
+            found => return Ok(self.check(token, found?)?),
         }
         // Only a token with a kid can be UnknownKid.
         let kid = token.kid.as_deref().unwrap_or_default();
@@ -116,15 +164,16 @@ impl Verifier {
             return Err(InvalidToken::UnknownKid.into());
         };
         let key = entry.value.find(Some(kid), token.alg)?;
-        Ok(self.check(&token, key)?)
+        Ok(self.check(token, key)?)
     }
 
     /// Signature first, then claims: a forged token learns nothing about claim rules.
     fn check<C: DeserializeOwned>(
         &self,
-        token: &Token<'_>,
+        token: Token<'_>,
         key: &VerifyingKey,
-    ) -> Result<C, InvalidToken> {
+    ) -> Result<(C, Verified), InvalidToken> {
+        self.inner.counters.signature_checked();
         let valid = jsonwebtoken::crypto::verify(
             token.signature,
             token.message.as_bytes(),
@@ -137,10 +186,19 @@ impl Verifier {
         }
         let payload = decode_segment(token.payload)?;
         let registered = Registered::parse(&payload)?;
-        self.inner
+        let times = self
+            .inner
             .rules
             .check(&registered, self.inner.clock.now())?;
-        serde_json::from_slice(&payload).map_err(|_| InvalidToken::ClaimsType)
+        let claims = serde_json::from_slice(&payload).map_err(|_| InvalidToken::ClaimsType)?;
+        let verified = Verified {
+            payload: payload.into_boxed_slice(),
+            times,
+            kid: token.kid.map(String::into_boxed_str),
+            alg: token.alg,
+            key: key.thumbprint(),
+        };
+        Ok((claims, verified))
     }
 }
 
@@ -161,6 +219,7 @@ pub struct VerifierBuilder {
     max_lifetime: Option<Duration>,
     algorithms: Vec<Algorithm>,
     max_token_bytes: usize,
+    verified_tokens: Option<(u64, Duration)>,
 }
 
 impl fmt::Debug for VerifierBuilder {
@@ -190,6 +249,7 @@ impl Default for VerifierBuilder {
             max_lifetime: None,
             algorithms: DEFAULT_ALGORITHMS.to_vec(),
             max_token_bytes: DEFAULT_MAX_TOKEN_BYTES,
+            verified_tokens: None,
         }
     }
 }
@@ -298,6 +358,19 @@ impl VerifierBuilder {
         self
     }
 
+    /// Caches verified tokens (off by default): a repeated token is answered without a second
+    /// signature check, for at most `ttl` and at most until its `exp`, keeping at most
+    /// `capacity` tokens (keyed by the SHA-256 of the whole token).
+    ///
+    /// The trade-off: a cached token is not checked cryptographically again. Every hit still
+    /// checks `exp`/`nbf` against the clock and that the token's key (same `kid`, same key
+    /// material) is in the issuer's current set, so a key removed upstream invalidates its
+    /// tokens at the next refresh. Each entry holds the token's decoded payload.
+    pub fn cache_verified_tokens(mut self, capacity: u64, ttl: Duration) -> Self {
+        self.verified_tokens = Some((capacity, ttl));
+        self
+    }
+
     /// Checks the configuration and builds the verifier. Nothing is fetched yet.
     pub fn build(self) -> Result<Verifier, BuildError> {
         let source = self.source.ok_or(BuildError::MissingKeySource)??;
@@ -343,6 +416,17 @@ impl VerifierBuilder {
             }
             None => (near, None),
         };
+        if self
+            .verified_tokens
+            .is_some_and(|(capacity, ttl)| capacity == 0 || ttl.is_zero())
+        {
+            return Err(BuildError::InvalidSetting(
+                "the verified-token cache needs a capacity and a TTL",
+            ));
+        }
+        let verified = self
+            .verified_tokens
+            .map(|(capacity, ttl)| VerifiedTokens::new(capacity, ttl, Arc::clone(&clock)));
         let counters = Arc::new(Counters::default());
         let store = KeyStore::new(StoreParts {
             cache_key: cache_key(&self.issuers, source.id()),
@@ -356,6 +440,7 @@ impl VerifierBuilder {
         Ok(Verifier {
             inner: Arc::new(Inner {
                 store,
+                verified,
                 rules: ClaimRules {
                     issuers: self.issuers,
                     audiences: (!self.any_audience).then_some(self.audiences),
