@@ -4,23 +4,9 @@
 
 use std::sync::{Arc, OnceLock};
 
-use jwkstash::testkit::{TestKey, jwks};
-use jwkstash::{Fetched, FetchError, KeySource, ManualClock, Validators, Verifier};
+use jwkstash::testkit::{StaticSource, TestKey, jwks};
+use jwkstash::{ManualClock, Verifier};
 use libfuzzer_sys::fuzz_target;
-
-/// Serves one fixed JWKS.
-struct Fixed(bytes::Bytes);
-
-#[async_trait::async_trait]
-impl KeySource for Fixed {
-    fn id(&self) -> &str {
-        "fuzz://jwks"
-    }
-
-    async fn fetch(&self, _: &Validators) -> Result<Fetched, FetchError> {
-        Ok(Fetched::Modified { body: self.0.clone(), etag: None, max_age: None })
-    }
-}
 
 struct Harness {
     runtime: tokio::runtime::Runtime,
@@ -35,7 +21,7 @@ fn harness() -> &'static Harness {
         let runtime = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
         let verifier = runtime.block_on(async {
             Verifier::builder()
-                .key_source(Fixed(document.into()))
+                .key_source(StaticSource::new(document))
                 .issuer("https://fuzz.test/")
                 .audience("fuzz")
                 .clock(Arc::new(ManualClock::default()))

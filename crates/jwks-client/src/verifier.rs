@@ -116,7 +116,7 @@ impl Verifier {
             .into());
         }
         let hash = VerifiedTokens::hash(raw);
-        if let Some(claims) = self.from_cache(verified, &hash).await? {
+        if let Some(claims) = self.cached_verdict(verified, &hash).await? {
             return Ok(claims);
         }
         let (claims, checked) = self.verify_afresh(raw).await?;
@@ -126,7 +126,7 @@ impl Verifier {
 
     /// A token verified before, if it is still within its lifetime and its key is still in the
     /// current set; `None` sends it through the full verification.
-    async fn from_cache<C: DeserializeOwned>(
+    async fn cached_verdict<C: DeserializeOwned>(
         &self,
         verified: &VerifiedTokens,
         hash: &TokenHash,

@@ -8,3 +8,6 @@ mod keys;
 
 pub use idp::{Behaviour, Idp, IdpBuilder};
 pub use keys::{TestKey, b64, jwks};
+
+mod source;
+pub use source::StaticSource;
