@@ -1,35 +1,37 @@
 //! The registered claims (`exp`, `nbf`, `iat`, `iss`, `aud`) and the rules they are checked
 //! against, with the verifier's clock rather than the system's.
 
+use std::borrow::Cow;
 use std::fmt;
 use std::time::{Duration, SystemTime};
 
 use serde::Deserialize;
 use serde::de::{Deserializer, IgnoredAny, MapAccess, Visitor};
-use serde_json::Value;
+use serde_json::value::RawValue;
 
 use crate::error::InvalidToken;
 use crate::json::{Name, SeenNames};
 
-/// The registered claims of a payload, read without trusting their JSON types.
+/// The registered claims of a payload, borrowed as raw JSON and typed only when checked, so
+/// that a wrong JSON type is a clear refusal and a valid payload costs no allocation.
 #[derive(Default)]
-pub(crate) struct Registered {
-    exp: Option<Value>,
-    nbf: Option<Value>,
-    iat: Option<Value>,
-    iss: Option<Value>,
-    aud: Option<Value>,
+pub(crate) struct Registered<'a> {
+    exp: Option<&'a RawValue>,
+    nbf: Option<&'a RawValue>,
+    iat: Option<&'a RawValue>,
+    iss: Option<&'a RawValue>,
+    aud: Option<&'a RawValue>,
 }
 
-impl Registered {
+impl<'a> Registered<'a> {
     /// Reads the registered claims; refuses non-objects and duplicate members.
-    pub(crate) fn parse(payload: &[u8]) -> Result<Self, InvalidToken> {
+    pub(crate) fn parse(payload: &'a [u8]) -> Result<Self, InvalidToken> {
         serde_json::from_slice(payload)
             .map_err(|_| InvalidToken::Malformed("payload is not a valid JSON object"))
     }
 }
 
-impl<'de> Deserialize<'de> for Registered {
+impl<'de> Deserialize<'de> for Registered<'de> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         deserializer.deserialize_map(RegisteredVisitor)
     }
@@ -38,13 +40,13 @@ impl<'de> Deserialize<'de> for Registered {
 struct RegisteredVisitor;
 
 impl<'de> Visitor<'de> for RegisteredVisitor {
-    type Value = Registered;
+    type Value = Registered<'de>;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a JWT claims object")
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Registered, A::Error> {
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Registered<'de>, A::Error> {
         let mut seen = SeenNames::default();
         let mut claims = Registered::default();
         while let Some(Name(name)) = map.next_key::<Name<'de>>()? {
@@ -67,11 +69,10 @@ impl<'de> Visitor<'de> for RegisteredVisitor {
 }
 
 /// A NumericDate (RFC 7519 §2): a non-negative JSON number of seconds; fractions are floored.
-fn numeric_date(value: &Value, claim: &'static str) -> Result<u64, InvalidToken> {
+fn numeric_date(raw: &RawValue, claim: &'static str) -> Result<u64, InvalidToken> {
     let invalid = InvalidToken::InvalidClaim(claim);
-    let Value::Number(number) = value else {
-        return Err(invalid);
-    };
+    let number: serde_json::Number =
+        serde_json::from_str(raw.get()).map_err(|_| invalid.clone())?;
     if let Some(seconds) = number.as_u64() {
         return Ok(seconds);
     }
@@ -81,6 +82,16 @@ fn numeric_date(value: &Value, claim: &'static str) -> Result<u64, InvalidToken>
             Ok(seconds.floor() as u64)
         }
         _ => Err(invalid),
+    }
+}
+
+/// A JSON string, borrowed unless it has escapes; `None` for any other JSON type.
+fn json_str(raw: &RawValue) -> Option<Cow<'_, str>> {
+    match serde_json::from_str::<&str>(raw.get()) {
+        Ok(text) => Some(Cow::Borrowed(text)),
+        Err(_) => serde_json::from_str::<String>(raw.get())
+            .ok()
+            .map(Cow::Owned),
     }
 }
 
@@ -115,16 +126,16 @@ impl ClaimRules {
     /// valid while `now < exp + L` and from `now + L >= nbf`.
     pub(crate) fn check(
         &self,
-        claims: &Registered,
+        claims: &Registered<'_>,
         now: SystemTime,
     ) -> Result<Times, InvalidToken> {
         let date =
-            |value: &Option<Value>, name| value.as_ref().map(|v| numeric_date(v, name)).transpose();
+            |raw: Option<&RawValue>, name| raw.map(|raw| numeric_date(raw, name)).transpose();
         let times = Times {
-            exp: date(&claims.exp, "exp")?,
-            nbf: date(&claims.nbf, "nbf")?,
+            exp: date(claims.exp, "exp")?,
+            nbf: date(claims.nbf, "nbf")?,
         };
-        let iat = date(&claims.iat, "iat")?;
+        let iat = date(claims.iat, "iat")?;
         self.check_times(times, now)?;
         if let Some(max) = self.max_lifetime {
             let lifetime = match (times.exp, iat) {
@@ -136,8 +147,8 @@ impl ClaimRules {
                 return Err(InvalidToken::LifetimeTooLong);
             }
         }
-        self.check_issuer(claims.iss.as_ref())?;
-        self.check_audience(claims.aud.as_ref())?;
+        self.check_issuer(claims.iss)?;
+        self.check_audience(claims.aud)?;
         Ok(times)
     }
 
@@ -159,30 +170,32 @@ impl ClaimRules {
         Ok(())
     }
 
-    fn check_issuer(&self, iss: Option<&Value>) -> Result<(), InvalidToken> {
-        match iss {
-            None => Err(InvalidToken::MissingClaim("iss")),
-            Some(Value::String(iss)) if self.issuers.iter().any(|ours| ours == iss) => Ok(()),
-            Some(_) => Err(InvalidToken::InvalidIssuer),
+    fn check_issuer(&self, iss: Option<&RawValue>) -> Result<(), InvalidToken> {
+        let iss = iss.ok_or(InvalidToken::MissingClaim("iss"))?;
+        match json_str(iss) {
+            Some(iss) if self.issuers.iter().any(|ours| *ours == iss) => Ok(()),
+            _ => Err(InvalidToken::InvalidIssuer),
         }
     }
 
-    fn check_audience(&self, aud: Option<&Value>) -> Result<(), InvalidToken> {
+    fn check_audience(&self, aud: Option<&RawValue>) -> Result<(), InvalidToken> {
         let Some(ours) = &self.audiences else {
             return Ok(());
         };
-        let accepted = |value: &Value| matches!(value, Value::String(aud) if ours.contains(aud));
-        match aud {
-            None => Err(InvalidToken::MissingClaim("aud")),
-            Some(Value::Array(auds)) => {
-                if auds.iter().all(|aud| aud.is_string()) && auds.iter().any(accepted) {
-                    Ok(())
-                } else {
-                    Err(InvalidToken::InvalidAudience)
-                }
-            }
-            Some(aud) if accepted(aud) => Ok(()),
-            Some(_) => Err(InvalidToken::InvalidAudience),
+        let aud = aud.ok_or(InvalidToken::MissingClaim("aud"))?;
+        let accepted = |aud: &str| ours.iter().any(|ours| ours == aud);
+        let ok = if aud.get().starts_with('[') {
+            let items: Vec<&RawValue> = serde_json::from_str(aud.get()).unwrap_or_default();
+            let names: Option<Vec<Cow<'_, str>>> =
+                items.iter().map(|item| json_str(item)).collect();
+            names.is_some_and(|names| names.iter().any(|name| accepted(name)))
+        } else {
+            json_str(aud).is_some_and(|name| accepted(&name))
+        };
+        if ok {
+            Ok(())
+        } else {
+            Err(InvalidToken::InvalidAudience)
         }
     }
 }

@@ -31,28 +31,39 @@ impl<'de> Deserialize<'de> for Name<'de> {
     }
 }
 
-/// The member names seen so far in one object. A short list (objects here are small), and a
-/// hash set once it grows, so a hostile object with thousands of members stays linear.
-#[derive(Default)]
+/// The member names seen so far in one object: on the stack while few (objects here are
+/// small), in a hash set once they are many, so a hostile object stays linear.
 pub(crate) struct SeenNames<'de> {
-    few: Vec<Cow<'de, str>>,
+    few: [Cow<'de, str>; FEW],
+    len: usize,
     many: Option<HashSet<Cow<'de, str>>>,
 }
 
 const FEW: usize = 16;
+
+impl Default for SeenNames<'_> {
+    fn default() -> Self {
+        Self {
+            few: std::array::from_fn(|_| Cow::Borrowed("")),
+            len: 0,
+            many: None,
+        }
+    }
+}
 
 impl<'de> SeenNames<'de> {
     /// Records `name`; fails on a duplicate.
     pub(crate) fn insert<E: de::Error>(&mut self, name: Cow<'de, str>) -> Result<(), E> {
         let fresh = match &mut self.many {
             Some(set) => set.insert(name),
-            None if self.few.len() < FEW => {
-                let fresh = !self.few.contains(&name);
-                self.few.push(name);
+            None if self.len < FEW => {
+                let fresh = !self.few[..self.len].contains(&name);
+                self.few[self.len] = name;
+                self.len += 1;
                 fresh
             }
             None => {
-                let mut set: HashSet<_> = self.few.drain(..).collect();
+                let mut set: HashSet<_> = self.few.iter().cloned().collect();
                 let fresh = set.insert(name);
                 self.many = Some(set);
                 fresh
@@ -63,5 +74,34 @@ impl<'de> SeenNames<'de> {
         } else {
             Err(E::custom("duplicate member"))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn duplicates_are_found_before_and_after_the_switch_to_a_set() {
+        let mut seen = SeenNames::default();
+        for i in 0..40 {
+            seen.insert::<serde_json::Error>(Cow::Owned(format!("m{i}")))
+                .unwrap_or_default();
+        }
+        assert!(
+            seen.insert::<serde_json::Error>(Cow::Borrowed("m3"))
+                .is_err()
+        );
+        assert!(
+            seen.insert::<serde_json::Error>(Cow::Borrowed("m39"))
+                .is_err()
+        );
+        assert!(
+            seen.insert::<serde_json::Error>(Cow::Borrowed("m40"))
+                .is_ok()
+        );
+        let mut few = SeenNames::default();
+        assert!(few.insert::<serde_json::Error>(Cow::Borrowed("a")).is_ok());
+        assert!(few.insert::<serde_json::Error>(Cow::Borrowed("a")).is_err());
     }
 }

@@ -205,6 +205,18 @@ impl KeyStore {
         }
     }
 
+    /// Runs `f` on the pinned set if it is fresh and not yet due for refresh at `now`: the hit
+    /// path, without the cache stack, a lock or a reference count.
+    pub(crate) fn with_pinned<R>(
+        &self,
+        now: SystemTime,
+        f: impl FnOnce(&KeySet) -> R,
+    ) -> Option<R> {
+        let pinned = self.pinned.load();
+        let pinned = pinned.as_deref().filter(|pinned| now < pinned.refresh_at)?;
+        Some(f(&pinned.entry.value))
+    }
+
     /// Makes `entry` the set verified with, unless a newer one is pinned already.
     pub(crate) fn pin(&self, entry: &KeyEntry) {
         let refresh_at = self.refresh_at(entry);

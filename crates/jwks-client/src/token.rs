@@ -1,6 +1,7 @@
 //! The cheap checks of a compact JWS, before any key is looked up: size, shape, base64url,
 //! header JSON, algorithm on the allow-list, `crit`, `kid`.
 
+use std::borrow::Cow;
 use std::fmt;
 
 use base64::Engine;
@@ -53,7 +54,7 @@ impl<'t> Token<'t> {
         }
         let message = &token[..header.len() + 1 + payload.len()];
         let header_json = decode_segment(header)?;
-        let header: Header = serde_json::from_slice(&header_json)
+        let header: Header<'_> = serde_json::from_slice(&header_json)
             .map_err(|_| InvalidToken::Malformed("header is not a valid JSON object"))?;
         if header.crit {
             return Err(InvalidToken::UnsupportedCritical);
@@ -76,10 +77,20 @@ impl<'t> Token<'t> {
     }
 }
 
+/// The base64url alphabet as a table: one load per byte.
+const BASE64URL: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut i = 0;
+    while i < 256 {
+        let b = i as u8;
+        table[i] = b.is_ascii_alphanumeric() || b == b'-' || b == b'_';
+        i += 1;
+    }
+    table
+};
+
 fn is_base64url(segment: &str) -> bool {
-    segment
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    segment.bytes().all(|b| BASE64URL[usize::from(b)])
 }
 
 /// Decodes one segment: base64url without padding, nothing else (no `=`, `+`, `/`, spaces).
@@ -98,13 +109,13 @@ enum KidMember {
 
 /// The header members jwkstash acts on. `jku`, `x5u`, `jwk` and `x5c` are read past and never
 /// followed: keys come only from the configured key set.
-struct Header {
-    alg: Option<String>,
+struct Header<'a> {
+    alg: Option<Cow<'a, str>>,
     kid: KidMember,
     crit: bool,
 }
 
-impl<'de> Deserialize<'de> for Header {
+impl<'de> Deserialize<'de> for Header<'de> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         deserializer.deserialize_map(HeaderVisitor)
     }
@@ -113,13 +124,13 @@ impl<'de> Deserialize<'de> for Header {
 struct HeaderVisitor;
 
 impl<'de> Visitor<'de> for HeaderVisitor {
-    type Value = Header;
+    type Value = Header<'de>;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("a JOSE header object")
     }
 
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Header, A::Error> {
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Header<'de>, A::Error> {
         let mut seen = SeenNames::default();
         let mut header = Header {
             alg: None,
@@ -129,7 +140,7 @@ impl<'de> Visitor<'de> for HeaderVisitor {
         while let Some(Name(name)) = map.next_key::<Name<'de>>()? {
             seen.insert(name.clone())?;
             match &*name {
-                "alg" => header.alg = Some(map.next_value::<String>()?),
+                "alg" => header.alg = Some(map.next_value::<Name<'de>>()?.0),
                 "kid" => {
                     header.kid = match map.next_value::<serde_json::Value>()? {
                         serde_json::Value::String(kid) => KidMember::Valid(kid),

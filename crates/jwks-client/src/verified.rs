@@ -17,6 +17,27 @@ use sha2::{Digest, Sha256};
 use crate::claims::{Times, unix_seconds};
 use crate::keyset::KeySet;
 
+/// What a full verification learnt, for the cache.
+pub(crate) struct Checked {
+    pub(crate) payload: Vec<u8>,
+    pub(crate) times: Times,
+    pub(crate) kid: Option<String>,
+    pub(crate) alg: Algorithm,
+    pub(crate) key: u64,
+}
+
+impl From<Checked> for Verified {
+    fn from(checked: Checked) -> Self {
+        Self {
+            payload: checked.payload.into_boxed_slice(),
+            times: checked.times,
+            kid: checked.kid.map(String::into_boxed_str),
+            alg: checked.alg,
+            key: checked.key,
+        }
+    }
+}
+
 /// What was learnt from verifying a token once.
 pub(crate) struct Verified {
     /// The decoded payload, to deserialize the claims from again.

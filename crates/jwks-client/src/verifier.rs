@@ -2,7 +2,7 @@
 
 use std::fmt;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use jsonwebtoken::Algorithm;
 use jwkstash_core::{Cache, KeySource, SharedClock, SharedTier, SystemClock, Tiered};
@@ -19,7 +19,7 @@ use crate::policy::FreshnessPolicy;
 use crate::stats::{Counters, Stats};
 use crate::store::{KeyStore, StoreParts};
 use crate::token::{Token, decode_segment};
-use crate::verified::{TokenHash, Verified, VerifiedTokens};
+use crate::verified::{Checked, TokenHash, VerifiedTokens};
 
 /// Tokens longer than this are refused before any decoding (configurable).
 pub const DEFAULT_MAX_TOKEN_BYTES: usize = 16 * 1024;
@@ -120,7 +120,7 @@ impl Verifier {
             return Ok(claims);
         }
         let (claims, checked) = self.verify_afresh(raw).await?;
-        verified.insert(hash, checked);
+        verified.insert(hash, checked.into());
         Ok(claims)
     }
 
@@ -150,13 +150,24 @@ impl Verifier {
     async fn verify_afresh<C: DeserializeOwned>(
         &self,
         raw: &str,
-    ) -> Result<(C, Verified), VerifyError> {
+    ) -> Result<(C, Checked), VerifyError> {
         let inner = &self.inner;
         let token = Token::parse(raw, inner.max_token_bytes, inner.algorithms)?;
+        let now = inner.clock.now();
+        let hit =
+            inner
+                .store
+                .with_pinned(now, |set| match set.find(token.kid.as_deref(), token.alg) {
+                    Err(InvalidToken::UnknownKid) => None,
+                    found => Some(found.and_then(|key| self.check(&token, key, now))),
+                });
+        if let Some(Some(outcome)) = hit {
+            return Ok(outcome?);
+        }
         let entry = inner.store.current().await?;
         match entry.value.find(token.kid.as_deref(), token.alg) {
             Err(InvalidToken::UnknownKid) => {}
-            found => return Ok(self.check(token, found?)?),
+            found => return Ok(self.check(&token, found?, inner.clock.now())?),
         }
         // Only a token with a kid can be UnknownKid.
         let kid = token.kid.as_deref().unwrap_or_default();
@@ -164,15 +175,16 @@ impl Verifier {
             return Err(InvalidToken::UnknownKid.into());
         };
         let key = entry.value.find(Some(kid), token.alg)?;
-        Ok(self.check(token, key)?)
+        Ok(self.check(&token, key, inner.clock.now())?)
     }
 
     /// Signature first, then claims: a forged token learns nothing about claim rules.
     fn check<C: DeserializeOwned>(
         &self,
-        token: Token<'_>,
+        token: &Token<'_>,
         key: &VerifyingKey,
-    ) -> Result<(C, Verified), InvalidToken> {
+        now: SystemTime,
+    ) -> Result<(C, Checked), InvalidToken> {
         self.inner.counters.signature_checked();
         let valid = jsonwebtoken::crypto::verify(
             token.signature,
@@ -185,20 +197,17 @@ impl Verifier {
             return Err(InvalidToken::BadSignature);
         }
         let payload = decode_segment(token.payload)?;
-        let registered = Registered::parse(&payload)?;
-        let times = self
-            .inner
-            .rules
-            .check(&registered, self.inner.clock.now())?;
+        let times = self.inner.rules.check(&Registered::parse(&payload)?, now)?;
         let claims = serde_json::from_slice(&payload).map_err(|_| InvalidToken::ClaimsType)?;
-        let verified = Verified {
-            payload: payload.into_boxed_slice(),
+        let checked = Checked {
+            payload,
             times,
-            kid: token.kid.map(String::into_boxed_str),
+            // Only the verified-token cache needs the kid: no copy otherwise.
+            kid: self.inner.verified.as_ref().and(token.kid.clone()),
             alg: token.alg,
             key: key.thumbprint(),
         };
-        Ok((claims, verified))
+        Ok((claims, checked))
     }
 }
 

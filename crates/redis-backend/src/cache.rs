@@ -206,6 +206,29 @@ impl RedisCache {
         outcome
     }
 
+    /// Runs a script by `EVALSHA`, loading it with `EVAL` if Redis does not know it, all under
+    /// one deadline.
+    pub(crate) async fn script<R: fred::types::FromValue>(
+        &self,
+        script: &scripts::LuaScript,
+        keys: Vec<String>,
+        args: Vec<Value>,
+    ) -> Result<R, CacheError> {
+        let attempt = async {
+            let redis = self.redis();
+            match redis
+                .evalsha(script.hash(), keys.clone(), args.clone())
+                .await
+            {
+                Err(error) if error.details().starts_with("NOSCRIPT") => {
+                    redis.eval(script.lua, keys, args).await
+                }
+                outcome => outcome,
+            }
+        };
+        self.call(attempt).await
+    }
+
     /// Logs a refused value: at warn level the first time for each kind, then at debug.
     fn refused(&self, key: &str, reason: Refused) {
         if reason == Refused::Expired {
@@ -224,9 +247,10 @@ impl RedisCache {
         let key = self.redis_key(name, "entry")?;
         let max = self.inner.max_value_bytes as u64;
         let value: Value = self
-            .call(
-                self.redis()
-                    .eval(scripts::READ_BOUNDED, vec![key.clone()], vec![max]),
+            .script(
+                &scripts::READ_BOUNDED,
+                vec![key.clone()],
+                vec![Value::from(max as i64)],
             )
             .await?;
         let bytes = match value {
@@ -280,10 +304,7 @@ impl<V: CacheValue + Clone> Cache<V> for RedisCache {
             Value::Integer((unix_millis(now) + millis(self.inner.clock_skew)) as i64),
         ];
         let _written: i64 = self
-            .call(
-                self.redis()
-                    .eval(scripts::WRITE_IF_NEWER, vec![redis_key], args),
-            )
+            .script(&scripts::WRITE_IF_NEWER, vec![redis_key], args)
             .await?;
         Ok(())
     }

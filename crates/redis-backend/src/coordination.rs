@@ -5,7 +5,7 @@
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
-use fred::prelude::{EventInterface, KeysInterface, LuaInterface, PubsubInterface};
+use fred::prelude::{EventInterface, KeysInterface, PubsubInterface};
 use fred::types::{Expiration, SetOptions, Value};
 use jwkstash_core::{
     CacheError, Invalidation, Invalidations, Lease, LeaseToken, from_unix_millis, unix_millis,
@@ -45,9 +45,10 @@ impl Lease for RedisCache {
     async fn release(&self, key: &str, token: &LeaseToken) -> Result<(), CacheError> {
         let lease = self.redis_key(key, "lease")?;
         let _released: i64 = self
-            .call(
-                self.redis()
-                    .eval(scripts::RELEASE_LEASE, vec![lease], vec![token.as_str()]),
+            .script(
+                &scripts::RELEASE_LEASE,
+                vec![lease],
+                vec![Value::from(token.as_str())],
             )
             .await?;
         Ok(())
@@ -68,7 +69,7 @@ impl Lease for RedisCache {
             Value::Integer(millis(self.inner.clock_skew)),
         ];
         let claimed: i64 = self
-            .call(self.redis().eval(scripts::CLAIM_PERIOD, vec![claim], args))
+            .script(&scripts::CLAIM_PERIOD, vec![claim], args)
             .await?;
         Ok(claimed == 1)
     }

@@ -1,19 +1,44 @@
-//! The Lua scripts that make reads bounded and writes and claims atomic.
+//! The Lua scripts that make reads bounded and writes and claims atomic. They run by `EVALSHA`
+//! (the script body is sent once, with `EVAL`, when Redis does not have it yet).
+
+use std::sync::OnceLock;
+
+/// A Lua script and its SHA-1, computed once.
+pub(crate) struct LuaScript {
+    pub(crate) lua: &'static str,
+    hash: OnceLock<String>,
+}
+
+impl LuaScript {
+    const fn new(lua: &'static str) -> Self {
+        Self {
+            lua,
+            hash: OnceLock::new(),
+        }
+    }
+
+    pub(crate) fn hash(&self) -> &str {
+        self.hash.get_or_init(|| fred::util::sha1_hash(self.lua))
+    }
+}
 
 /// Reads a value only if it is a string no longer than `ARGV[1]` bytes.
 /// Returns the value, nil, `-1` (too large) or `-2` (not a string).
-pub(crate) const READ_BOUNDED: &str = r"
+pub(crate) static READ_BOUNDED: LuaScript = LuaScript::new(
+    r"
 local kind = redis.call('TYPE', KEYS[1]).ok
 if kind == 'none' then return false end
 if kind ~= 'string' then return -2 end
 if redis.call('STRLEN', KEYS[1]) > tonumber(ARGV[1]) then return -1 end
 return redis.call('GET', KEYS[1])
-";
+",
+);
 
 /// Stores `ARGV[1]` with a TTL of `ARGV[3]` ms unless the stored envelope was fetched later than
 /// `ARGV[2]` (ms). A stored `fetched_at` beyond `ARGV[4]` (now plus the allowed skew) is not
 /// believed, so a planted far-future entry cannot block writes. Returns 1 if written.
-pub(crate) const WRITE_IF_NEWER: &str = r"
+pub(crate) static WRITE_IF_NEWER: LuaScript = LuaScript::new(
+    r"
 local current = redis.pcall('GET', KEYS[1])
 if type(current) == 'string' and string.sub(current, 1, 4) == 'JWKS' then
   local stored = tonumber(string.sub(current, 7, 22), 16)
@@ -23,20 +48,24 @@ if type(current) == 'string' and string.sub(current, 1, 4) == 'JWKS' then
 end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[3])
 return 1
-";
+",
+);
 
 /// Deletes the lease `KEYS[1]` if it still holds the token `ARGV[1]`.
-pub(crate) const RELEASE_LEASE: &str = r"
+pub(crate) static RELEASE_LEASE: LuaScript = LuaScript::new(
+    r"
 if redis.call('GET', KEYS[1]) == ARGV[1] then
   return redis.call('DEL', KEYS[1])
 end
 return 0
-";
+",
+);
 
 /// Sets `KEYS[1]` to `ARGV[1]` (now, ms) with a TTL of `ARGV[3]` ms if no claim was made within
 /// `ARGV[2]` ms before now. A stored claim from the future (beyond `ARGV[4]` ms of skew) is
 /// ignored. Returns 1 if claimed.
-pub(crate) const CLAIM_PERIOD: &str = r"
+pub(crate) static CLAIM_PERIOD: LuaScript = LuaScript::new(
+    r"
 local last = redis.pcall('GET', KEYS[1])
 local now = tonumber(ARGV[1])
 if type(last) == 'string' then
@@ -47,4 +76,5 @@ if type(last) == 'string' then
 end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[3])
 return 1
-";
+",
+);
