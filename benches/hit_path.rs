@@ -249,7 +249,12 @@ fn key_lookup(c: &mut Criterion) {
 }
 
 fn l2_hit(c: &mut Criterion) {
-    let runtime = runtime(1);
+    // One thread for the client side: the Redis round trip is timed without cross-thread
+    // wake-ups, and redis-server has the other core.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
     let Some(server) = redis(&runtime) else {
         return;
     };
@@ -304,7 +309,11 @@ fn verified_token_cache_hit(c: &mut Criterion) {
         })
     });
     group.finish();
-    assert!(case.verifier.stats().verified_token_hits > 0);
+    let stats = case.verifier.stats();
+    assert!(
+        stats.verified <= 1 || stats.verified_token_hits > 0,
+        "{stats:?}"
+    );
 }
 
 criterion_group!(

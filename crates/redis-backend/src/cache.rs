@@ -245,22 +245,32 @@ impl RedisCache {
     /// Reads and checks the envelope under `name`, or `None`.
     async fn read<V: CacheValue>(&self, name: &str) -> Result<Option<Entry<V>>, CacheError> {
         let key = self.redis_key(name, "entry")?;
-        let max = self.inner.max_value_bytes as u64;
-        let value: Value = self
-            .script(
-                &scripts::READ_BOUNDED,
-                vec![key.clone()],
-                vec![Value::from(max as i64)],
-            )
-            .await?;
-        let bytes = match value {
-            Value::Null => return Ok(None),
-            Value::Integer(-1) => return Ok(self.refuse(&key, Refused::TooLarge)),
-            Value::Integer(-2) => return Ok(self.refuse(&key, Refused::WrongType)),
-            Value::Bytes(bytes) => bytes,
-            Value::String(text) => text.into_inner(),
-            _ => return Ok(self.refuse(&key, Refused::NotAnEnvelope)),
+        let max = self.inner.max_value_bytes;
+        // At most `max + 1` bytes come back, whatever was planted: an oversize value costs no
+        // more than the limit. A value of another type answers WRONGTYPE, a missing key "".
+        let read = async {
+            match self
+                .redis()
+                .getrange::<Value, _>(key.as_str(), 0, max)
+                .await
+            {
+                Err(error) if error.details().starts_with("WRONGTYPE") => Ok(None),
+                outcome => outcome.map(Some),
+            }
         };
+        let bytes = match self.call(read).await? {
+            None => return Ok(self.refuse(&key, Refused::WrongType)),
+            Some(Value::Bytes(bytes)) => bytes,
+            Some(Value::String(text)) => text.into_inner(),
+            Some(Value::Null) => return Ok(None),
+            Some(_) => return Ok(self.refuse(&key, Refused::NotAnEnvelope)),
+        };
+        if bytes.is_empty() {
+            return Ok(None);
+        }
+        if bytes.len() > max {
+            return Ok(self.refuse(&key, Refused::TooLarge));
+        }
         let secret = self.inner.secret.as_ref().map(Secret::bytes);
         let opened = match envelope::open(&key, &bytes, secret, self.now(), self.inner.clock_skew) {
             Ok(opened) => opened,

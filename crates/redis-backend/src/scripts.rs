@@ -22,18 +22,6 @@ impl LuaScript {
     }
 }
 
-/// Reads a value only if it is a string no longer than `ARGV[1]` bytes.
-/// Returns the value, nil, `-1` (too large) or `-2` (not a string).
-pub(crate) static READ_BOUNDED: LuaScript = LuaScript::new(
-    r"
-local kind = redis.call('TYPE', KEYS[1]).ok
-if kind == 'none' then return false end
-if kind ~= 'string' then return -2 end
-if redis.call('STRLEN', KEYS[1]) > tonumber(ARGV[1]) then return -1 end
-return redis.call('GET', KEYS[1])
-",
-);
-
 /// Stores `ARGV[1]` with a TTL of `ARGV[3]` ms unless the stored envelope was fetched later than
 /// `ARGV[2]` (ms). A stored `fetched_at` beyond `ARGV[4]` (now plus the allowed skew) is not
 /// believed, so a planted far-future entry cannot block writes. Returns 1 if written.
