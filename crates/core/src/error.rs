@@ -106,6 +106,10 @@ pub enum FetchError {
     /// The source answered 200 with a body that is not a usable key set.
     #[error("key source sent an unusable key set: {0}")]
     InvalidKeySet(String),
+    /// The OpenID Connect discovery document was refused (issuer mismatch, no usable
+    /// `jwks_uri`, not JSON).
+    #[error("OpenID configuration refused: {0}")]
+    Discovery(String),
     /// Anything else, such as an error of a third-party source.
     #[error("key source failed")]
     Other(#[source] BoxError),

@@ -1,28 +1,19 @@
 //! [`HttpKeySource`]: fetches a JWKS over HTTPS with deadlines, a body cap and one careful retry.
 
-use std::time::Duration;
-
 use async_trait::async_trait;
-use bytes::{Bytes, BytesMut};
 use jwkstash_core::{FetchError, Fetched, KeySource, Validators};
-use reqwest::header::{ACCEPT, AGE, CACHE_CONTROL, ETAG, HeaderMap, HeaderValue, IF_NONE_MATCH};
-use reqwest::{StatusCode, Url, redirect};
+use reqwest::Url;
 
 use crate::error::BuildError;
+use crate::fetcher::{Fetcher, HttpOptions, checked_url, http_option_setters};
 
-/// Default connect deadline.
-pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
-/// Default deadline for a whole fetch, retry included.
-pub const DEFAULT_TOTAL_TIMEOUT: Duration = Duration::from_secs(5);
-/// Default cap on the body, enforced while reading.
-pub const DEFAULT_MAX_BODY_BYTES: usize = 256 * 1024;
-/// Redirects followed at most (and only within the origin of the configured URL).
-const MAX_REDIRECTS: usize = 3;
+/// The media types asked for a JWKS.
+pub(crate) const JWKS_MEDIA_TYPES: &str = "application/jwk-set+json, application/json";
 
 /// A [`KeySource`] that GETs a JWKS URL.
 ///
 /// * `https` only, unless [`allow_http`](HttpKeySourceBuilder::allow_http) is set (for loopback
-///   tests); redirects only within the same origin.
+///   tests); redirects only within the same origin, at most 3.
 /// * A connect deadline and a total deadline over the whole fetch, so a server that hangs or
 ///   trickles bytes cannot hold a caller longer than the total.
 /// * The body is capped while it is read; only 200 (and 304 to a conditional request) are
@@ -33,9 +24,7 @@ const MAX_REDIRECTS: usize = 3;
 #[derive(Debug, Clone)]
 pub struct HttpKeySource {
     url: Url,
-    client: reqwest::Client,
-    total_timeout: Duration,
-    max_body_bytes: usize,
+    fetcher: Fetcher,
 }
 
 /// Builds an [`HttpKeySource`].
@@ -43,11 +32,7 @@ pub struct HttpKeySource {
 #[derive(Debug)]
 pub struct HttpKeySourceBuilder {
     url: String,
-    allow_http: bool,
-    connect_timeout: Duration,
-    total_timeout: Duration,
-    max_body_bytes: usize,
-    client: Option<reqwest::Client>,
+    http: HttpOptions,
 }
 
 impl HttpKeySource {
@@ -55,57 +40,13 @@ impl HttpKeySource {
     pub fn builder(url: impl Into<String>) -> HttpKeySourceBuilder {
         HttpKeySourceBuilder {
             url: url.into(),
-            allow_http: false,
-            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
-            total_timeout: DEFAULT_TOTAL_TIMEOUT,
-            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
-            client: None,
+            http: HttpOptions::default(),
         }
     }
 
     /// The JWKS URL.
     pub fn url(&self) -> &Url {
         &self.url
-    }
-
-    async fn fetch_once(&self, validators: &Validators) -> Result<Fetched, FetchError> {
-        let mut request = self
-            .client
-            .get(self.url.clone())
-            .header(ACCEPT, "application/jwk-set+json, application/json");
-        if let Some(etag) = validators
-            .etag
-            .as_deref()
-            .and_then(|etag| HeaderValue::from_str(etag).ok())
-        {
-            request = request.header(IF_NONE_MATCH, etag);
-        }
-        let mut response = request.send().await.map_err(classify)?;
-        if !same_origin(response.url(), &self.url) {
-            // Only reachable with a caller's client that follows redirects itself.
-            return Err(FetchError::Redirect);
-        }
-        let status = response.status();
-        let max_age = max_age(response.headers());
-        match status {
-            StatusCode::OK => {}
-            StatusCode::NOT_MODIFIED if validators.etag.is_some() => {
-                return Ok(Fetched::NotModified { max_age });
-            }
-            status if status.is_redirection() => return Err(FetchError::Redirect),
-            status => return Err(FetchError::Status(status.as_u16())),
-        }
-        let etag = response
-            .headers()
-            .get(ETAG)
-            .and_then(|etag| etag.to_str().ok())
-            .map(str::to_owned);
-        let body = read_capped(&mut response, self.max_body_bytes).await?;
-        Ok(Fetched::Modified {
-            body,
-            etag,
-            max_age,
-        })
     }
 }
 
@@ -116,228 +57,21 @@ impl KeySource for HttpKeySource {
     }
 
     async fn fetch(&self, validators: &Validators) -> Result<Fetched, FetchError> {
-        let attempt = async {
-            match self.fetch_once(validators).await {
-                Err(error) if worth_retrying(&error) => {
-                    tracing::debug!(%error, "retrying the key set fetch once");
-                    tokio::time::sleep(Duration::from_millis(fastrand::u64(100..=300))).await;
-                    self.fetch_once(validators).await
-                }
-                outcome => outcome,
-            }
-        };
-        tokio::time::timeout(self.total_timeout, attempt)
+        self.fetcher
+            .get(&self.url, validators, JWKS_MEDIA_TYPES)
             .await
-            .unwrap_or(Err(FetchError::Timeout(self.total_timeout)))
     }
 }
 
 impl HttpKeySourceBuilder {
-    /// Accepts a plain `http://` URL. Meant for loopback tests; never for a real provider.
-    pub fn allow_http(mut self, allow: bool) -> Self {
-        self.allow_http = allow;
-        self
-    }
-
-    /// The connect deadline (default 2 s). Ignored with a caller's [`client`](Self::client).
-    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
-        self.connect_timeout = timeout;
-        self
-    }
-
-    /// The deadline of a whole fetch, retry included (default 5 s).
-    pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.total_timeout = timeout;
-        self
-    }
-
-    /// The largest body accepted (default 256 KiB).
-    pub fn max_body_bytes(mut self, bytes: usize) -> Self {
-        self.max_body_bytes = bytes;
-        self
-    }
-
-    /// Uses a ready-made client (proxies, custom roots). Build it with
-    /// `redirect(reqwest::redirect::Policy::none())`: a redirect it follows to another origin
-    /// is refused, but only after the request was made.
-    pub fn client(mut self, client: reqwest::Client) -> Self {
-        self.client = Some(client);
-        self
-    }
+    http_option_setters!();
 
     /// Checks the URL and settings and builds the source.
     pub fn build(self) -> Result<HttpKeySource, BuildError> {
-        let url = checked_url(&self.url, self.allow_http)?;
-        if self.total_timeout.is_zero() || self.connect_timeout.is_zero() {
-            return Err(BuildError::InvalidSetting("timeouts must be positive"));
-        }
-        if self.max_body_bytes == 0 {
-            return Err(BuildError::InvalidSetting(
-                "max_body_bytes must be positive",
-            ));
-        }
-        let client = match self.client {
-            Some(client) => client,
-            None => {
-                let origin = url.clone();
-                reqwest::Client::builder()
-                    .connect_timeout(self.connect_timeout)
-                    .timeout(self.total_timeout)
-                    .https_only(!self.allow_http)
-                    .user_agent(concat!("jwkstash/", env!("CARGO_PKG_VERSION")))
-                    .redirect(redirect::Policy::custom(move |attempt| {
-                        if attempt.previous().len() >= MAX_REDIRECTS {
-                            attempt.error("too many redirects")
-                        } else if same_origin(attempt.url(), &origin) {
-                            attempt.follow()
-                        } else {
-                            attempt.stop()
-                        }
-                    }))
-                    .build()
-                    .map_err(|error| BuildError::Client(error.into()))?
-            }
-        };
+        let url = checked_url(&self.url, self.http.allow_http)?;
         Ok(HttpKeySource {
             url,
-            client,
-            total_timeout: self.total_timeout,
-            max_body_bytes: self.max_body_bytes,
+            fetcher: self.http.build()?,
         })
-    }
-}
-
-/// Parses `url` and refuses anything but https (or http when allowed) with a host.
-pub(crate) fn checked_url(url: &str, allow_http: bool) -> Result<Url, BuildError> {
-    let parsed = Url::parse(url).map_err(|error| BuildError::InvalidUrl(error.to_string()))?;
-    if parsed.host_str().is_none() {
-        return Err(BuildError::InvalidUrl(format!("{url}: no host")));
-    }
-    match parsed.scheme() {
-        "https" => Ok(parsed),
-        "http" if allow_http => Ok(parsed),
-        "http" => Err(BuildError::InsecureUrl(url.to_owned())),
-        scheme => Err(BuildError::InvalidUrl(format!(
-            "unsupported scheme {scheme}"
-        ))),
-    }
-}
-
-fn same_origin(a: &Url, b: &Url) -> bool {
-    a.scheme() == b.scheme()
-        && a.host_str() == b.host_str()
-        && a.port_or_known_default() == b.port_or_known_default()
-}
-
-fn worth_retrying(error: &FetchError) -> bool {
-    matches!(error, FetchError::Connect(_) | FetchError::Transport(_))
-        || matches!(error, FetchError::Status(status) if *status >= 500)
-}
-
-fn classify(error: reqwest::Error) -> FetchError {
-    if error.is_redirect() {
-        FetchError::Redirect
-    } else if error.is_connect() {
-        FetchError::Connect(error.into())
-    } else {
-        FetchError::Transport(error.into())
-    }
-}
-
-async fn read_capped(response: &mut reqwest::Response, limit: usize) -> Result<Bytes, FetchError> {
-    if response
-        .content_length()
-        .is_some_and(|length| length > limit as u64)
-    {
-        return Err(FetchError::TooLarge { limit });
-    }
-    let mut body = BytesMut::new();
-    while let Some(chunk) = response.chunk().await.map_err(classify)? {
-        if body.len() + chunk.len() > limit {
-            return Err(FetchError::TooLarge { limit });
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body.freeze())
-}
-
-/// `Cache-Control: max-age` less `Age`; `no-cache` and `no-store` count as zero (then clamped
-/// up to the policy's minimum).
-fn max_age(headers: &HeaderMap) -> Option<Duration> {
-    let mut max_age = None;
-    for value in headers.get_all(CACHE_CONTROL) {
-        let Ok(value) = value.to_str() else { continue };
-        for directive in value.split(',').map(str::trim) {
-            let lower = directive.to_ascii_lowercase();
-            if lower == "no-cache" || lower == "no-store" {
-                return Some(Duration::ZERO);
-            }
-            if let Some(seconds) = lower.strip_prefix("max-age=") {
-                max_age = seconds.trim_matches('"').parse::<u64>().ok();
-            }
-        }
-    }
-    let age = headers
-        .get(AGE)
-        .and_then(|age| age.to_str().ok())
-        .and_then(|age| age.trim().parse::<u64>().ok())
-        .unwrap_or(0);
-    max_age.map(|seconds| Duration::from_secs(seconds.saturating_sub(age)))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn headers(pairs: &[(&'static str, &'static str)]) -> HeaderMap {
-        let mut map = HeaderMap::new();
-        for (name, value) in pairs {
-            map.append(*name, HeaderValue::from_static(value));
-        }
-        map
-    }
-
-    #[test]
-    fn max_age_is_read_and_aged() {
-        let secs = |s| Some(Duration::from_secs(s));
-        assert_eq!(
-            max_age(&headers(&[("cache-control", "public, max-age=300")])),
-            secs(300)
-        );
-        assert_eq!(
-            max_age(&headers(&[(
-                "cache-control",
-                "Max-Age=60, must-revalidate"
-            )])),
-            secs(60)
-        );
-        assert_eq!(
-            max_age(&headers(&[
-                ("cache-control", "max-age=300"),
-                ("age", "100")
-            ])),
-            secs(200)
-        );
-        assert_eq!(max_age(&headers(&[("cache-control", "no-cache")])), secs(0));
-        assert_eq!(max_age(&headers(&[("cache-control", "max-age=abc")])), None);
-        assert_eq!(max_age(&headers(&[])), None);
-    }
-
-    #[test]
-    fn urls_are_checked() {
-        assert!(checked_url("https://idp.example.com/jwks", false).is_ok());
-        assert!(matches!(
-            checked_url("http://idp.example.com/jwks", false),
-            Err(BuildError::InsecureUrl(_))
-        ));
-        assert!(checked_url("http://127.0.0.1:8080/jwks", true).is_ok());
-        assert!(matches!(
-            checked_url("file:///etc/passwd", true),
-            Err(BuildError::InvalidUrl(_))
-        ));
-        assert!(matches!(
-            checked_url("not a url", true),
-            Err(BuildError::InvalidUrl(_))
-        ));
     }
 }

@@ -24,7 +24,9 @@
 
 mod alg;
 mod claims;
+mod discovery;
 mod error;
+mod fetcher;
 mod fleet;
 mod health;
 mod http;
@@ -41,13 +43,12 @@ mod verifier;
 pub mod testkit;
 
 pub use alg::{DEFAULT_ALGORITHMS, KeyKind};
+pub use discovery::{DEFAULT_DISCOVERY_TTL, Discovery, DiscoverySource, DiscoverySourceBuilder};
 pub use error::{
     BuildError, InvalidToken, KeySetError, KeysUnavailable, RefreshError, VerifyError,
 };
-pub use http::{
-    DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_BODY_BYTES, DEFAULT_TOTAL_TIMEOUT, HttpKeySource,
-    HttpKeySourceBuilder,
-};
+pub use fetcher::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_BODY_BYTES, DEFAULT_TOTAL_TIMEOUT};
+pub use http::{HttpKeySource, HttpKeySourceBuilder};
 pub use jsonwebtoken::Algorithm;
 pub use keyset::{
     KeySet, MAX_KEYS, MAX_KID_BYTES, MAX_RSA_BITS, MIN_RSA_BITS, SkipReason, SkippedKey,

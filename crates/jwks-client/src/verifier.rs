@@ -274,6 +274,18 @@ impl VerifierBuilder {
         self
     }
 
+    /// The issuer, with its keys found by OpenID Connect discovery (https only; see
+    /// [`DiscoverySource`](crate::DiscoverySource) for other settings).
+    pub fn discover(self, issuer: impl Into<String>) -> Self {
+        let issuer = issuer.into();
+        let source = crate::DiscoverySource::builder(issuer.as_str())
+            .build()
+            .map(|source| Arc::new(source) as Arc<dyn KeySource>);
+        let mut builder = self.issuer(issuer);
+        builder.source = Some(source);
+        builder
+    }
+
     /// A key source of the caller's (an [`HttpKeySource`] with other settings, a mock).
     pub fn key_source(self, source: impl KeySource + 'static) -> Self {
         self.shared_key_source(Arc::new(source))

@@ -54,6 +54,8 @@ struct IdpState {
     max_age: Mutex<Option<u64>>,
     jwks_requests: AtomicUsize,
     discovery_requests: AtomicUsize,
+    /// What the discovery document claims, when a test wants it to lie.
+    discovery_override: Mutex<(Option<String>, Option<String>)>,
     clock: SharedClock,
 }
 
@@ -126,6 +128,7 @@ impl IdpBuilder {
             max_age: Mutex::new(None),
             jwks_requests: AtomicUsize::new(0),
             discovery_requests: AtomicUsize::new(0),
+            discovery_override: Mutex::new((None, None)),
             clock: self.clock.unwrap_or_else(|| Arc::new(SystemClock)),
         });
         let router = Router::new()
@@ -256,6 +259,12 @@ impl Idp {
         *lock(&self.state.max_age) = seconds;
     }
 
+    /// Makes the discovery document name another `issuer` and/or `jwks_uri` (`None`: the true
+    /// ones).
+    pub fn set_discovery(&self, issuer: Option<String>, jwks_uri: Option<String>) {
+        *lock(&self.state.discovery_override) = (issuer, jwks_uri);
+    }
+
     /// How many requests reached the JWKS endpoint.
     pub fn jwks_requests(&self) -> usize {
         self.state.jwks_requests.load(Ordering::SeqCst)
@@ -344,9 +353,10 @@ async fn serve_jwks(State(state): State<Arc<IdpState>>, headers: HeaderMap) -> R
 
 async fn serve_discovery(State(state): State<Arc<IdpState>>) -> Response {
     state.discovery_requests.fetch_add(1, Ordering::SeqCst);
+    let (issuer, jwks_uri) = lock(&state.discovery_override).clone();
     axum::Json(json!({
-        "issuer": state.issuer,
-        "jwks_uri": format!("{}/.well-known/jwks.json", state.issuer),
+        "issuer": issuer.unwrap_or_else(|| state.issuer.clone()),
+        "jwks_uri": jwks_uri.unwrap_or_else(|| format!("{}/.well-known/jwks.json", state.issuer)),
         "id_token_signing_alg_values_supported": ["RS256", "ES256", "EdDSA"],
     }))
     .into_response()
