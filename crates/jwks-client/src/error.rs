@@ -60,6 +60,9 @@ pub enum InvalidToken {
     /// `iss` is not the configured issuer.
     #[error("issuer not accepted")]
     InvalidIssuer,
+    /// `iss` is absent or names no issuer of the registry ([`Issuers`](crate::Issuers)).
+    #[error("unknown issuer")]
+    UnknownIssuer,
     /// `aud` names none of the configured audiences.
     #[error("audience not accepted")]
     InvalidAudience,

@@ -30,6 +30,7 @@ mod fetcher;
 mod fleet;
 mod health;
 mod http;
+mod issuers;
 mod json;
 mod keyset;
 mod policy;
@@ -49,6 +50,7 @@ pub use error::{
 };
 pub use fetcher::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_BODY_BYTES, DEFAULT_TOTAL_TIMEOUT};
 pub use http::{HttpKeySource, HttpKeySourceBuilder};
+pub use issuers::Issuers;
 pub use jsonwebtoken::Algorithm;
 pub use keyset::{
     KeySet, MAX_KEYS, MAX_KID_BYTES, MAX_RSA_BITS, MIN_RSA_BITS, SkipReason, SkippedKey,

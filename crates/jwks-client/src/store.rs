@@ -58,8 +58,9 @@ pub(crate) struct KeyStore {
     health: Health,
     /// When the last unknown-kid refetch started (ms since the epoch; 0: never).
     kid_refetch_ms: AtomicU64,
-    /// Kids found absent, with the fingerprint of the set they were absent from.
-    absent: moka::sync::Cache<Box<str>, (u64, SystemTime)>,
+    /// Kids found absent, with the fingerprint of the set they were absent from; made on the
+    /// first unknown kid (most verifiers never see one).
+    absent: std::sync::OnceLock<moka::sync::Cache<Box<str>, (u64, SystemTime)>>,
     /// The fleet's invalidation listener, stopped with the store.
     listener: Mutex<Option<tokio::task::JoinHandle<()>>>,
     pub(crate) counters: Arc<Counters>,
@@ -89,9 +90,6 @@ pub(crate) struct StoreParts {
 
 impl KeyStore {
     pub(crate) fn new(parts: StoreParts) -> Arc<Self> {
-        let absent = moka::sync::Cache::builder()
-            .max_capacity(parts.policy.negative_cache_capacity)
-            .build();
         let store = Arc::new(Self {
             pinned: ArcSwapOption::empty(),
             source: parts.source,
@@ -104,7 +102,7 @@ impl KeyStore {
             refresh_claimed: AtomicBool::new(false),
             health: Health::default(),
             kid_refetch_ms: AtomicU64::new(0),
-            absent,
+            absent: std::sync::OnceLock::new(),
             listener: Mutex::new(None),
             counters: parts.counters,
         });
@@ -189,7 +187,7 @@ impl KeyStore {
             .and_then(|loaded| loaded)
             .map_err(|cause| KeysUnavailable::new(cause, self.health.retry_after(now)))?;
         if !entry.value.contains_kid(kid) {
-            self.absent
+            self.absent()
                 .insert(kid.into(), (entry.value.fingerprint(), self.clock.now()));
         }
         Ok(Some(entry))
@@ -373,10 +371,21 @@ impl KeyStore {
         true
     }
 
-    fn known_absent(&self, kid: &str, fingerprint: u64, now: SystemTime) -> bool {
-        self.absent.get(kid).is_some_and(|(absent_from, since)| {
-            absent_from == fingerprint && now < since + self.policy.negative_ttl
+    fn absent(&self) -> &moka::sync::Cache<Box<str>, (u64, SystemTime)> {
+        self.absent.get_or_init(|| {
+            moka::sync::Cache::builder()
+                .max_capacity(self.policy.negative_cache_capacity)
+                .build()
         })
+    }
+
+    fn known_absent(&self, kid: &str, fingerprint: u64, now: SystemTime) -> bool {
+        self.absent
+            .get()
+            .and_then(|absent| absent.get(kid))
+            .is_some_and(|(absent_from, since)| {
+                absent_from == fingerprint && now < since + self.policy.negative_ttl
+            })
     }
 
     /// Starts the fleet's invalidation listener once (no-op without a fleet).

@@ -99,6 +99,11 @@ impl Verifier {
         Ok(self.inner.store.current().await?.value)
     }
 
+    /// The issuers whose tokens this verifier accepts.
+    pub fn issuers(&self) -> &[String] {
+        &self.inner.rules.issuers
+    }
+
     /// A snapshot of the counters.
     pub fn stats(&self) -> Stats {
         self.inner.counters.snapshot()

@@ -110,3 +110,64 @@ async fn a_flood_of_distinct_unknown_kids_stays_under_four_mebibytes() {
     assert!(grown < 4 * 1024 * 1024, "the heap grew by {grown} bytes");
     assert!(verifier.stats().unknown_kid_suppressed > 90_000);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_thousand_issuers_cost_little_and_leave_nothing_when_removed() {
+    let _serial = SERIAL.lock().await;
+    let key = TestKey::ed25519("k1");
+    let clock = TokioClock::new();
+    let document = jwkstash_jwks::testkit::jwks(&[&key]).to_string();
+    let near: jwkstash_jwks::KeySetCache = Arc::new(
+        jwkstash_memory::MemoryCache::builder()
+            .clock(Arc::new(clock.clone()))
+            .max_capacity(10_000)
+            .build(),
+    );
+    let issuers = jwkstash_jwks::Issuers::with_cache(near);
+    let names: Vec<String> = (0..1000)
+        .map(|i| format!("https://tenant-{i}.test/"))
+        .collect();
+    let tokens: Vec<String> = names
+        .iter()
+        .map(|issuer| {
+            let mut claims = claims(&clock);
+            claims["iss"] = json!(issuer);
+            key.sign(&claims)
+        })
+        .collect();
+    let before = live();
+    for issuer in &names {
+        let verifier = issuers
+            .verifier_builder()
+            .key_source(jwkstash_jwks::testkit::StaticSource::new(document.clone()))
+            .issuer(issuer.as_str())
+            .audience(AUDIENCE)
+            .clock(Arc::new(clock.clone()))
+            .build()
+            .unwrap();
+        issuers.insert(verifier);
+    }
+    for token in &tokens {
+        issuers.verify::<Value>(token).await.unwrap();
+    }
+    let with_issuers = live() - before;
+    for issuer in &names {
+        issuers.remove(issuer);
+    }
+    // Let aborted tasks and moka's pending work settle.
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    let left = live() - before;
+    println!(
+        "1,000 issuers, each with a loaded key set: {:.1} KiB per issuer; after removal {:.1} KiB per issuer remain (the shared near tier)",
+        with_issuers as f64 / 1000.0 / 1024.0,
+        left as f64 / 1000.0 / 1024.0
+    );
+    assert!(
+        with_issuers < 1000 * 16 * 1024,
+        "{with_issuers} bytes for 1,000 issuers"
+    );
+    assert!(
+        left < with_issuers / 2,
+        "removing the issuers freed too little: {left} of {with_issuers}"
+    );
+}
