@@ -71,6 +71,34 @@ pub enum InvalidToken {
     ClaimsType,
 }
 
+impl InvalidToken {
+    /// A short stable name of the rule that failed (`"expired"`, `"bad_signature"`, ...), for
+    /// logs and metrics.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::TooLarge { .. } => "too_large",
+            Self::Malformed(_) => "malformed",
+            Self::AlgorithmNotAllowed => "algorithm_not_allowed",
+            Self::UnsupportedCritical => "unsupported_critical",
+            Self::InvalidKid => "invalid_kid",
+            Self::MissingKid => "missing_kid",
+            Self::UnknownKid => "unknown_kid",
+            Self::AmbiguousKey => "ambiguous_key",
+            Self::AlgorithmMismatch => "algorithm_mismatch",
+            Self::BadSignature => "bad_signature",
+            Self::Expired => "expired",
+            Self::NotYetValid => "not_yet_valid",
+            Self::LifetimeTooLong => "lifetime_too_long",
+            Self::MissingClaim(_) => "missing_claim",
+            Self::InvalidClaim(_) => "invalid_claim",
+            Self::InvalidIssuer => "invalid_issuer",
+            Self::UnknownIssuer => "unknown_issuer",
+            Self::InvalidAudience => "invalid_audience",
+            Self::ClaimsType => "claims_type",
+        }
+    }
+}
+
 /// The signing keys could not be obtained: the provider failed and no usable copy is left
 /// (never fetched, or past `max_stale`). A service answers this with 503, not 401.
 #[derive(Debug, Clone, thiserror::Error)]

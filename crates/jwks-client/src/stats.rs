@@ -28,6 +28,14 @@ pub struct Stats {
     pub signature_checks: u64,
     /// Tokens served from the verified-token cache.
     pub verified_token_hits: u64,
+    /// Key lookups answered by the pinned current set (no cache call).
+    pub pinned_hits: u64,
+    /// Key set reads answered by the in-process tier.
+    pub near_hits: u64,
+    /// Key set reads answered by the shared tier (Redis).
+    pub far_hits: u64,
+    /// Key set reads that found nothing usable in any tier.
+    pub cache_misses: u64,
 }
 
 impl Stats {
@@ -77,17 +85,47 @@ impl Sharded {
     }
 }
 
+/// Each counter of [`Stats`], with the metric (name, label) it also feeds with feature `metrics`.
 macro_rules! counters {
-    ($($field:ident: $kind:ty => $bump:ident),* $(,)?) => {
-        /// Relaxed atomic counters behind [`Stats`].
-        #[derive(Debug, Default)]
+    ($($field:ident: $kind:ty => $bump:ident [$metric:literal $(, $label:literal => $value:literal)?]),* $(,)?) => {
+        /// Relaxed atomic counters behind [`Stats`] (and the `metrics` facade, when enabled).
+        #[derive(Debug)]
         pub(crate) struct Counters {
             $($field: $kind,)*
+            #[cfg(feature = "metrics")]
+            metrics: Metrics,
+        }
+
+        /// Metric handles, registered once when the verifier is built.
+        #[cfg(feature = "metrics")]
+        #[derive(Debug)]
+        struct Metrics {
+            $($field: metrics::Counter,)*
+            fetch_duration: metrics::Histogram,
+            key_set_fetched_at: metrics::Gauge,
+            key_set_age: metrics::Gauge,
         }
 
         impl Counters {
+            /// Counters for a verifier of `issuer` (the metrics' `issuer` label).
+            #[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
+            pub(crate) fn new(issuer: &str) -> Self {
+                Self {
+                    $($field: <$kind>::default(),)*
+                    #[cfg(feature = "metrics")]
+                    metrics: Metrics {
+                        $($field: metrics::counter!($metric, "issuer" => issuer.to_owned() $(, $label => $value)?),)*
+                        fetch_duration: metrics::histogram!("jwkstash_fetch_duration_seconds", "issuer" => issuer.to_owned()),
+                        key_set_fetched_at: metrics::gauge!("jwkstash_key_set_fetched_at_seconds", "issuer" => issuer.to_owned()),
+                        key_set_age: metrics::gauge!("jwkstash_key_set_age_seconds", "issuer" => issuer.to_owned()),
+                    },
+                }
+            }
+
             $(pub(crate) fn $bump(&self) {
                 self.$field.fetch_add(1, Ordering::Relaxed);
+                #[cfg(feature = "metrics")]
+                self.metrics.$field.increment(1);
             })*
 
             pub(crate) fn snapshot(&self) -> Stats {
@@ -95,20 +133,45 @@ macro_rules! counters {
                     $($field: self.$field.load(Ordering::Relaxed),)*
                 }
             }
+
+            /// Records how long an upstream fetch took.
+            #[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
+            pub(crate) fn fetch_took(&self, duration: std::time::Duration) {
+                #[cfg(feature = "metrics")]
+                self.metrics.fetch_duration.record(duration.as_secs_f64());
+            }
+
+            /// Records the fetch time of the set in use, and its age at `now`.
+            #[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
+            pub(crate) fn key_set(&self, fetched_at: std::time::SystemTime, now: std::time::SystemTime) {
+                #[cfg(feature = "metrics")]
+                {
+                    let since_epoch = fetched_at
+                        .duration_since(std::time::SystemTime::UNIX_EPOCH)
+                        .unwrap_or_default();
+                    self.metrics.key_set_fetched_at.set(since_epoch.as_secs_f64());
+                    let age = now.duration_since(fetched_at).unwrap_or_default();
+                    self.metrics.key_set_age.set(age.as_secs_f64());
+                }
+            }
         }
     };
 }
 
 counters! {
-    verified: Sharded => verified,
-    rejected: Sharded => rejected,
-    unavailable: AtomicU64 => unavailable,
-    fetches: AtomicU64 => fetch,
-    fetch_failures: AtomicU64 => fetch_failed,
-    waited_for_fetch: AtomicU64 => waited_for_load,
-    unknown_kid_refetches: AtomicU64 => kid_refetch,
-    unknown_kid_suppressed: AtomicU64 => kid_refetch_suppressed,
-    stale_served: AtomicU64 => stale_served,
-    signature_checks: Sharded => signature_checked,
-    verified_token_hits: Sharded => verified_token_hit,
+    verified: Sharded => verified ["jwkstash_verifications_total", "outcome" => "verified"],
+    rejected: Sharded => rejected ["jwkstash_verifications_total", "outcome" => "invalid"],
+    unavailable: AtomicU64 => unavailable ["jwkstash_verifications_total", "outcome" => "unavailable"],
+    pinned_hits: Sharded => pinned_hit ["jwkstash_cache_hits_total", "tier" => "pinned"],
+    near_hits: AtomicU64 => near_hit ["jwkstash_cache_hits_total", "tier" => "near"],
+    far_hits: AtomicU64 => far_hit ["jwkstash_cache_hits_total", "tier" => "far"],
+    cache_misses: AtomicU64 => cache_miss ["jwkstash_cache_misses_total"],
+    fetches: AtomicU64 => fetch ["jwkstash_fetches_total", "result" => "started"],
+    fetch_failures: AtomicU64 => fetch_failed ["jwkstash_fetches_total", "result" => "failed"],
+    waited_for_fetch: AtomicU64 => waited_for_load ["jwkstash_waited_for_fetch_total"],
+    unknown_kid_refetches: AtomicU64 => kid_refetch ["jwkstash_unknown_kid_refetches_total"],
+    unknown_kid_suppressed: AtomicU64 => kid_refetch_suppressed ["jwkstash_unknown_kid_suppressed_total"],
+    stale_served: AtomicU64 => stale_served ["jwkstash_stale_served_total"],
+    signature_checks: Sharded => signature_checked ["jwkstash_signature_checks_total"],
+    verified_token_hits: Sharded => verified_token_hit ["jwkstash_verified_token_cache_hits_total"],
 }

@@ -175,6 +175,10 @@ impl KeyStore {
             .await;
         let Some(outcome) = outcome else {
             self.counters.kid_refetch_suppressed();
+            tracing::debug!(
+                source = self.source.id(),
+                "unknown kid: refetch suppressed by the cooldown"
+            );
             // A refetch may have landed since `seen` was read: retry with the newer set.
             return Ok(self
                 .cached()
@@ -193,14 +197,31 @@ impl KeyStore {
         Ok(Some(entry))
     }
 
+    /// Reads the cache stack, counting which tier answered.
     async fn cached(&self) -> Option<KeyEntry> {
-        match self.cache.get(&self.cache_key).await {
-            Ok(entry) => entry,
-            Err(error) => {
-                tracing::warn!(%error, "key cache read failed; treated as a miss");
-                None
-            }
+        let key = self.cache_key.as_str();
+        let found = match &self.fleet {
+            None => read_tier(&*self.cache, key).await,
+            Some(fleet) => match read_tier(&*fleet.near, key).await {
+                Some(entry) => Some(entry),
+                None => {
+                    let entry = read_tier(&*fleet.far, key).await;
+                    if let Some(entry) = &entry {
+                        self.counters.far_hit();
+                        if let Err(error) = fleet.near.put(key, entry.clone()).await {
+                            tracing::warn!(%error, "near tier write failed");
+                        }
+                        return Some(entry.clone());
+                    }
+                    entry
+                }
+            },
+        };
+        match &found {
+            Some(_) => self.counters.near_hit(),
+            None => self.counters.cache_miss(),
         }
+        found
     }
 
     /// Runs `f` on the pinned set if it is fresh and not yet due for refresh at `now`: the hit
@@ -217,6 +238,7 @@ impl KeyStore {
 
     /// Makes `entry` the set verified with, unless a newer one is pinned already.
     pub(crate) fn pin(&self, entry: &KeyEntry) {
+        self.counters.key_set(entry.fetched_at, self.clock.now());
         let refresh_at = self.refresh_at(entry);
         self.pinned.rcu(|pinned| match pinned {
             Some(pinned) if pinned.entry.fetched_at > entry.fetched_at => Some(Arc::clone(pinned)),
@@ -241,6 +263,10 @@ impl KeyStore {
         {
             return;
         }
+        tracing::debug!(
+            source = self.source.id(),
+            "refreshing the key set ahead of expiry"
+        );
         let store = Arc::clone(self);
         let current = entry.clone();
         let started = self.flights.start((), move || async move {
@@ -261,6 +287,10 @@ impl KeyStore {
             }
         }
         self.counters.stale_served();
+        tracing::debug!(
+            source = self.source.id(),
+            "serving the last good key set while the source fails"
+        );
         stale
     }
 
@@ -316,7 +346,9 @@ impl KeyStore {
                 .map(str::to_owned),
         };
         self.counters.fetch();
+        let started = std::time::Instant::now();
         let fetched = self.source.fetch(&validators).await;
+        self.counters.fetch_took(started.elapsed());
         let now = self.clock.now();
         let outcome = match fetched {
             Ok(Fetched::Modified {
@@ -339,9 +371,11 @@ impl KeyStore {
         if let Err(error) = self.cache.put(&self.cache_key, entry.clone()).await {
             tracing::warn!(%error, "could not store the key set");
         }
-        tracing::debug!(
+        tracing::info!(
             source = self.source.id(),
             fingerprint = entry.value.fingerprint(),
+            keys = entry.value.keys().len(),
+            elapsed_ms = started.elapsed().as_millis() as u64,
             "key set loaded"
         );
         Ok(entry)
@@ -407,6 +441,17 @@ impl Drop for KeyStore {
             .take()
         {
             listener.abort();
+        }
+    }
+}
+
+/// One tier's answer; a failing tier is a miss (logged).
+async fn read_tier(tier: &dyn jwkstash_core::Cache<Arc<KeySet>>, key: &str) -> Option<KeyEntry> {
+    match tier.get(key).await {
+        Ok(entry) => entry,
+        Err(error) => {
+            tracing::warn!(%error, tier = tier.name(), "key cache read failed; treated as a miss");
+            None
         }
     }
 }

@@ -8,6 +8,7 @@ use jsonwebtoken::Algorithm;
 use jwkstash_core::{Cache, KeySource, SharedClock, SharedTier, SystemClock, Tiered};
 use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
+use tracing::Instrument;
 
 use crate::alg::{AlgorithmSet, DEFAULT_ALGORITHMS};
 use crate::claims::{ClaimRules, Registered};
@@ -78,13 +79,34 @@ impl Verifier {
     /// Errors are [`VerifyError::InvalidToken`] (answer 401) or
     /// [`VerifyError::KeysUnavailable`] (answer 503: the provider failed and no usable key set
     /// is left).
+    ///
+    /// With a `tracing` subscriber at debug level, each verification runs in a `jwkstash.verify`
+    /// span with the issuer, a short hash of the `kid` and the outcome; never the token.
     pub async fn verify<C: DeserializeOwned>(&self, token: &str) -> Result<C, VerifyError> {
-        let outcome = self.verify_token(token).await;
+        let span = tracing::debug_span!(
+            "jwkstash.verify",
+            issuer = self.inner.rules.issuers[0].as_str(),
+            kid = tracing::field::Empty,
+            outcome = tracing::field::Empty,
+        );
+        let outcome = self.verify_token(token).instrument(span.clone()).await;
         let counters = &self.inner.counters;
-        match &outcome {
-            Ok(_) => counters.verified(),
-            Err(VerifyError::InvalidToken(_)) => counters.rejected(),
-            Err(_) => counters.unavailable(),
+        let code = match &outcome {
+            Ok(_) => {
+                counters.verified();
+                "verified"
+            }
+            Err(VerifyError::InvalidToken(reason)) => {
+                counters.rejected();
+                reason.code()
+            }
+            Err(_) => {
+                counters.unavailable();
+                "keys_unavailable"
+            }
+        };
+        if !span.is_disabled() {
+            span.record("outcome", code);
         }
         outcome
     }
@@ -158,6 +180,14 @@ impl Verifier {
     ) -> Result<(C, Checked), VerifyError> {
         let inner = &self.inner;
         let token = Token::parse(raw, inner.max_token_bytes, inner.algorithms)?;
+        let span = tracing::Span::current();
+        if !span.is_disabled()
+            && let Some(kid) = &token.kid
+        {
+            // A hash: the kid is attacker input and never reaches a log line raw.
+            let hash = Sha256::digest(kid.as_bytes());
+            span.record("kid", hex::encode(&hash[..6]).as_str());
+        }
         let now = inner.clock.now();
         let hit =
             inner
@@ -167,6 +197,7 @@ impl Verifier {
                     found => Some(found.and_then(|key| self.check(&token, key, now))),
                 });
         if let Some(Some(outcome)) = hit {
+            inner.counters.pinned_hit();
             return Ok(outcome?);
         }
         let entry = inner.store.current().await?;
@@ -453,7 +484,7 @@ impl VerifierBuilder {
         let verified = self
             .verified_tokens
             .map(|(capacity, ttl)| VerifiedTokens::new(capacity, ttl, Arc::clone(&clock)));
-        let counters = Arc::new(Counters::default());
+        let counters = Arc::new(Counters::new(&self.issuers[0]));
         let store = KeyStore::new(StoreParts {
             cache_key: cache_key(&self.issuers, source.id()),
             source,
