@@ -18,9 +18,12 @@ fn verifier(key: &TestKey, clock: &ManualClock) -> Verifier {
     builder(source, Arc::new(clock.clone())).build().unwrap()
 }
 
+/// A metric as recorded: name, labels, value.
+type Recorded = (String, Vec<(String, String)>, DebugValue);
+
 /// The value of the metric `name` with the label `label` (or none), summed over issuers.
 fn metric(
-    snapshot: &[(String, Vec<(String, String)>, DebugValue)],
+    snapshot: &[Recorded],
     name: &str,
     label: Option<(&str, &str)>,
 ) -> f64 {
