@@ -33,7 +33,9 @@
 //! [`jwkstash_core`] (the [`Cache`] and [`KeySource`] traits, [`Tiered`], single-flight, clocks),
 //! [`jwkstash_jwks`] ([`Verifier`], [`HttpKeySource`], [`KeySet`]) and, with the default
 //! feature `memory`, [`MemoryCache`] (moka). Feature `redis` adds `RedisCache`, the shared tier
-//! of a fleet; feature `testkit` adds an embedded identity provider and test keys.
+//! of a fleet; `tower` and `axum` add the `JwtLayer` middleware and the `Claims<T>` extractor;
+//! `metrics` feeds the `metrics` facade; `cli` builds the `jwkstash` command; `testkit` adds an
+//! embedded identity provider and test keys.
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub use jwkstash_core::{
@@ -55,6 +57,13 @@ pub use jwkstash_memory::{MemoryCache, MemoryCacheBuilder};
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use jwkstash_redis::{RedisCache, RedisCacheBuilder};
 
+#[cfg(feature = "axum")]
+#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
+pub use jwkstash_tower::MissingClaims;
+#[cfg(feature = "tower")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tower")))]
+pub use jwkstash_tower::{Authenticate, BearerError, Claims, Jwt, JwtLayer, bearer_token};
+
 /// Embedded identity provider and test keys (feature `testkit`).
 #[cfg(feature = "testkit")]
 #[cfg_attr(docsrs, doc(cfg(feature = "testkit")))]
@@ -71,3 +80,5 @@ pub use jwkstash_jwks;
 pub use jwkstash_memory;
 #[cfg(feature = "redis")]
 pub use jwkstash_redis;
+#[cfg(feature = "tower")]
+pub use jwkstash_tower;

@@ -22,11 +22,7 @@ fn verifier(key: &TestKey, clock: &ManualClock) -> Verifier {
 type Recorded = (String, Vec<(String, String)>, DebugValue);
 
 /// The value of the metric `name` with the label `label` (or none), summed over issuers.
-fn metric(
-    snapshot: &[Recorded],
-    name: &str,
-    label: Option<(&str, &str)>,
-) -> f64 {
+fn metric(snapshot: &[Recorded], name: &str, label: Option<(&str, &str)>) -> f64 {
     snapshot
         .iter()
         .filter(|(metric, labels, _)| {

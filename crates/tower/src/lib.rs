@@ -1,0 +1,46 @@
+//! A [tower](https://docs.rs/tower) layer that verifies `Authorization: Bearer` tokens with
+//! jwkstash and puts the claims in the request's extensions, and (feature `axum`) a
+//! [`Claims<T>`] extractor for axum handlers.
+//!
+//! Failures answer as RFC 6750 says, without detail that helps an attacker:
+//!
+//! | request | answer |
+//! |---|---|
+//! | no `Authorization: Bearer` credentials | 401, `WWW-Authenticate: Bearer` |
+//! | malformed header (two spaces, bad characters, several headers) | 400, `WWW-Authenticate: Bearer error="invalid_request"` |
+//! | invalid token (signature, expiry, issuer, audience, ...) | 401, `WWW-Authenticate: Bearer error="invalid_token"` |
+//! | keys unavailable (provider down past `max_stale`) | 503 with `Retry-After`: our outage, never 401 |
+//!
+//! ```no_run
+//! # #[cfg(feature = "axum")]
+//! # mod demo {
+//! use axum::{Router, routing::get};
+//! use jwkstash_jwks::Verifier;
+//! use jwkstash_tower::{Claims, JwtLayer};
+//! use serde::Deserialize;
+//!
+//! #[derive(Clone, Deserialize)]
+//! struct User {
+//!     sub: String,
+//! }
+//!
+//! async fn me(Claims(user): Claims<User>) -> String {
+//!     format!("hello {}", user.sub)
+//! }
+//!
+//! fn app(verifier: Verifier) -> Router {
+//!     Router::new().route("/me", get(me)).layer(JwtLayer::<User>::new(verifier))
+//! }
+//! # }
+//! ```
+
+mod bearer;
+mod layer;
+
+pub use bearer::{BearerError, bearer_token};
+pub use layer::{Authenticate, Claims, Jwt, JwtLayer};
+
+#[cfg(feature = "axum")]
+mod extract;
+#[cfg(feature = "axum")]
+pub use extract::MissingClaims;
