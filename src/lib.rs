@@ -44,10 +44,11 @@ pub use jwkstash_core::{
     SystemClock, Tiered, TokioClock, Validators,
 };
 pub use jwkstash_jwks::{
-    Algorithm, BuildError, DEFAULT_ALGORITHMS, DEFAULT_LEEWAY, DEFAULT_MAX_TOKEN_BYTES,
-    FreshnessPolicy, HttpKeySource, HttpKeySourceBuilder, InvalidToken, KeyKind, KeySet,
-    KeySetCache, KeySetError, KeysUnavailable, RefreshError, SharedKeySetTier, SkipReason,
-    SkippedKey, Stats, Verifier, VerifierBuilder, VerifyError, VerifyingKey,
+    Algorithm, BuildError, DEFAULT_ALGORITHMS, DEFAULT_DISCOVERY_TTL, DEFAULT_LEEWAY,
+    DEFAULT_MAX_TOKEN_BYTES, Discovery, DiscoverySource, DiscoverySourceBuilder, FreshnessPolicy,
+    HttpKeySource, HttpKeySourceBuilder, InvalidToken, Issuers, KeyKind, KeySet, KeySetCache,
+    KeySetError, KeysUnavailable, RefreshError, SharedKeySetTier, SkipReason, SkippedKey, Stats,
+    Verifier, VerifierBuilder, VerifyError, VerifyingKey,
 };
 #[cfg(feature = "memory")]
 #[cfg_attr(docsrs, doc(cfg(feature = "memory")))]
@@ -70,7 +71,7 @@ pub use jwkstash_tower::{Authenticate, BearerError, Claims, Jwt, JwtLayer, beare
 pub use jwkstash_jwks::testkit;
 
 /// The README's examples, compiled as doctests (they use every feature).
-#[cfg(all(doctest, feature = "redis"))]
+#[cfg(all(doctest, feature = "redis", feature = "axum"))]
 #[doc = include_str!("../README.md")]
 struct ReadmeDoctests;
 

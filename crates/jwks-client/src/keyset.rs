@@ -213,20 +213,7 @@ impl KeySet {
     /// it is usable. Individual bad keys are skipped and listed in [`skipped`](Self::skipped).
     pub fn parse(raw: impl Into<Bytes>) -> Result<Self, KeySetError> {
         let raw = raw.into();
-        let document: RawSet<'_> = serde_json::from_slice(&raw)
-            .map_err(|error| KeySetError::NotAKeySet(error.to_string()))?;
-        let mut keys = Vec::new();
-        let mut skipped = Vec::new();
-        for raw_key in document.keys {
-            match parse_key(raw_key) {
-                Ok(_) if keys.len() >= MAX_KEYS => skipped.push(SkippedKey {
-                    kid: None,
-                    reason: SkipReason::TooManyKeys,
-                }),
-                Ok(key) => keys.push(key),
-                Err(skip) => skipped.push(skip),
-            }
-        }
+        let (keys, skipped) = Self::explain(&raw)?;
         if keys.is_empty() {
             return Err(KeySetError::NoUsableKey {
                 skipped: skipped.len(),
@@ -249,6 +236,27 @@ impl KeySet {
             raw,
             fingerprint,
         })
+    }
+
+    /// Every key of a JWKS document, usable or skipped with its reason, for diagnostics (the
+    /// `jwkstash keys` command). Unlike [`parse`](Self::parse) it accepts a document without a
+    /// usable key.
+    pub fn explain(raw: &[u8]) -> Result<(Vec<VerifyingKey>, Vec<SkippedKey>), KeySetError> {
+        let document: RawSet<'_> = serde_json::from_slice(raw)
+            .map_err(|error| KeySetError::NotAKeySet(error.to_string()))?;
+        let mut keys = Vec::new();
+        let mut skipped = Vec::new();
+        for raw_key in document.keys {
+            match parse_key(raw_key) {
+                Ok(_) if keys.len() >= MAX_KEYS => skipped.push(SkippedKey {
+                    kid: None,
+                    reason: SkipReason::TooManyKeys,
+                }),
+                Ok(key) => keys.push(key),
+                Err(skip) => skipped.push(skip),
+            }
+        }
+        Ok((keys, skipped))
     }
 
     /// The key that verifies a token with this `kid` (if any) and algorithm.
