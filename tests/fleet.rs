@@ -151,6 +151,14 @@ impl Fleet {
         }
     }
 
+    /// Verifies all `tokens` at once and fails the test if one is refused.
+    async fn expect_valid(&self, tokens: &[String]) {
+        let outcomes = self.verify_all(tokens).await;
+        if let Some(refused) = outcomes.iter().find(|outcome| outcome.is_err()) {
+            panic!("a valid token was refused: {refused:?}");
+        }
+    }
+
     /// Verifies `tokens[i]` on instance `i % size`, all at once.
     async fn verify_all(&self, tokens: &[String]) -> Vec<Result<Value, VerifyError>> {
         let tasks: Vec<_> = tokens
@@ -222,8 +230,7 @@ async fn cold_start_and_expiry(shared: Shared, clock: ManualClock) {
     );
 
     fleet.clock.advance(11 * MINUTE);
-    let outcomes = fleet.verify_all(&vec![token; 400]).await;
-    assert!(outcomes.iter().all(Result::is_ok));
+    fleet.expect_valid(&vec![token; 400]).await;
     assert_eq!(fleet.upstream.calls(), 2, "expiry cost more than one fetch");
 }
 
@@ -233,13 +240,7 @@ async fn unknown_kid_flood(shared: Shared, clock: ManualClock) {
     let key = TestKey::ec_p256("k1");
     let fleet = Fleet::start(8, &shared, clock, Upstream::serving(&[&key])).await;
     let valid = key.sign(&claims(&fleet.clock));
-    assert!(
-        fleet
-            .verify_all(&vec![valid.clone(); 8])
-            .await
-            .iter()
-            .all(Result::is_ok)
-    );
+    fleet.expect_valid(&vec![valid.clone(); 8]).await;
     assert_eq!(fleet.upstream.calls(), 1);
 
     let forged: Vec<String> = (0..1000)
@@ -308,13 +309,7 @@ async fn rotation_reaches_the_fleet(shared: Shared, clock: ManualClock) {
     let (old, new) = (TestKey::ec_p256("old"), TestKey::ed25519("new"));
     let fleet = Fleet::start(8, &shared, clock, Upstream::serving(&[&old])).await;
     let old_token = old.sign(&claims(&fleet.clock));
-    assert!(
-        fleet
-            .verify_all(&vec![old_token; 8])
-            .await
-            .iter()
-            .all(Result::is_ok)
-    );
+    fleet.expect_valid(&vec![old_token; 8]).await;
     assert_eq!(fleet.upstream.calls(), 1);
 
     fleet.upstream.publish(&[&new]);
@@ -336,8 +331,7 @@ async fn rotation_reaches_the_fleet(shared: Shared, clock: ManualClock) {
         .await;
         assert!(heard.is_ok(), "an instance never heard of the new set");
     }
-    let outcomes = fleet.verify_all(&vec![new_token; 70]).await;
-    assert!(outcomes.iter().all(Result::is_ok));
+    fleet.expect_valid(&vec![new_token; 70]).await;
     assert_eq!(
         fleet.upstream.calls(),
         2,
@@ -351,13 +345,7 @@ async fn simultaneous_rotation(shared: Shared, clock: ManualClock) {
     let (old, new) = (TestKey::ec_p256("old"), TestKey::ec_p256("new"));
     let fleet = Fleet::start(8, &shared, clock, Upstream::serving(&[&old])).await;
     let old_token = old.sign(&claims(&fleet.clock));
-    assert!(
-        fleet
-            .verify_all(&vec![old_token; 8])
-            .await
-            .iter()
-            .all(Result::is_ok)
-    );
+    fleet.expect_valid(&vec![old_token; 8]).await;
     fleet.upstream.publish(&[&new]);
     let new_token = new.sign(&claims(&fleet.clock));
     let outcomes = fleet.verify_all(&vec![new_token; 400]).await;
@@ -424,8 +412,7 @@ async fn redis_down_at_start_each_instance_works_alone() {
     )
     .await;
     let token = key.sign(&claims(&fleet.clock));
-    let outcomes = fleet.verify_all(&vec![token; 30]).await;
-    assert!(outcomes.iter().all(Result::is_ok));
+    fleet.expect_valid(&vec![token; 30]).await;
     // Like single instances: one fetch each at most.
     assert!(
         (1..=3).contains(&fleet.upstream.calls()),
@@ -444,13 +431,7 @@ async fn redis_killed_and_restarted_never_fails_a_verification() {
     let shared = Shared::redis(redis.url());
     let fleet = Fleet::start(3, &shared, clock.clone(), Upstream::serving(&[&key])).await;
     let token = key.sign(&claims(&clock));
-    assert!(
-        fleet
-            .verify_all(&vec![token.clone(); 30])
-            .await
-            .iter()
-            .all(Result::is_ok)
-    );
+    fleet.expect_valid(&vec![token.clone(); 30]).await;
     assert_eq!(fleet.upstream.calls(), 1);
 
     redis.kill().await;
@@ -472,8 +453,7 @@ async fn redis_killed_and_restarted_never_fails_a_verification() {
     // Let the instances' circuits close (cool-off 300 ms) and reconnect.
     tokio::time::sleep(Duration::from_secs(1)).await;
     clock.advance(11 * MINUTE);
-    let outcomes = fleet.verify_all(&vec![token; 30]).await;
-    assert!(outcomes.iter().all(Result::is_ok));
+    fleet.expect_valid(&vec![token; 30]).await;
     assert_eq!(
         fleet.upstream.calls(),
         while_down + 1,

