@@ -264,13 +264,15 @@ impl KeySet {
     /// * With a `kid`: the key with that kid whose type fits `alg`; [`InvalidToken::UnknownKid`]
     ///   if none has the kid, [`InvalidToken::AmbiguousKey`] if several keys of the type share it,
     ///   [`InvalidToken::AlgorithmMismatch`] if the key does not accept `alg`.
-    /// * Without a `kid`: the only key that accepts `alg`; otherwise
-    ///   [`InvalidToken::MissingKid`] (at most one signature check per token).
+    /// * Without a `kid`: the set's only key of the algorithm's family, if it accepts `alg`;
+    ///   otherwise [`InvalidToken::MissingKid`] (at most one signature check per token).
     pub fn find(&self, kid: Option<&str>, alg: Algorithm) -> Result<&VerifyingKey, InvalidToken> {
         let Some(kid) = kid else {
-            let mut fitting = self.keys.iter().filter(|key| key.accepts(alg));
-            return match (fitting.next(), fitting.next()) {
-                (Some(key), None) => Ok(key),
+            // Only when the set has a single key of the algorithm's family (and it accepts
+            // the algorithm): never a guess between keys.
+            let mut of_family = self.keys.iter().filter(|key| key.kind.fits(alg));
+            return match (of_family.next(), of_family.next()) {
+                (Some(key), None) if key.accepts(alg) => Ok(key),
                 _ => Err(InvalidToken::MissingKid),
             };
         };
