@@ -16,7 +16,7 @@ use jwkstash::{
     SharedKeySetTier, Verifier, VerifyError,
 };
 use jwkstash_core::{Lease, MockKeySource};
-use jwkstash_redis::testkit::{RedisCluster, RedisServer};
+use jwkstash_redis::testkit::{RedisCluster, RedisSentinel, RedisServer};
 use serde_json::{Value, json};
 
 const ISSUER: &str = "https://idp.test/";
@@ -360,7 +360,7 @@ async fn simultaneous_rotation(shared: Shared, clock: ManualClock) {
 // ---------------------------------------------------------------- every scenario on every tier
 
 /// For each scenario, a module with one test per tier: the in-process shared tier, one
-/// `redis-server`, and a three-node Redis Cluster.
+/// `redis-server`, a master behind a Sentinel, and a three-node Redis Cluster.
 macro_rules! on_every_tier {
     ($($scenario:ident),* $(,)?) => {$(
         mod $scenario {
@@ -376,6 +376,12 @@ macro_rules! on_every_tier {
             async fn redis() {
                 let Some(redis) = with_redis().await else { return };
                 super::$scenario(Shared::redis(redis.url()), ManualClock::default()).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn sentinel() {
+                let Some(sentinel) = RedisSentinel::start().await else { return };
+                super::$scenario(Shared::redis(sentinel.url()), ManualClock::default()).await;
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -223,10 +223,16 @@ fn without_kid_the_family_must_have_a_single_key() {
     let ps = TestKey::rsa("ps").with_alg(Algorithm::PS256);
     let set = parse(&jwks(&[&rs, &ps, &TestKey::ed25519("ed")])).unwrap();
     // Two RSA keys: even though only one is pinned to RS256, no guess is made.
-    assert_eq!(set.find(None, Algorithm::RS256).unwrap_err(), InvalidToken::MissingKid);
+    assert_eq!(
+        set.find(None, Algorithm::RS256).unwrap_err(),
+        InvalidToken::MissingKid
+    );
     assert!(set.find(None, Algorithm::EdDSA).is_ok());
     let single = parse(&jwks(&[&ps])).unwrap();
     // One key of the family, pinned to another algorithm of it: refused.
-    assert_eq!(single.find(None, Algorithm::RS256).unwrap_err(), InvalidToken::MissingKid);
+    assert_eq!(
+        single.find(None, Algorithm::RS256).unwrap_err(),
+        InvalidToken::MissingKid
+    );
     assert!(single.find(None, Algorithm::PS256).is_ok());
 }

@@ -211,3 +211,78 @@ impl RedisCluster {
         )
     }
 }
+
+/// A master and one Sentinel monitoring it as `mymaster` (both with [`PASSWORD`]).
+#[derive(Debug)]
+pub struct RedisSentinel {
+    master: RedisServer,
+    port: u16,
+    dir: PathBuf,
+    sentinel: Option<Child>,
+}
+
+impl RedisSentinel {
+    /// Starts a master and a Sentinel, or `None` when Redis is not installed (outside CI).
+    pub async fn start() -> Option<Self> {
+        let master = RedisServer::start().await?;
+        let port = free_port();
+        let dir =
+            std::env::temp_dir().join(format!("jwkstash-sentinel-{}-{port}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("a scratch directory");
+        let config = dir.join("sentinel.conf");
+        std::fs::write(
+            &config,
+            format!(
+                "port {port}\nbind 127.0.0.1\nrequirepass {PASSWORD}\ndir {}\n\
+                 sentinel monitor mymaster 127.0.0.1 {} 1\nsentinel auth-pass mymaster {PASSWORD}\n",
+                dir.display(),
+                master.port
+            ),
+        )
+        .expect("a sentinel config");
+        let sentinel = Command::new("redis-server")
+            .arg(&config)
+            .arg("--sentinel")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("redis-server --sentinel starts");
+        let sentinel = Self {
+            master,
+            port,
+            dir,
+            sentinel: Some(sentinel),
+        };
+        for _ in 0..100 {
+            let answer = Command::new("redis-cli")
+                .args(["-p", &port.to_string(), "-a", PASSWORD, "--no-auth-warning"])
+                .args(["SENTINEL", "get-master-addr-by-name", "mymaster"])
+                .output()
+                .await
+                .expect("redis-cli runs");
+            if String::from_utf8_lossy(&answer.stdout).contains(&sentinel.master.port.to_string()) {
+                return Some(sentinel);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("the sentinel did not come up");
+    }
+
+    /// `redis-sentinel://:PASSWORD@127.0.0.1:PORT/0?sentinelServiceName=mymaster`.
+    pub fn url(&self) -> String {
+        format!(
+            "redis-sentinel://:{PASSWORD}@127.0.0.1:{}/0?sentinelServiceName=mymaster",
+            self.port
+        )
+    }
+}
+
+impl Drop for RedisSentinel {
+    fn drop(&mut self) {
+        if let Some(child) = self.sentinel.as_mut() {
+            let _ = child.start_kill();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}

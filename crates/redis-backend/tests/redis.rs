@@ -11,7 +11,7 @@ use jwkstash_core::{
     Cache, CacheErrorKind, Clock, Entry, Invalidation, Invalidations, Lease, ManualClock,
 };
 use jwkstash_redis::RedisCache;
-use jwkstash_redis::testkit::{RedisCluster, RedisServer};
+use jwkstash_redis::testkit::{RedisCluster, RedisSentinel, RedisServer};
 
 const SECRET: &[u8] = b"a service secret, never in redis";
 
@@ -79,6 +79,23 @@ async fn passes_the_conformance_suite_on_a_cluster() {
     // Entry, lease and claims of one key share a slot (hash tag): a lease works beside it.
     assert!(
         a.acquire("conformance:put", Duration::from_secs(5))
+            .await
+            .unwrap()
+            .is_some()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn passes_the_conformance_suite_through_sentinel() {
+    let Some(sentinel) = RedisSentinel::start().await else {
+        return;
+    };
+    let clock = ManualClock::default();
+    let a = Arc::new(cache(&sentinel.url(), "sentinel-a", &clock).await);
+    let b = Arc::new(cache(&sentinel.url(), "sentinel-b", &clock).await);
+    testkit::run_all(a.clone(), b, &clock).await;
+    assert!(
+        a.acquire("k", Duration::from_secs(5))
             .await
             .unwrap()
             .is_some()
