@@ -302,7 +302,9 @@ impl<V: CacheValue + Clone> Cache<V> for RedisCache {
         let redis_key = self.redis_key(key, "entry")?;
         let value = entry.value.to_bytes();
         let secret = self.inner.secret.as_ref().map(Secret::bytes);
-        let sealed = envelope::seal(&redis_key, &entry, &value, secret);
+        let sealed = envelope::seal(&redis_key, &entry, &value, secret).ok_or_else(|| {
+            CacheError::new(BACKEND, CacheErrorKind::Other).with_source("value could not be sealed")
+        })?;
         if sealed.len() > self.inner.max_value_bytes {
             return Err(CacheError::new(BACKEND, CacheErrorKind::Other)
                 .with_source("value over the size limit"));

@@ -67,15 +67,21 @@ impl Opened<'_> {
 
 type HmacSha256 = Hmac<Sha256>;
 
-fn mac(secret: &[u8], bytes: &[u8]) -> HmacSha256 {
-    // HMAC takes keys of any length.
-    let mut mac = <HmacSha256 as Mac>::new_from_slice(secret).unwrap_or_else(|_| unreachable!());
+/// HMAC-SHA256 of `bytes` under `secret` (HMAC takes keys of any length, so this is `None`
+/// only if the crate ever changes its mind).
+fn mac(secret: &[u8], bytes: &[u8]) -> Option<HmacSha256> {
+    let mut mac = <HmacSha256 as Mac>::new_from_slice(secret).ok()?;
     mac.update(bytes);
-    mac
+    Some(mac)
 }
 
-/// Seals an entry stored under `key`.
-pub(crate) fn seal<V>(key: &str, entry: &Entry<V>, value: &[u8], secret: Option<&[u8]>) -> Vec<u8> {
+/// Seals an entry stored under `key`; `None` if it cannot be authenticated.
+pub(crate) fn seal<V>(
+    key: &str,
+    entry: &Entry<V>,
+    value: &[u8],
+    secret: Option<&[u8]>,
+) -> Option<Vec<u8>> {
     let etag = entry.etag.as_deref().unwrap_or_default().as_bytes();
     let mut out =
         Vec::with_capacity(HEADER_LEN + 8 + key.len() + etag.len() + value.len() + MAC_LEN);
@@ -93,10 +99,10 @@ pub(crate) fn seal<V>(key: &str, entry: &Entry<V>, value: &[u8], secret: Option<
     out.extend_from_slice(&(value.len() as u32).to_be_bytes());
     out.extend_from_slice(value);
     if let Some(secret) = secret {
-        let tag = mac(secret, &out).finalize().into_bytes();
+        let tag = mac(secret, &out)?.finalize().into_bytes();
         out.extend_from_slice(&tag);
     }
-    out
+    Some(out)
 }
 
 /// A cursor over untrusted bytes that never reads out of bounds.
@@ -155,6 +161,7 @@ pub(crate) fn open<'a>(
             let split = bytes.len().checked_sub(MAC_LEN).ok_or(Refused::Malformed)?;
             let (signed, tag) = bytes.split_at(split);
             mac(secret, signed)
+                .ok_or(Refused::BadMac)?
                 .verify_slice(tag)
                 .map_err(|_| Refused::BadMac)?;
             signed
@@ -219,7 +226,7 @@ mod tests {
     #[test]
     fn round_trip_with_and_without_mac() {
         for secret in [None, Some(&b"secret"[..])] {
-            let sealed = seal("k", &entry(), b"value", secret);
+            let sealed = seal("k", &entry(), b"value", secret).unwrap_or_default();
             let opened = open("k", &sealed, secret, now(), SKEW).map_err(|e| e.to_string());
             let opened = opened.as_ref().map(|o| (o.value, o.etag, o.fetched_at));
             assert_eq!(opened, Ok((&b"value"[..], Some("\"abc\""), now())));
@@ -229,7 +236,7 @@ mod tests {
     #[test]
     fn tampering_is_refused() {
         let secret = Some(&b"secret"[..]);
-        let sealed = seal("k", &entry(), b"value", secret);
+        let sealed = seal("k", &entry(), b"value", secret).unwrap_or_default();
         let mut flipped = sealed.clone();
         let at = flipped.len() - MAC_LEN - 1;
         flipped[at] ^= 1;
@@ -245,7 +252,7 @@ mod tests {
             open("other", &sealed, secret, now(), SKEW).err(),
             Some(Refused::WrongKey)
         );
-        let unsigned = seal("k", &entry(), b"value", None);
+        let unsigned = seal("k", &entry(), b"value", None).unwrap_or_default();
         assert_eq!(
             open("k", &unsigned, secret, now(), SKEW).err(),
             Some(Refused::MissingMac)
@@ -254,7 +261,7 @@ mod tests {
 
     #[test]
     fn garbage_never_panics() {
-        let sealed = seal("k", &entry(), b"value", None);
+        let sealed = seal("k", &entry(), b"value", None).unwrap_or_default();
         for cut in 0..sealed.len() {
             assert!(
                 open("k", &sealed[..cut], None, now(), SKEW).is_err(),
@@ -282,7 +289,7 @@ mod tests {
         #[test]
         fn any_change_to_a_signed_envelope_is_refused(at in 0usize..200, flip in 1u8..=255) {
             let secret = Some(&b"secret"[..]);
-            let mut sealed = seal("k", &entry(), b"value", secret);
+            let mut sealed = seal("k", &entry(), b"value", secret).unwrap_or_default();
             let at = at % sealed.len();
             sealed[at] ^= flip;
             proptest::prop_assert!(open("k", &sealed, secret, now(), SKEW).is_err());
@@ -301,12 +308,12 @@ mod tests {
         let mut future = entry();
         future.fetched_at = now() + Duration::from_secs(60);
         future.fresh_until = future.fetched_at;
-        let sealed = seal("k", &future, b"v", None);
+        let sealed = seal("k", &future, b"v", None).unwrap_or_default();
         assert_eq!(
             open("k", &sealed, None, now(), SKEW).err(),
             Some(Refused::BadTimes)
         );
-        let sealed = seal("k", &entry(), b"v", None);
+        let sealed = seal("k", &entry(), b"v", None).unwrap_or_default();
         let later = now() + Duration::from_secs(5000);
         assert_eq!(
             open("k", &sealed, None, later, SKEW).err(),
