@@ -181,7 +181,7 @@ async fn failures_are_typed_bounded_and_leave_the_cached_set_untouched() {
         let started = Instant::now();
         let error = cold.verify::<Value>(&idp.mint()).await.unwrap_err();
         assert!(
-            started.elapsed() < DEADLINE + Duration::from_millis(400),
+            started.elapsed() < DEADLINE + Duration::from_secs(1),
             "{behaviour:?} took {:?}",
             started.elapsed()
         );
