@@ -339,6 +339,45 @@ async fn rotation_reaches_the_fleet(shared: Shared, clock: ManualClock) {
     );
 }
 
+/// Inside the refresh-ahead window every instance refreshes in the background, and the
+/// provider sees one request for the whole fleet; no verification waits for it.
+async fn refresh_ahead_once_per_fleet(shared: Shared, clock: ManualClock) {
+    let key = TestKey::ec_p256("k1");
+    let fleet = Fleet::start(8, &shared, clock, Upstream::serving(&[&key])).await;
+    let token = key.sign(&claims(&fleet.clock));
+    fleet.expect_valid(&vec![token.clone(); 8]).await;
+    assert_eq!(fleet.upstream.calls(), 1);
+    // 9.5 minutes in: within the last minute of the 10-minute TTL.
+    fleet.clock.advance(9 * MINUTE + Duration::from_secs(30));
+    for instance in &fleet.instances {
+        let started = Instant::now();
+        instance.verify::<Value>(&token).await.unwrap();
+        assert!(
+            started.elapsed() < FETCH_TIME,
+            "a hit waited {:?}",
+            started.elapsed()
+        );
+    }
+    // Let the background refreshes land: one fetch, the others read the shared tier.
+    let fetched = tokio::time::timeout(Duration::from_secs(5), async {
+        while fleet.upstream.calls() < 2 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    assert!(fetched.is_ok(), "no background refresh happened");
+    tokio::time::sleep(3 * FETCH_TIME).await;
+    assert_eq!(
+        fleet.upstream.calls(),
+        2,
+        "refresh-ahead cost more than one fetch for the fleet"
+    );
+    // Past the old expiry nothing is refetched: the refreshed set is in use everywhere.
+    fleet.clock.advance(MINUTE);
+    fleet.expect_valid(&vec![token; 80]).await;
+    assert_eq!(fleet.upstream.calls(), 2);
+}
+
 /// Every instance meets the new kid at once: still one refetch for the fleet, and every token
 /// verifies (the instances that lose the claim wait for the one that fetches).
 async fn simultaneous_rotation(shared: Shared, clock: ManualClock) {
@@ -395,6 +434,7 @@ macro_rules! on_every_tier {
 
 on_every_tier!(
     cold_start_and_expiry,
+    refresh_ahead_once_per_fleet,
     unknown_kid_flood,
     rotation_reaches_the_fleet,
     simultaneous_rotation,
