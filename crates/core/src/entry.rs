@@ -61,25 +61,4 @@ impl<V> Entry<V> {
     pub fn is_usable(&self, now: SystemTime) -> bool {
         now < self.usable_until
     }
-
-    /// Whether the times are in order and `fetched_at` is not in the future of `now`.
-    ///
-    /// Backends that read entries from shared storage use this to refuse planted or corrupt
-    /// entries.
-    pub fn is_plausible(&self, now: SystemTime) -> bool {
-        self.fetched_at <= now
-            && self.fetched_at <= self.fresh_until
-            && self.fresh_until <= self.usable_until
-    }
-
-    /// The same times with another value.
-    pub fn map<U>(self, f: impl FnOnce(V) -> U) -> Entry<U> {
-        Entry {
-            value: f(self.value),
-            fetched_at: self.fetched_at,
-            fresh_until: self.fresh_until,
-            usable_until: self.usable_until,
-            etag: self.etag,
-        }
-    }
 }

@@ -556,5 +556,15 @@ async fn a_token_without_kid_costs_at_most_one_signature_check() {
     let verifier = verifier_for(&keys.iter().collect::<Vec<_>>(), &clock);
     // Many keys fit EdDSA: no key is tried at all.
     let no_kid = keys[7].sign_with_header(&json!({ "alg": "EdDSA" }), &claims(&clock));
-    assert_eq!(refusal(&verifier, &no_kid).await, InvalidToken::MissingKid);
+    for _ in 0..10 {
+        assert_eq!(refusal(&verifier, &no_kid).await, InvalidToken::MissingKid);
+    }
+    assert_eq!(verifier.stats().signature_checks, 0);
+    // One key of the family: exactly one check per token, forged or not.
+    let single = verifier_for(&[&keys[0], &TestKey::ec_p256("ec")], &clock);
+    let forged = keys[1].sign_with_header(&json!({ "alg": "EdDSA" }), &claims(&clock));
+    assert_eq!(refusal(&single, &forged).await, InvalidToken::BadSignature);
+    let genuine = keys[0].sign_with_header(&json!({ "alg": "EdDSA" }), &claims(&clock));
+    single.verify::<Value>(&genuine).await.unwrap();
+    assert_eq!(single.stats().signature_checks, 2);
 }

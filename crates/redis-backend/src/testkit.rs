@@ -198,6 +198,11 @@ impl RedisCluster {
         RedisServer::start_with(extra).await
     }
 
+    /// Runs `redis-cli` against the first node.
+    pub async fn cli(&self, args: &[&str]) -> String {
+        self.nodes[0].cli(args).await
+    }
+
     /// `redis-cluster://:PASSWORD@127.0.0.1:P1?node=127.0.0.1:P2&node=127.0.0.1:P3`.
     pub fn url(&self) -> String {
         let others: Vec<String> = self.nodes[1..]
