@@ -138,6 +138,16 @@ pub enum RefreshError {
     /// The shared refresh task did not finish.
     #[error(transparent)]
     Flight(#[from] FlightError),
+    /// The refetch for an unknown `kid` did not finish within `unknown_kid_wait`; it goes on in
+    /// the background and its set serves later tokens.
+    #[error("the key set refetch did not finish within {waited:?}")]
+    Pending {
+        /// How long the caller waited.
+        waited: Duration,
+    },
+    /// Another instance of the fleet held the fetch lease and its fetch failed.
+    #[error("the fleet's fetch failed")]
+    FleetFetchFailed,
 }
 
 /// Why a JWKS document was refused as a whole.

@@ -133,7 +133,7 @@ impl Fetcher {
         checked_url(url, self.allow_http)
     }
 
-    /// GETs `url` within the total deadline, retrying once on connection errors and 5xx.
+    /// GETs `url` within the total deadline, retrying once on connection errors.
     pub(crate) async fn get(
         &self,
         url: &Url,
@@ -220,9 +220,12 @@ pub(crate) fn same_origin(a: &Url, b: &Url) -> bool {
         && a.port_or_known_default() == b.port_or_known_default()
 }
 
+/// A connection that failed before an answer is retried once: a reset or a refused connect is
+/// often one bad backend behind a load balancer. A 5xx is not: the provider answered, and the
+/// verifier's backoff (in the background, while the last good set serves) schedules the next
+/// try; an immediate retry would only double the load on a provider that is struggling.
 fn worth_retrying(error: &FetchError) -> bool {
     matches!(error, FetchError::Connect(_) | FetchError::Transport(_))
-        || matches!(error, FetchError::Status(status) if *status >= 500)
 }
 
 fn classify(error: reqwest::Error) -> FetchError {

@@ -14,13 +14,13 @@
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
-use jwkstash_core::{FetchError, Invalidation, LeaseToken, SharedTier, unix_millis};
+use jwkstash_core::{Invalidation, LeaseToken, SharedTier, unix_millis};
 use tokio::sync::broadcast::error::RecvError;
 use tokio::time::Instant;
 
 use crate::error::RefreshError;
 use crate::keyset::KeySet;
-use crate::store::{KeyEntry, KeyStore, LoadResult, Reason};
+use crate::store::{KeyEntry, KeyStore, LoadResult, Reason, supersedes};
 use crate::verifier::KeySetCache;
 
 /// How often a waiting instance reads the shared tier when no invalidation arrives.
@@ -51,10 +51,7 @@ impl Fleet {
             Ok(Some(token)) => token,
             Ok(None) => match self.wait_for_holder(store, current.as_ref()).await {
                 Waited::Delivered(entry) => return Ok(entry),
-                Waited::Failed => {
-                    let error = FetchError::Other("the fleet's fetch failed".into());
-                    return Err(Arc::new(RefreshError::Fetch(error)));
-                }
+                Waited::Failed => return Err(Arc::new(RefreshError::FleetFetchFailed)),
                 Waited::Acquired(token) => token,
                 Waited::TimedOut => {
                     tracing::warn!("no lease holder delivered; fetching without the fleet");
@@ -253,13 +250,6 @@ impl Fleet {
             }
         })
     }
-}
-
-/// Whether `entry` replaces `held`: fetched later, or at the same millisecond with other content.
-fn supersedes(entry: &KeyEntry, held: &KeyEntry) -> bool {
-    entry.fetched_at > held.fetched_at
-        || (entry.fetched_at == held.fetched_at
-            && entry.value.fingerprint() != held.value.fingerprint())
 }
 
 /// How waiting for a lease holder ended.

@@ -18,7 +18,8 @@ pub(crate) const JWKS_MEDIA_TYPES: &str = "application/jwk-set+json, application
 ///   trickles bytes cannot hold a caller longer than the total.
 /// * The body is capped while it is read; only 200 (and 304 to a conditional request) are
 ///   accepted.
-/// * One retry after 100–300 ms on a connection error, a reset or a 5xx; none on a 4xx.
+/// * One retry after 100–300 ms on a connection error or a reset; none on an answer (4xx, 5xx):
+///   the verifier's backoff schedules the next try.
 /// * `Cache-Control: max-age` (less `Age`) is passed on as the freshness hint; the ETag is sent
 ///   back as `If-None-Match`.
 #[derive(Debug, Clone)]

@@ -28,6 +28,7 @@ mod discovery;
 mod error;
 mod fetcher;
 mod fleet;
+mod freshness;
 mod health;
 mod http;
 mod issuers;

@@ -14,9 +14,28 @@ use crate::error::BuildError;
 /// | `refresh_ahead` | 1 min | a background refresh starts this long before expiry (at most half the TTL) |
 /// | `max_stale` | 1 h | how long past expiry the last good set is served while the provider fails |
 /// | `unknown_kid_cooldown` | 30 s | at most one refetch for unknown `kid`s per this period |
+/// | `unknown_kid_wait` | 1 s | how long a token with an unknown `kid` waits for that refetch |
 /// | `negative_cache_capacity` | 4,096 | unknown `kid`s remembered as absent from the current set |
 /// | `negative_ttl` | 5 min | how long such a `kid` is refused without a refetch (while the set is unchanged) |
 /// | `backoff_initial` / `backoff_max` | 1 s / 60 s | delay between failed refetches, doubling, jittered |
+///
+/// # When a verification waits
+///
+/// Never while a usable set exists. A set is *fresh* until `fetched_at + ttl`, then *stale*
+/// until `max_stale` later. A fresh set is served at once (from `ttl - refresh_ahead` on, a
+/// background refresh starts). A stale set is served at once too (stale-while-revalidate): a
+/// background refresh starts unless one is running or the source is backing off after a
+/// failure; the served verifications are counted in [`Stats::stale_served`](crate::Stats).
+/// One refresh runs per verifier (per fleet, with a shared tier), whatever the traffic.
+///
+/// Only a verifier without a usable set (cold start, or past `max_stale`) waits for a fetch,
+/// and only while the source is not backing off: during a backoff it answers
+/// [`KeysUnavailable`](crate::KeysUnavailable) at once, with the time until the next attempt
+/// as `retry_after`. Past `max_stale` the verifier fails closed (503): it never verifies with
+/// keys older than `ttl + max_stale`.
+///
+/// A token whose `kid` is not in the set waits for a refetch (at most once per
+/// `unknown_kid_cooldown`) no longer than `unknown_kid_wait`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FreshnessPolicy {
     pub(crate) ttl: Duration,
@@ -25,6 +44,7 @@ pub struct FreshnessPolicy {
     pub(crate) refresh_ahead: Duration,
     pub(crate) max_stale: Duration,
     pub(crate) unknown_kid_cooldown: Duration,
+    pub(crate) unknown_kid_wait: Duration,
     pub(crate) negative_cache_capacity: u64,
     pub(crate) negative_ttl: Duration,
     pub(crate) backoff_initial: Duration,
@@ -40,6 +60,7 @@ impl Default for FreshnessPolicy {
             refresh_ahead: Duration::from_secs(60),
             max_stale: Duration::from_secs(3600),
             unknown_kid_cooldown: Duration::from_secs(30),
+            unknown_kid_wait: Duration::from_secs(1),
             negative_cache_capacity: 4096,
             negative_ttl: Duration::from_secs(300),
             backoff_initial: Duration::from_secs(1),
@@ -73,6 +94,12 @@ impl FreshnessPolicy {
         max_stale: Duration;
         /// The shortest time between two refetches caused by unknown `kid`s.
         unknown_kid_cooldown: Duration;
+        /// How long a token whose `kid` is not in the set waits for the refetch. The refetch
+        /// goes on in the background when the wait ends, and its set serves later tokens; the
+        /// token that stopped waiting gets [`KeysUnavailable`](crate::KeysUnavailable) (503
+        /// with `Retry-After`), not "unknown kid": the provider has not answered, and the kid
+        /// may belong to a rotation that is not yet seen. Zero: never wait.
+        unknown_kid_wait: Duration;
         /// How many unknown `kid`s are remembered as absent.
         negative_cache_capacity: u64;
         /// How long a `kid` found absent stays known as absent (while the set is unchanged).

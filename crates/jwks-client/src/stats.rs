@@ -16,14 +16,20 @@ pub struct Stats {
     pub fetches: u64,
     /// Upstream fetches that failed or brought no usable set.
     pub fetch_failures: u64,
-    /// Callers that waited for a fetch (cold start, stale set) instead of a cache hit.
+    /// Upstream fetches that brought a usable set (200 or 304), stored in the cache stack.
+    pub fetch_successes: u64,
+    /// Callers that waited for a fetch (cold start, or past `max_stale`) instead of a cache hit.
     pub waited_for_fetch: u64,
     /// Unknown-`kid` lookups that caused or joined a refetch.
     pub unknown_kid_refetches: u64,
     /// Unknown-`kid` lookups refused without a refetch (cooldown, known absent, backoff).
     pub unknown_kid_suppressed: u64,
-    /// Times a stale set was served because the source failed.
+    /// Verifications answered from a set past its freshness (within `max_stale`) while a
+    /// refresh ran in the background or the source backed off after failures.
     pub stale_served: u64,
+    /// Tokens with an unknown `kid` that stopped waiting for the refetch after
+    /// `unknown_kid_wait` (answered 503; the refetch went on).
+    pub unknown_kid_timeouts: u64,
     /// Signature checks made (a verified-token cache hit makes none).
     pub signature_checks: u64,
     /// Tokens served from the verified-token cache.
@@ -168,10 +174,12 @@ counters! {
     cache_misses: AtomicU64 => cache_miss ["jwkstash_cache_misses_total"],
     fetches: AtomicU64 => fetch ["jwkstash_fetches_total", "result" => "started"],
     fetch_failures: AtomicU64 => fetch_failed ["jwkstash_fetches_total", "result" => "failed"],
+    fetch_successes: AtomicU64 => fetch_succeeded ["jwkstash_fetches_total", "result" => "ok"],
     waited_for_fetch: AtomicU64 => waited_for_load ["jwkstash_waited_for_fetch_total"],
     unknown_kid_refetches: AtomicU64 => kid_refetch ["jwkstash_unknown_kid_refetches_total"],
     unknown_kid_suppressed: AtomicU64 => kid_refetch_suppressed ["jwkstash_unknown_kid_suppressed_total"],
-    stale_served: AtomicU64 => stale_served ["jwkstash_stale_served_total"],
+    stale_served: Sharded => stale_served ["jwkstash_stale_served_total"],
+    unknown_kid_timeouts: AtomicU64 => kid_refetch_timed_out ["jwkstash_unknown_kid_timeouts_total"],
     signature_checks: Sharded => signature_checked ["jwkstash_signature_checks_total"],
     verified_token_hits: Sharded => verified_token_hit ["jwkstash_verified_token_cache_hits_total"],
 }

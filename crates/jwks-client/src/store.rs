@@ -2,7 +2,7 @@
 //! good set through outages, backs off, and refetches for unknown `kid`s at most once per cooldown.
 //! With a shared tier, [`Fleet`] makes the instances fetch once for all of them.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
@@ -14,6 +14,7 @@ use sha2::{Digest, Sha256};
 
 use crate::error::{KeySetError, KeysUnavailable, RefreshError};
 use crate::fleet::Fleet;
+use crate::freshness::{self, Action, SetTimes, Situation};
 use crate::health::Health;
 use crate::keyset::KeySet;
 use crate::policy::FreshnessPolicy;
@@ -23,6 +24,10 @@ use crate::verifier::KeySetCache;
 /// A cached key set with its times.
 pub(crate) type KeyEntry = Entry<Arc<KeySet>>;
 pub(crate) type LoadResult = Result<KeyEntry, Arc<RefreshError>>;
+
+/// What a token with an unknown `kid` is told to wait before it retries when the refetch
+/// did not finish in time.
+const PENDING_RETRY_AFTER: Duration = Duration::from_secs(1);
 
 /// Why a load runs.
 #[derive(Debug, Clone)]
@@ -55,6 +60,8 @@ pub(crate) struct KeyStore {
     /// Set while a background refresh is pending, so hits in the refresh window do not all
     /// contend for the flight lock.
     refresh_claimed: AtomicBool,
+    /// How many loads are running (read lock-free by [`freshness::decide`]).
+    loads: AtomicUsize,
     health: Health,
     /// When the last unknown-kid refetch started (ms since the epoch; 0: never).
     kid_refetch_ms: AtomicU64,
@@ -100,6 +107,7 @@ impl KeyStore {
             fleet: parts.fleet,
             flights: SingleFlight::new(),
             refresh_claimed: AtomicBool::new(false),
+            loads: AtomicUsize::new(0),
             health: Health::default(),
             kid_refetch_ms: AtomicU64::new(0),
             absent: std::sync::OnceLock::new(),
@@ -112,12 +120,10 @@ impl KeyStore {
         store
     }
 
-    /// The key set to verify with now.
-    ///
-    /// * fresh: returned at once; inside the refresh-ahead window a background refresh starts.
-    /// * stale (past `fresh_until`, within `max_stale`): refreshed first, unless the source is
-    ///   backing off after failures; if the refresh fails the stale set is served.
-    /// * absent or past `max_stale`: loaded (coalesced); failure is [`KeysUnavailable`].
+    /// The key set to verify with now, as [`freshness::decide`] says: a usable set (fresh or
+    /// stale within `max_stale`) is returned at once, starting a background refresh when one
+    /// is due; only a verifier without a usable set waits for a load, and never while the
+    /// source backs off.
     pub(crate) async fn current(self: &Arc<Self>) -> Result<KeyEntry, KeysUnavailable> {
         let now = self.clock.now();
         if let Some(pinned) = self.pinned.load().as_deref()
@@ -125,29 +131,57 @@ impl KeyStore {
         {
             return Ok(pinned.entry.clone());
         }
+        let held = self.held().await;
+        let backing_off = self.health.retry_after(now);
+        let action = freshness::decide(Situation {
+            set: held.as_ref().map(times),
+            backing_off,
+            loading: self.loads.load(Ordering::Acquire) > 0,
+            now,
+            policy: &self.policy,
+        });
+        let entry = match (action, held) {
+            (Action::WaitForLoad, _) | (_, None) => {
+                self.listen();
+                return self.wait_for_load().await;
+            }
+            (Action::Refuse(retry_after), _) => {
+                return Err(KeysUnavailable::new(
+                    self.health.last_error(),
+                    Some(retry_after),
+                ));
+            }
+            (_, Some(entry)) => entry,
+        };
+        self.pin(&entry);
+        if action.is_stale() {
+            self.counters.stale_served();
+        }
+        if action.refreshes() {
+            self.refresh_in_background(&entry, now);
+        }
+        Ok(entry)
+    }
+
+    /// The newest set held: the cache stack's, or the pinned one if the cache lost it.
+    async fn held(&self) -> Option<KeyEntry> {
         let cached = self.cached().await;
-        match cached {
-            Some(entry) if entry.is_fresh(now) => {
-                self.pin(&entry);
-                if now >= self.refresh_at(&entry) {
-                    self.refresh_in_background(&entry, now);
-                }
-                Ok(entry)
-            }
-            Some(stale) if stale.is_usable(now) => {
-                self.listen();
-                Ok(self.refresh_stale(stale, now).await)
-            }
-            _ => {
-                self.listen();
-                self.load_cold(now).await
-            }
+        let pinned = self.pinned.load_full().map(|pinned| pinned.entry.clone());
+        match (cached, pinned) {
+            (Some(cached), Some(pinned)) if pinned.fetched_at > cached.fetched_at => Some(pinned),
+            (cached, pinned) => cached.or(pinned),
         }
     }
 
     /// Called when `kid` is not in `seen`. Refetches at most once per cooldown (joining a load
-    /// already running), and returns the set to look the kid up in again, or `None` when no
-    /// refetch was allowed. Valid tokens never wait here: only unknown kids reach it.
+    /// already running) and waits for it at most `unknown_kid_wait`; returns the set to look
+    /// the kid up in again, or `None` when no refetch was allowed. Valid tokens never wait
+    /// here: only unknown kids reach it.
+    ///
+    /// While the source backs off, or when the refetch does not finish in time, the answer is
+    /// [`KeysUnavailable`] (503), not "unknown kid" (401): the provider has not said that the
+    /// kid is absent, and a token signed with a newly rotated key is valid. The refetch goes on
+    /// in the background and serves the tokens that come after.
     pub(crate) async fn refetch_for_unknown_kid(
         self: &Arc<Self>,
         kid: &str,
@@ -155,9 +189,16 @@ impl KeyStore {
     ) -> Result<Option<KeyEntry>, KeysUnavailable> {
         let now = self.clock.now();
         let fingerprint = seen.value.fingerprint();
-        if self.known_absent(kid, fingerprint, now) || self.health.retry_after(now).is_some() {
+        if self.known_absent(kid, fingerprint, now) {
             self.counters.kid_refetch_suppressed();
             return Ok(None);
+        }
+        if let Some(retry_after) = self.health.retry_after(now) {
+            self.counters.kid_refetch_suppressed();
+            return Err(KeysUnavailable::new(
+                self.health.last_error(),
+                Some(retry_after),
+            ));
         }
         let store = Arc::clone(self);
         let current = seen.clone();
@@ -165,14 +206,21 @@ impl KeyStore {
             kid: kid.into(),
             absent_slot: absent_slot(fingerprint, kid),
         };
-        let outcome = self
-            .flights
-            .run_if(
-                (),
-                || self.claim_kid_refetch(now),
-                || store.load(Some(current), reason),
-            )
-            .await;
+        let refetch = self.flights.run_if(
+            (),
+            || self.claim_kid_refetch(now),
+            || store.load(Some(current), reason),
+        );
+        let wait = self.policy.unknown_kid_wait;
+        let Ok(outcome) = tokio::time::timeout(wait, refetch).await else {
+            self.counters.kid_refetch_timed_out();
+            tracing::debug!(
+                source = self.source.id(),
+                "unknown kid: the refetch goes on in the background"
+            );
+            let pending = Arc::new(RefreshError::Pending { waited: wait });
+            return Err(KeysUnavailable::new(pending, Some(PENDING_RETRY_AFTER)));
+        };
         let Some(outcome) = outcome else {
             self.counters.kid_refetch_suppressed();
             tracing::debug!(
@@ -186,15 +234,11 @@ impl KeyStore {
                 .filter(|latest| latest.value.fingerprint() != fingerprint));
         };
         self.counters.kid_refetch();
-        let entry = outcome
+        outcome
             .map_err(|error| Arc::new(RefreshError::from(error)))
             .and_then(|loaded| loaded)
-            .map_err(|cause| KeysUnavailable::new(cause, self.health.retry_after(now)))?;
-        if !entry.value.contains_kid(kid) {
-            self.absent()
-                .insert(kid.into(), (entry.value.fingerprint(), self.clock.now()));
-        }
-        Ok(Some(entry))
+            .map(Some)
+            .map_err(|cause| KeysUnavailable::new(cause, self.health.retry_after(now)))
     }
 
     /// Reads the cache stack, counting which tier answered.
@@ -236,12 +280,19 @@ impl KeyStore {
         Some(f(&pinned.entry.value))
     }
 
-    /// Makes `entry` the set verified with, unless a newer one is pinned already.
+    /// Makes `entry` the set verified with, unless it or a newer one is pinned already.
     pub(crate) fn pin(&self, entry: &KeyEntry) {
+        let pinned = self.pinned.load();
+        if pinned
+            .as_deref()
+            .is_some_and(|pinned| !supersedes(entry, &pinned.entry))
+        {
+            return;
+        }
         self.counters.key_set(entry.fetched_at, self.clock.now());
-        let refresh_at = self.refresh_at(entry);
+        let refresh_at = freshness::refresh_at(times(entry), &self.policy);
         self.pinned.rcu(|pinned| match pinned {
-            Some(pinned) if pinned.entry.fetched_at > entry.fetched_at => Some(Arc::clone(pinned)),
+            Some(pinned) if !supersedes(entry, &pinned.entry) => Some(Arc::clone(pinned)),
             _ => Some(Arc::new(Pinned {
                 entry: entry.clone(),
                 refresh_at,
@@ -249,14 +300,7 @@ impl KeyStore {
         });
     }
 
-    fn refresh_at(&self, entry: &KeyEntry) -> SystemTime {
-        let ttl = entry
-            .fresh_until
-            .duration_since(entry.fetched_at)
-            .unwrap_or_default();
-        entry.fresh_until - self.policy.refresh_ahead_for(ttl)
-    }
-
+    /// Starts one background refresh unless one is pending; callers never wait for it.
     fn refresh_in_background(self: &Arc<Self>, entry: &KeyEntry, now: SystemTime) {
         if self.health.retry_after(now).is_some()
             || self.refresh_claimed.swap(true, Ordering::AcqRel)
@@ -265,7 +309,8 @@ impl KeyStore {
         }
         tracing::debug!(
             source = self.source.id(),
-            "refreshing the key set ahead of expiry"
+            stale = !entry.is_fresh(now),
+            "refreshing the key set in the background"
         );
         let store = Arc::clone(self);
         let current = entry.clone();
@@ -279,62 +324,90 @@ impl KeyStore {
         }
     }
 
-    async fn refresh_stale(self: &Arc<Self>, stale: KeyEntry, now: SystemTime) -> KeyEntry {
-        if self.health.retry_after(now).is_none() {
-            match self.load_shared(Some(stale.clone())).await {
-                Ok(fresh) => return fresh,
-                Err(error) => tracing::warn!(%error, "refresh failed; serving the stale key set"),
-            }
-        }
-        self.counters.stale_served();
-        tracing::debug!(
-            source = self.source.id(),
-            "serving the last good key set while the source fails"
-        );
-        stale
-    }
-
-    async fn load_cold(self: &Arc<Self>, now: SystemTime) -> Result<KeyEntry, KeysUnavailable> {
-        if let Some(retry_after) = self.health.retry_after(now) {
-            return Err(KeysUnavailable::new(
-                self.health.last_error(),
-                Some(retry_after),
-            ));
-        }
-        self.load_shared(None)
-            .await
-            .map_err(|cause| KeysUnavailable::new(cause, self.health.retry_after(now)))
-    }
-
-    /// Runs one load for this source, or joins the one running.
-    async fn load_shared(self: &Arc<Self>, current: Option<KeyEntry>) -> LoadResult {
-        let store = Arc::clone(self);
+    /// Waits for a load: joins the one running, or starts one unless the source is backing off.
+    async fn wait_for_load(self: &Arc<Self>) -> Result<KeyEntry, KeysUnavailable> {
         self.counters.waited_for_load();
-        self.flights
-            .run((), || store.load(current, Reason::Refresh))
-            .await
-            .map_err(|error| Arc::new(RefreshError::from(error)))?
+        let store = Arc::clone(self);
+        let now = self.clock.now();
+        let loaded = self
+            .flights
+            .run_if(
+                (),
+                || self.health.retry_after(now).is_none(),
+                || store.load(None, Reason::Refresh),
+            )
+            .await;
+        let unavailable = |cause| KeysUnavailable::new(cause, self.health.retry_after(now));
+        match loaded {
+            Some(Ok(loaded)) => loaded.map_err(unavailable),
+            Some(Err(error)) => Err(unavailable(Arc::new(RefreshError::from(error)))),
+            None => Err(KeysUnavailable::new(
+                self.health.last_error(),
+                self.health.retry_after(now),
+            )),
+        }
     }
 
-    /// Brings a newer set: through the fleet when there is one, else from the source.
+    /// Brings a set newer than `current`: one that landed since `current` was read (another
+    /// load finished in between), else through the fleet when there is one, else from the
+    /// source. One warning per failed fetch, whoever waits for it.
     async fn load(self: Arc<Self>, current: Option<KeyEntry>, reason: Reason) -> LoadResult {
+        let _loading = Loading::start(&self.loads);
+        let started = self.clock.now();
+        if let Some(landed) = self.landed_since(current.as_ref(), started).await {
+            return Ok(landed);
+        }
         let outcome = match &self.fleet {
-            Some(fleet) => fleet.load(&self, current, reason).await,
+            Some(fleet) => fleet.load(&self, current, reason.clone()).await,
             None => self.fetch(current).await,
         };
         match &outcome {
             Ok(entry) => {
                 self.health.succeeded();
                 self.pin(entry);
+                self.note_if_absent(&reason, entry, started);
             }
             Err(error) => {
                 let delay = self
                     .health
                     .failed(self.clock.now(), &self.policy, Arc::clone(error));
-                tracing::warn!(%error, source = self.source.id(), retry_in = ?delay, "key set fetch failed");
+                let source = self.source.id();
+                if matches!(**error, RefreshError::FleetFetchFailed) {
+                    tracing::debug!(%error, source, retry_in = ?delay, "key set fetch failed");
+                } else {
+                    tracing::warn!(%error, source, retry_in = ?delay, "key set fetch failed");
+                }
             }
         }
         outcome
+    }
+
+    /// A fresh set newer than `seen` in the pinned slot or the near tier: a load that finished
+    /// after the caller read the cache and before this load started. Without this check, a
+    /// caller that read the empty cache just before the first load ended would fetch again.
+    async fn landed_since(&self, seen: Option<&KeyEntry>, now: SystemTime) -> Option<KeyEntry> {
+        let landed = |entry: &KeyEntry| {
+            entry.is_fresh(now) && seen.is_none_or(|seen| supersedes(entry, seen))
+        };
+        if let Some(pinned) = self.pinned.load().as_deref()
+            && landed(&pinned.entry)
+        {
+            return Some(pinned.entry.clone());
+        }
+        let near = self.fleet.as_ref().map_or(&self.cache, |fleet| &fleet.near);
+        read_tier(&**near, &self.cache_key).await.filter(landed)
+    }
+
+    /// Remembers an unknown kid as absent, but only from a set the provider sent after the
+    /// refetch for it started: a set that merely landed meanwhile says nothing of the kid.
+    fn note_if_absent(&self, reason: &Reason, entry: &KeyEntry, started: SystemTime) {
+        if let Reason::UnknownKid { kid, .. } = reason
+            && entry.fetched_at >= started
+            && !entry.value.contains_kid(kid)
+        {
+            self.absent()
+                .insert(kid.clone(), (entry.value.fingerprint(), self.clock.now()));
+        }
     }
 
     /// Fetches, parses and stores a new set (or extends `current` on 304).
@@ -371,6 +444,7 @@ impl KeyStore {
         if let Err(error) = self.cache.put(&self.cache_key, entry.clone()).await {
             tracing::warn!(%error, "could not store the key set");
         }
+        self.counters.fetch_succeeded();
         tracing::info!(
             source = self.source.id(),
             fingerprint = entry.value.fingerprint(),
@@ -461,6 +535,38 @@ async fn read_tier(tier: &dyn jwkstash_core::Cache<Arc<KeySet>>, key: &str) -> O
 pub(crate) fn absent_slot(fingerprint: u64, kid: &str) -> String {
     let kid_hash = Sha256::digest(kid.as_bytes());
     format!("absent:{fingerprint:016x}:{}", hex::encode(&kid_hash[..8]))
+}
+
+/// The times [`freshness::decide`] looks at.
+fn times(entry: &KeyEntry) -> SetTimes {
+    SetTimes {
+        fetched_at: entry.fetched_at,
+        fresh_until: entry.fresh_until,
+        usable_until: entry.usable_until,
+    }
+}
+
+/// Whether `entry` replaces `held`: fetched later, or at the same millisecond with other content.
+pub(crate) fn supersedes(entry: &KeyEntry, held: &KeyEntry) -> bool {
+    entry.fetched_at > held.fetched_at
+        || (entry.fetched_at == held.fetched_at
+            && entry.value.fingerprint() != held.value.fingerprint())
+}
+
+/// Counts a running load for as long as it lives, however it ends.
+struct Loading<'a>(&'a AtomicUsize);
+
+impl<'a> Loading<'a> {
+    fn start(loads: &'a AtomicUsize) -> Self {
+        loads.fetch_add(1, Ordering::AcqRel);
+        Self(loads)
+    }
+}
+
+impl Drop for Loading<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 /// Clears the background-refresh claim when the refresh ends, however it ends.

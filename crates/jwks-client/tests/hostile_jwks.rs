@@ -11,7 +11,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use common::*;
 use jwkstash_core::Fetched;
-use jwkstash_jwks::testkit::{TestKey, b64};
+use jwkstash_jwks::testkit::{TestKey, b64, eventually};
 use jwkstash_jwks::{KeySet, KeySetError, MAX_KEYS, RefreshError, SkipReason, VerifyError};
 use serde_json::{Value, json};
 
@@ -138,10 +138,15 @@ async fn an_unusable_document_never_replaces_a_good_set() {
     let token = token(&key, &clock);
     verifier.verify::<Value>(&token).await.unwrap();
     let good = verifier.key_set().await.unwrap();
-    for _ in &unusable {
-        // Past the TTL and past the backoff: each round refetches, gets junk, keeps the set.
+    for round in 1..=unusable.len() as u64 {
+        // Past the TTL and past the backoff: each round refetches (in the background, while
+        // the stale set serves), gets junk, keeps the set.
         tokio::time::advance(Duration::from_secs(11 * 60)).await;
         verifier.verify::<Value>(&token).await.unwrap();
+        eventually("the junk was refused", || {
+            verifier.stats().fetch_failures == round
+        })
+        .await;
         assert!(Arc::ptr_eq(&good, &verifier.key_set().await.unwrap()));
     }
     assert_eq!(calls.load(Ordering::SeqCst), 1 + unusable.len());

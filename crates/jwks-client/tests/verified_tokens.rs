@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use common::*;
 use jwkstash_core::TokioClock;
-use jwkstash_jwks::testkit::TestKey;
+use jwkstash_jwks::testkit::{TestKey, eventually};
 use jwkstash_jwks::{InvalidToken, Verifier, VerifyError};
 use serde::Deserialize;
 use serde_json::Value;
@@ -104,6 +104,9 @@ async fn the_same_key_under_the_same_kid_but_new_material_is_checked_again() {
     let token = token(&first, &clock);
     verifier.verify::<Value>(&token).await.unwrap();
     tokio::time::advance(Duration::from_secs(11 * 60)).await;
+    // The stale set serves while the refresh runs; then the new set is in place.
+    verifier.key_set().await.unwrap();
+    eventually("the set was refreshed", || verifier.stats().fetch_successes == 2).await;
     // The kid survived the refresh, the key did not: the cached verdict is not reused.
     let error = verifier.verify::<Value>(&token).await.unwrap_err();
     assert!(
