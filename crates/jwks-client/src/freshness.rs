@@ -121,7 +121,14 @@ mod tests {
     }
 
     /// (case, set held, backing off, a load running, seconds since the fetch, the action).
-    type Row = (&'static str, Option<SetTimes>, Option<Duration>, bool, u64, Action);
+    type Row = (
+        &'static str,
+        Option<SetTimes>,
+        Option<Duration>,
+        bool,
+        u64,
+        Action,
+    );
 
     #[test]
     fn every_case_has_one_action() {

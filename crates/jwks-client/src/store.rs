@@ -165,8 +165,8 @@ impl KeyStore {
 
     /// The newest set held: the cache stack's, or the pinned one if the cache lost it.
     async fn held(&self) -> Option<KeyEntry> {
-        let cached = self.cached().await;
         let pinned = self.pinned.load_full().map(|pinned| pinned.entry.clone());
+        let cached = self.cached().await;
         match (cached, pinned) {
             (Some(cached), Some(pinned)) if pinned.fetched_at > cached.fetched_at => Some(pinned),
             (cached, pinned) => cached.or(pinned),

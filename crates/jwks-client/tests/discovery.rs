@@ -56,7 +56,10 @@ async fn discovers_the_jwks_once_per_discovery_ttl() {
     clock.advance(Duration::from_secs(11 * 60));
     // Served stale at once, refreshed in the background.
     verifier.verify::<Value>(&idp.mint()).await.unwrap();
-    eventually("the set was refreshed", || verifier.stats().fetch_successes == 2).await;
+    eventually("the set was refreshed", || {
+        verifier.stats().fetch_successes == 2
+    })
+    .await;
     assert_eq!((idp.discovery_requests(), idp.jwks_requests()), (1, 2));
     clock.advance(Duration::from_secs(24 * 3600));
     verifier.verify::<Value>(&idp.mint()).await.unwrap();
@@ -141,10 +144,16 @@ async fn a_moved_jwks_is_discovered_again() {
     clock.advance(Duration::from_secs(11 * 60));
     // The stale set still serves; the 404 makes the next fetch start from discovery.
     verifier.verify::<Value>(&idp.mint()).await.unwrap();
-    eventually("the refresh failed", || verifier.stats().fetch_failures == 1).await;
+    eventually("the refresh failed", || {
+        verifier.stats().fetch_failures == 1
+    })
+    .await;
     idp.set_behaviour(Behaviour::Serve);
     clock.advance(Duration::from_secs(60));
     verifier.verify::<Value>(&idp.mint()).await.unwrap();
     eventually("discovered again", || idp.discovery_requests() == 2).await;
-    eventually("the set was refreshed", || verifier.stats().fetch_successes == 2).await;
+    eventually("the set was refreshed", || {
+        verifier.stats().fetch_successes == 2
+    })
+    .await;
 }

@@ -87,7 +87,10 @@ async fn a_304_extends_the_cached_set_without_a_new_body() {
     clock.advance(Duration::from_secs(11 * 60));
     // The stale set is served at once and refreshed in the background.
     verifier.verify::<Value>(&idp.mint()).await.unwrap();
-    eventually("the set was refreshed", || verifier.stats().fetch_successes == 2).await;
+    eventually("the set was refreshed", || {
+        verifier.stats().fetch_successes == 2
+    })
+    .await;
     assert_eq!(idp.jwks_requests(), 2);
     // The same parsed set, kept rather than rebuilt.
     assert!(Arc::ptr_eq(&before, &verifier.key_set().await.unwrap()));
@@ -210,7 +213,10 @@ async fn failures_are_typed_bounded_and_leave_the_cached_set_untouched() {
         clock.advance(Duration::from_secs(11 * 60));
         // Served stale at once; the refresh fails in the background.
         warm.verify::<Value>(&idp.mint()).await.unwrap();
-        eventually("the background refresh failed", || warm.stats().fetch_failures == 1).await;
+        eventually("the background refresh failed", || {
+            warm.stats().fetch_failures == 1
+        })
+        .await;
         warm.verify::<Value>(&idp.mint()).await.unwrap();
         assert!(
             Arc::ptr_eq(&good, &warm.key_set().await.unwrap()),

@@ -116,3 +116,48 @@ async fn hostile_kids_get_clean_errors_and_never_reach_a_log_line() {
         );
     }
 }
+
+/// A failed refresh is one warning, however many verifications were served meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_warning_per_failed_fetch_however_many_callers() {
+    let (logs, lock) = logs();
+    let _one_at_a_time = lock.lock().await;
+    logs.0.lock().unwrap().clear();
+    let clock = ManualClock::default();
+    let key = TestKey::ed25519("k1");
+    let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let source = Slow {
+        inner: scripted_source(vec![Ok(modified(&[&key])), Err(())], Arc::clone(&calls)),
+        delay: std::time::Duration::from_millis(50),
+    };
+    let verifier = builder(source, Arc::new(clock.clone())).build().unwrap();
+    let token = token(&key, &clock);
+    verifier.verify::<Value>(&token).await.unwrap();
+    clock.advance(std::time::Duration::from_secs(11 * 60));
+    // 400 verifications while the one refresh is in flight and after it failed.
+    let callers: Vec<_> = (0..400)
+        .map(|_| {
+            let (verifier, token) = (verifier.clone(), token.clone());
+            tokio::spawn(async move { verifier.verify::<Value>(&token).await })
+        })
+        .collect();
+    for caller in callers {
+        caller.await.unwrap().unwrap();
+    }
+    jwkstash_jwks::testkit::eventually("the refresh failed", || {
+        verifier.stats().fetch_failures == 1
+    })
+    .await;
+    for _ in 0..100 {
+        verifier.verify::<Value>(&token).await.unwrap();
+    }
+    let logged = logs.text();
+    let warnings = logged
+        .lines()
+        .filter(|line| line.contains(" WARN "))
+        .count();
+    assert_eq!(warnings, 1, "{logged}");
+    assert!(logged.contains("key set fetch failed"), "{logged}");
+    assert_eq!(verifier.stats().stale_served, 500);
+    assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 2);
+}

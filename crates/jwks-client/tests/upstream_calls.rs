@@ -89,7 +89,10 @@ async fn a_thousand_concurrent_cold_verifications_fetch_once_and_once_more_after
     for _ in 0..10 {
         verifier.verify::<Value>(&token).await.unwrap();
     }
-    eventually("the set was refreshed", || verifier.stats().fetch_successes == 2).await;
+    eventually("the set was refreshed", || {
+        verifier.stats().fetch_successes == 2
+    })
+    .await;
     assert_eq!(calls.load(Ordering::SeqCst), 2);
 }
 
@@ -269,7 +272,10 @@ async fn a_key_removed_upstream_stops_validating_after_the_next_refresh() {
     advance(11 * MINUTE).await;
     // Served from the stale set while the refresh runs; once it lands, `a` is gone.
     verifier.verify::<Value>(&token(&b, &clock)).await.unwrap();
-    eventually("the set was refreshed", || verifier.stats().fetch_successes == 2).await;
+    eventually("the set was refreshed", || {
+        verifier.stats().fetch_successes == 2
+    })
+    .await;
     assert_eq!(calls.load(Ordering::SeqCst), 2);
     let error = verifier
         .verify::<Value>(&token(&a, &clock))
@@ -359,7 +365,10 @@ async fn max_age_sets_the_ttl_within_bounds() {
     assert_eq!(calls.load(Ordering::SeqCst), 1);
     advance(MINUTE).await;
     verifier.verify::<Value>(&token).await.unwrap();
-    eventually("the set was refreshed", || calls.load(Ordering::SeqCst) == 2).await;
+    eventually("the set was refreshed", || {
+        calls.load(Ordering::SeqCst) == 2
+    })
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -395,11 +404,27 @@ async fn concurrent_callers_of_a_new_kid_all_verify_after_one_refetch() {
     assert_eq!(calls.load(Ordering::SeqCst), 2);
 }
 
-/// A cache whose reads return what they found only after a delay, to interleave callers.
+/// A cache whose reads return what they found only after a delay, to interleave callers: the
+/// n-th read waits `delay_ms + n % spread_ms` milliseconds.
 #[derive(Debug)]
 struct SlowReads {
     inner: jwkstash_memory::MemoryCache<Arc<jwkstash_jwks::KeySet>>,
     delay_ms: std::sync::atomic::AtomicU64,
+    spread_ms: u64,
+    reads: std::sync::atomic::AtomicU64,
+}
+
+impl SlowReads {
+    fn new(clock: &TokioClock, delay_ms: u64, spread_ms: u64) -> Self {
+        Self {
+            inner: jwkstash_memory::MemoryCache::builder()
+                .clock(Arc::new(clock.clone()))
+                .build(),
+            delay_ms: std::sync::atomic::AtomicU64::new(delay_ms),
+            spread_ms: spread_ms.max(1),
+            reads: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
 }
 
 #[async_trait::async_trait]
@@ -410,7 +435,9 @@ impl jwkstash_core::Cache<Arc<jwkstash_jwks::KeySet>> for SlowReads {
     ) -> Result<Option<jwkstash_core::Entry<Arc<jwkstash_jwks::KeySet>>>, jwkstash_core::CacheError>
     {
         let found = self.inner.get(key).await;
-        tokio::time::sleep(Duration::from_millis(self.delay_ms.load(Ordering::SeqCst))).await;
+        let n = self.reads.fetch_add(1, Ordering::SeqCst);
+        let delay = self.delay_ms.load(Ordering::SeqCst) + n % self.spread_ms;
+        tokio::time::sleep(Duration::from_millis(delay)).await;
         found
     }
     async fn put(
@@ -440,12 +467,7 @@ async fn a_caller_that_read_the_old_set_before_a_refetch_landed_retries_with_the
         ),
         delay: Duration::from_millis(500),
     };
-    let cache = Arc::new(SlowReads {
-        inner: jwkstash_memory::MemoryCache::builder()
-            .clock(Arc::new(clock.clone()))
-            .build(),
-        delay_ms: std::sync::atomic::AtomicU64::new(0),
-    });
+    let cache = Arc::new(SlowReads::new(&clock, 0, 1));
     let verifier = builder(source, Arc::new(clock.clone()))
         .cache(cache.clone())
         .build()
@@ -470,5 +492,107 @@ async fn a_caller_that_read_the_old_set_before_a_refetch_landed_retries_with_the
     });
     first.await.unwrap().unwrap();
     second.await.unwrap().unwrap();
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+}
+
+/// The race of a cold stampede: callers that read the empty cache just before the first load
+/// ended must not start a second fetch. Reads of the cache are staggered over 0–4 ms of paused
+/// time, so in every round many callers are between their read and their join when the load
+/// lands. `.times(1)` fails the round by itself on a second fetch.
+#[tokio::test(start_paused = true)]
+async fn every_cold_stampede_fetches_exactly_once() {
+    let key = TestKey::ed25519("k1");
+    let clock = TokioClock::new();
+    let token = token(&key, &clock);
+    for round in 0..200 {
+        let mut source = MockKeySource::new();
+        source.expect_id().return_const(JWKS_URL.to_owned());
+        let body = modified(&[&key]);
+        source
+            .expect_fetch()
+            .times(1)
+            .returning(move |_| Ok(body.clone()));
+        let cache = Arc::new(SlowReads::new(&clock, 0, 5));
+        let verifier = builder(source, Arc::new(clock.clone()))
+            .cache(cache)
+            .build()
+            .unwrap();
+        // One caller in ten verifies a token; the others ask for the key set, the step of a
+        // verification that loads (signature checks would only slow the 200 rounds down).
+        let callers: Vec<_> = (0..1000)
+            .map(|i| {
+                let (verifier, token) = (verifier.clone(), token.clone());
+                tokio::spawn(async move {
+                    if i % 10 == 0 {
+                        verifier.verify::<Value>(&token).await.map(drop)
+                    } else {
+                        verifier
+                            .key_set()
+                            .await
+                            .map(drop)
+                            .map_err(VerifyError::from)
+                    }
+                })
+            })
+            .collect();
+        for caller in callers {
+            if let Err(error) = caller.await.unwrap() {
+                panic!("round {round}: {error:?}");
+            }
+        }
+        assert_eq!(verifier.stats().fetches, 1, "round {round}");
+    }
+}
+
+/// A token with an unknown kid waits for the refetch no longer than `unknown_kid_wait`; the
+/// refetch goes on and serves the tokens that come after, without another fetch.
+#[tokio::test(start_paused = true)]
+async fn an_unknown_kid_waits_at_most_the_bounded_wait_and_the_refetch_goes_on() {
+    let (old, new) = (TestKey::ed25519("old"), TestKey::ed25519("new"));
+    let clock = TokioClock::new();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let source = Slow {
+        inner: scripted_source(
+            vec![Ok(modified(&[&old])), Ok(modified(&[&old, &new]))],
+            Arc::clone(&calls),
+        ),
+        delay: Duration::from_secs(10),
+    };
+    let wait = Duration::from_millis(1500);
+    let verifier = builder(source, Arc::new(clock.clone()))
+        .policy(FreshnessPolicy::default().unknown_kid_wait(wait))
+        .build()
+        .unwrap();
+    verifier.prefetch().await.unwrap();
+    let started = Instant::now();
+    let error = verifier
+        .verify::<Value>(&token(&new, &clock))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        started.elapsed(),
+        wait,
+        "the caller did not wait exactly the bounded wait"
+    );
+    // 503, not 401: the provider has not answered yet.
+    let VerifyError::KeysUnavailable(unavailable) = &error else {
+        panic!("{error:?}");
+    };
+    assert!(matches!(
+        unavailable.cause(),
+        jwkstash_jwks::RefreshError::Pending { .. }
+    ));
+    assert!(unavailable.retry_after().is_some());
+    assert_eq!(error.http_status(), 503);
+    assert_eq!(verifier.stats().unknown_kid_timeouts, 1);
+    // The refetch went on: when it lands, the new kid verifies with no further fetch.
+    eventually("the refetch landed", || {
+        verifier.stats().fetch_successes == 2
+    })
+    .await;
+    verifier
+        .verify::<Value>(&token(&new, &clock))
+        .await
+        .unwrap();
     assert_eq!(calls.load(Ordering::SeqCst), 2);
 }

@@ -106,7 +106,10 @@ async fn the_same_key_under_the_same_kid_but_new_material_is_checked_again() {
     tokio::time::advance(Duration::from_secs(11 * 60)).await;
     // The stale set serves while the refresh runs; then the new set is in place.
     verifier.key_set().await.unwrap();
-    eventually("the set was refreshed", || verifier.stats().fetch_successes == 2).await;
+    eventually("the set was refreshed", || {
+        verifier.stats().fetch_successes == 2
+    })
+    .await;
     // The kid survived the refresh, the key did not: the cached verdict is not reused.
     let error = verifier.verify::<Value>(&token).await.unwrap_err();
     assert!(

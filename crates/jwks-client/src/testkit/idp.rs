@@ -35,8 +35,11 @@ pub enum Behaviour {
         /// The body.
         body: String,
     },
-    /// Accepts the request and never answers.
+    /// Accepts the request and answers only when [`Idp::release_hung`] is called: then as the
+    /// behaviour set at that moment says (503 if it is still `Hang`).
     Hang,
+    /// Waits this long (tokio time), then serves the published keys.
+    Slow(Duration),
     /// Answers 200 and sends the JWKS one byte per interval.
     Trickle(Duration),
     /// Answers 302 to this location.
@@ -53,6 +56,9 @@ struct IdpState {
     behaviour: Mutex<Behaviour>,
     max_age: Mutex<Option<u64>>,
     jwks_requests: AtomicUsize,
+    /// JWKS requests received and not yet answered.
+    open_requests: AtomicUsize,
+    release: tokio::sync::Notify,
     discovery_requests: AtomicUsize,
     /// What the discovery document claims, when a test wants it to lie.
     discovery_override: Mutex<(Option<String>, Option<String>)>,
@@ -127,6 +133,8 @@ impl IdpBuilder {
             behaviour: Mutex::new(Behaviour::Serve),
             max_age: Mutex::new(None),
             jwks_requests: AtomicUsize::new(0),
+            open_requests: AtomicUsize::new(0),
+            release: tokio::sync::Notify::new(),
             discovery_requests: AtomicUsize::new(0),
             discovery_override: Mutex::new((None, None)),
             clock: self.clock.unwrap_or_else(|| Arc::new(SystemClock)),
@@ -270,6 +278,16 @@ impl Idp {
         self.state.jwks_requests.load(Ordering::SeqCst)
     }
 
+    /// How many JWKS requests have arrived and are not answered yet (hanging or slow ones).
+    pub fn open_requests(&self) -> usize {
+        self.state.open_requests.load(Ordering::SeqCst)
+    }
+
+    /// Lets every request held by [`Behaviour::Hang`] answer, as the current behaviour says.
+    pub fn release_hung(&self) {
+        self.state.release.notify_waiters();
+    }
+
     /// How many requests reached the OpenID configuration endpoint.
     pub fn discovery_requests(&self) -> usize {
         self.state.discovery_requests.load(Ordering::SeqCst)
@@ -282,10 +300,44 @@ impl Drop for Idp {
     }
 }
 
+/// Counts a JWKS request as open until its handler ends (answered, or dropped by the server).
+struct OpenRequest(Arc<IdpState>);
+
+impl OpenRequest {
+    fn new(state: &Arc<IdpState>) -> Self {
+        state.open_requests.fetch_add(1, Ordering::SeqCst);
+        Self(Arc::clone(state))
+    }
+}
+
+impl Drop for OpenRequest {
+    fn drop(&mut self) {
+        self.0.open_requests.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 async fn serve_jwks(State(state): State<Arc<IdpState>>, headers: HeaderMap) -> Response {
+    let released = state.release.notified();
+    tokio::pin!(released);
+    released.as_mut().enable();
+    let _open = OpenRequest::new(&state);
     state.jwks_requests.fetch_add(1, Ordering::SeqCst);
-    let behaviour = lock(&state.behaviour).clone();
+    let mut behaviour = lock(&state.behaviour).clone();
+    if behaviour == Behaviour::Hang {
+        released.await;
+        behaviour = lock(&state.behaviour).clone();
+    }
+    if let Behaviour::Slow(delay) = behaviour {
+        tokio::time::sleep(delay).await;
+        behaviour = Behaviour::Serve;
+    }
+    respond(&state, behaviour, &headers)
+}
+
+/// The answer for a behaviour that needs no waiting.
+fn respond(state: &IdpState, behaviour: Behaviour, headers: &HeaderMap) -> Response {
     match behaviour {
+        Behaviour::Hang | Behaviour::Slow(_) => StatusCode::SERVICE_UNAVAILABLE.into_response(),
         Behaviour::Serve => {
             let body = state.jwks_body();
             let etag = format!(
@@ -315,7 +367,6 @@ async fn serve_jwks(State(state): State<Arc<IdpState>>, headers: HeaderMap) -> R
         Behaviour::Body { content_type, body } => {
             ([(header::CONTENT_TYPE, content_type)], body).into_response()
         }
-        Behaviour::Hang => std::future::pending().await,
         Behaviour::Trickle(every) => {
             let body = state.jwks_body().into_bytes();
             let stream = futures_util::stream::unfold(0, move |sent| {
