@@ -9,6 +9,9 @@
 //!   the set. Skipped with a message when `redis-server` is not installed.
 //! * `verified_token_cache_hit`: a repeated token from the verified-token cache, beside the
 //!   RS256 floor.
+//! * `verify_stale_while_refreshing`: `Verifier::verify` (RS256) while the set is past its
+//!   freshness and the refresh hangs at the provider (an embedded one on 127.0.0.1), beside the
+//!   RS256 floor: stale-while-revalidate costs a verification nothing measurable.
 //!
 //! `cargo bench --features redis,testkit`; `scripts/bench_report.py` writes BENCHMARKS.md's
 //! table and the chart from criterion's output.
@@ -21,7 +24,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation, jwk::Jwk};
-use jwkstash::testkit::{StaticSource, TestKey, jwks};
+use jwkstash::testkit::{Behaviour, Idp, IdpBuilder, StaticSource, TestKey, jwks};
+use jwkstash_core::ManualClock;
 use jwkstash::{Cache, Entry, KeySet, MemoryCache, RedisCache, Tiered, Verifier};
 use jwkstash_redis::fred::prelude::{Builder, ClientLike, Config, KeysInterface};
 use jwkstash_redis::testkit::RedisServer;
@@ -316,12 +320,84 @@ fn verified_token_cache_hit(c: &mut Criterion) {
     );
 }
 
+fn verify_stale_while_refreshing(c: &mut Criterion) {
+    let runtime = runtime(1);
+    let clock = ManualClock::new(SystemTime::now());
+    let (idp, verifier) = runtime.block_on(async {
+        let idp = IdpBuilder::default()
+            .key(TestKey::rsa("k1"))
+            .clock(Arc::new(clock.clone()))
+            .start()
+            .await
+            .unwrap();
+        // A fetch deadline longer than the benchmark: the refresh hangs throughout.
+        let source = jwkstash::HttpKeySource::builder(idp.jwks_url())
+            .allow_http(true)
+            .timeout(Duration::from_secs(3600))
+            .build()
+            .unwrap();
+        let verifier = Verifier::builder()
+            .key_source(source)
+            .issuer(idp.issuer())
+            .audience(idp.audience())
+            .clock(Arc::new(clock.clone()))
+            .build()
+            .unwrap();
+        verifier.prefetch().await.unwrap();
+        (idp, verifier)
+    });
+    // Past the 10-minute TTL with the provider hanging: the first verification starts the
+    // refresh, which stays in flight for the whole benchmark.
+    idp.set_behaviour(Behaviour::Hang);
+    clock.advance(Duration::from_secs(11 * 60));
+    let token = idp.mint();
+    runtime.block_on(async {
+        verifier.verify::<serde_json::Value>(&token).await.unwrap();
+        while idp.open_requests() == 0 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    });
+    let jwk: Jwk = serde_json::from_value(idp.signing_key().public_jwk()).unwrap();
+    let key = DecodingKey::from_jwk(&jwk).unwrap();
+    let mut validation = Validation::new(Algorithm::RS256);
+    validation.set_issuer(&[idp.issuer()]);
+    validation.set_audience(&[idp.audience()]);
+    validation.set_required_spec_claims(&["exp", "iss", "aud"]);
+    validation.leeway = 60;
+    let mut group = c.benchmark_group("verify_stale_while_refreshing");
+    group.bench_function("rs256/floor", |b| {
+        b.to_async(&runtime).iter(|| async {
+            black_box(jsonwebtoken::decode::<IdpClaims>(&token, &key, &validation).unwrap())
+        })
+    });
+    group.bench_function("rs256/jwkstash", |b| {
+        b.to_async(&runtime).iter(|| async {
+            black_box(verifier.verify::<IdpClaims>(&token).await.unwrap())
+        })
+    });
+    group.finish();
+    let stats = verifier.stats();
+    assert!(stats.stale_served > 0 && stats.fetches == 2, "{stats:?}");
+    assert_eq!(idp.open_requests(), 1, "the refresh stopped hanging");
+}
+
+/// The claims of the embedded provider's tokens.
+#[derive(Deserialize)]
+#[allow(dead_code)]
+struct IdpClaims {
+    sub: String,
+    iss: String,
+    aud: String,
+    exp: u64,
+}
+
 criterion_group!(
     benches,
     verify_hit,
     verify_hit_concurrent,
     key_lookup,
     l2_hit,
-    verified_token_cache_hit
+    verified_token_cache_hit,
+    verify_stale_while_refreshing
 );
 criterion_main!(benches);

@@ -26,6 +26,7 @@ PAIRS = [
     ("key_lookup (L1 hit through Tiered<Memory, Redis>)", "key_lookup", "hashmap", "tiered_memory_redis", 10.0, "stack / HashMap"),
     ("l2_hit (L1 cold, Redis warm)", "l2_hit", "get_and_parse_floor", "jwkstash", 1.5, "jwkstash / (GET + parse)"),
     ("verified_token_cache_hit", "verified_token_cache_hit", "rs256_floor", "rs256_cached", 0.1, "cached / RS256 floor"),
+    ("verify_stale_while_refreshing RS256 (refresh hanging)", "verify_stale_while_refreshing", "rs256_floor", "rs256_jwkstash", 1.05, "jwkstash / floor"),
 ]
 
 

@@ -126,12 +126,18 @@ impl KeyStore {
     /// source backs off.
     pub(crate) async fn current(self: &Arc<Self>) -> Result<KeyEntry, KeysUnavailable> {
         let now = self.clock.now();
-        if let Some(pinned) = self.pinned.load().as_deref()
+        let pinned = self.pinned.load_full();
+        if let Some(pinned) = pinned.as_deref()
             && now < pinned.refresh_at
         {
             return Ok(pinned.entry.clone());
         }
-        let held = self.held().await;
+        // The pinned set is the newest this verifier knows of (loads and the fleet listener pin
+        // what they bring); the cache stack matters only when nothing is pinned yet.
+        let held = match pinned {
+            Some(pinned) => Some(pinned.entry.clone()),
+            None => self.cached().await,
+        };
         let backing_off = self.health.retry_after(now);
         let action = freshness::decide(Situation {
             set: held.as_ref().map(times),
@@ -161,16 +167,6 @@ impl KeyStore {
             self.refresh_in_background(&entry, now);
         }
         Ok(entry)
-    }
-
-    /// The newest set held: the cache stack's, or the pinned one if the cache lost it.
-    async fn held(&self) -> Option<KeyEntry> {
-        let pinned = self.pinned.load_full().map(|pinned| pinned.entry.clone());
-        let cached = self.cached().await;
-        match (cached, pinned) {
-            (Some(cached), Some(pinned)) if pinned.fetched_at > cached.fetched_at => Some(pinned),
-            (cached, pinned) => cached.or(pinned),
-        }
     }
 
     /// Called when `kid` is not in `seen`. Refetches at most once per cooldown (joining a load
