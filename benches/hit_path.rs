@@ -24,9 +24,9 @@ use std::time::{Duration, Instant, SystemTime};
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use jsonwebtoken::{Algorithm, DecodingKey, Validation, jwk::Jwk};
-use jwkstash::testkit::{Behaviour, Idp, IdpBuilder, StaticSource, TestKey, jwks};
-use jwkstash_core::ManualClock;
+use jwkstash::testkit::{Behaviour, IdpBuilder, StaticSource, TestKey, jwks};
 use jwkstash::{Cache, Entry, KeySet, MemoryCache, RedisCache, Tiered, Verifier};
+use jwkstash_core::ManualClock;
 use jwkstash_redis::fred::prelude::{Builder, ClientLike, Config, KeysInterface};
 use jwkstash_redis::testkit::RedisServer;
 use serde::Deserialize;
@@ -371,9 +371,8 @@ fn verify_stale_while_refreshing(c: &mut Criterion) {
         })
     });
     group.bench_function("rs256/jwkstash", |b| {
-        b.to_async(&runtime).iter(|| async {
-            black_box(verifier.verify::<IdpClaims>(&token).await.unwrap())
-        })
+        b.to_async(&runtime)
+            .iter(|| async { black_box(verifier.verify::<IdpClaims>(&token).await.unwrap()) })
     });
     group.finish();
     let stats = verifier.stats();

@@ -148,6 +148,9 @@ pub enum RefreshError {
     /// Another instance of the fleet held the fetch lease and its fetch failed.
     #[error("the fleet's fetch failed")]
     FleetFetchFailed,
+    /// Another instance of the fleet tried the provider within the fleet's backoff period.
+    #[error("the fleet is backing off after failed fetches")]
+    FleetBackingOff,
 }
 
 /// Why a JWKS document was refused as a whole.

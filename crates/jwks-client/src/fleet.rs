@@ -27,6 +27,8 @@ use crate::verifier::KeySetCache;
 const POLL_INTERVAL: Duration = Duration::from_millis(50);
 const KID_REFETCH_SLOT: &str = "kid-refetch";
 const FETCH_FAILED_SLOT: &str = "fetch-failed";
+/// When the fleet last tried the provider: the fleet-wide backoff.
+const ATTEMPT_SLOT: &str = "attempt";
 
 /// The near tier and the shared tier of a fleet member.
 pub(crate) struct Fleet {
@@ -56,18 +58,28 @@ impl Fleet {
                 Waited::TimedOut => {
                     tracing::warn!("no lease holder delivered; fetching without the fleet");
                     return self
-                        .mark_if_absent(store, &reason, store.fetch(current).await)
+                        .mark_if_absent(store, &reason, store.fetch(current, &reason).await)
                         .await;
                 }
             },
             Err(error) => {
                 tracing::warn!(%error, "lease unavailable; fetching without the fleet");
                 return self
-                    .mark_if_absent(store, &reason, store.fetch(current).await)
+                    .mark_if_absent(store, &reason, store.fetch(current, &reason).await)
                     .await;
             }
         };
+        let held_since = Instant::now();
         let outcome = self.load_as_holder(store, current, &reason).await;
+        if held_since.elapsed() >= self.lease_ttl {
+            tracing::warn!(
+                source = store.source_id(),
+                instance = store.instance,
+                lease_ttl = ?self.lease_ttl,
+                "the fetch outlasted the fleet's lease; another instance may have fetched too \
+                 (set lease_ttl above the key source's deadline)"
+            );
+        }
         if let Err(error) = self.far.release(key, &token).await {
             tracing::debug!(%error, "lease release failed; it expires by itself");
         }
@@ -87,10 +99,27 @@ impl Fleet {
         if let (Reason::UnknownKid { absent_slot, .. }, Some(current)) = (reason, &current)
             && !self.may_refetch_for_kid(store, absent_slot).await
         {
+            // Not a fetch: the caller cannot mark the kid absent from this set.
             return Ok(current.clone());
         }
-        let outcome = self.fetch_as_holder(store, current).await;
+        if !self.may_attempt(store).await {
+            return Err(Arc::new(RefreshError::FleetBackingOff));
+        }
+        let outcome = self.fetch_as_holder(store, current, reason).await;
         self.mark_if_absent(store, reason, outcome).await
+    }
+
+    /// Fleet-wide backoff: at most one upstream attempt per backoff period across the fleet.
+    /// Every instance counts the fleet's failures (its own fetches, and the failures of the
+    /// holders it waited for), so the period grows alike everywhere; a healthy source has a
+    /// period of zero. A failing shared tier does not block the attempt.
+    async fn may_attempt(&self, store: &KeyStore) -> bool {
+        let period = store.attempt_period();
+        let now = store.clock.now();
+        self.far
+            .claim_period(&store.cache_key, ATTEMPT_SLOT, now, period)
+            .await
+            .unwrap_or(true)
     }
 
     /// After a refetch for an unknown kid, marks the kid absent for the whole fleet if the new
@@ -121,9 +150,14 @@ impl Fleet {
         outcome
     }
 
-    async fn fetch_as_holder(&self, store: &KeyStore, current: Option<KeyEntry>) -> LoadResult {
+    async fn fetch_as_holder(
+        &self,
+        store: &KeyStore,
+        current: Option<KeyEntry>,
+        reason: &Reason,
+    ) -> LoadResult {
         let key = store.cache_key.as_str();
-        let outcome = store.fetch(current).await;
+        let outcome = store.fetch(current, reason).await;
         let published = match &outcome {
             Ok(entry) => {
                 let invalidation = Invalidation {
@@ -148,7 +182,7 @@ impl Fleet {
     async fn newer_in_far(&self, store: &KeyStore, current: Option<&KeyEntry>) -> Option<KeyEntry> {
         let key = store.cache_key.as_str();
         let entry = match self.far.get(key).await {
-            Ok(Some(entry)) => entry,
+            Ok(Some(entry)) => store.clamp_shared(entry)?,
             Ok(None) => return None,
             Err(error) => {
                 tracing::debug!(%error, "shared tier read failed");
@@ -177,10 +211,43 @@ impl Fleet {
         }
         let cooldown = store.policy.unknown_kid_cooldown;
         // A failing shared tier does not block the refetch: the local cooldown still holds.
-        self.far
+        let claimed = self
+            .far
             .claim_period(key, KID_REFETCH_SLOT, now, cooldown)
-            .await
-            .unwrap_or(true)
+            .await;
+        if claimed.as_ref().is_ok_and(|claimed| !claimed)
+            && !self.kid_refetch_delivered(store).await
+        {
+            // Claimed within the cooldown, but no set fetched since then is in the shared tier:
+            // its claimer died or hung with the lease (which is ours now). Refetch and claim
+            // afresh, or one dead instance would keep a rotated kid out for the whole cooldown.
+            tracing::warn!(
+                source = store.source_id(),
+                instance = store.instance,
+                "the fleet's unknown-kid refetch never delivered; fetching again"
+            );
+            let _ = self
+                .far
+                .claim_period(key, KID_REFETCH_SLOT, now, Duration::ZERO)
+                .await;
+            return true;
+        }
+        claimed.unwrap_or(true)
+    }
+
+    /// Whether the last claimed unknown-kid refetch brought a set: one fetched at or after the
+    /// claim is in the shared tier.
+    async fn kid_refetch_delivered(&self, store: &KeyStore) -> bool {
+        let key = store.cache_key.as_str();
+        let Ok(Some(claimed_at)) = self.far.last_claimed(key, KID_REFETCH_SLOT).await else {
+            return true;
+        };
+        match self.far.get(key).await {
+            Ok(Some(entry)) => entry.fetched_at >= claimed_at,
+            Ok(None) => false,
+            // The tier cannot tell: assume delivered (the local cooldown still bounds refetches).
+            Err(_) => true,
+        }
     }
 
     /// Waits for the lease holder: until it delivers a newer set, reports a failure, or lets
@@ -236,9 +303,13 @@ impl Fleet {
                     continue;
                 }
                 match far.get(&store.cache_key).await {
-                    Ok(Some(entry))
-                        if held.as_ref().is_none_or(|held| supersedes(&entry, held)) =>
-                    {
+                    Ok(Some(entry)) => {
+                        let Some(entry) = store.clamp_shared(entry) else {
+                            continue;
+                        };
+                        if held.as_ref().is_some_and(|held| !supersedes(&entry, held)) {
+                            continue;
+                        }
                         store.pin(&entry);
                         if let Err(error) = near.put(&store.cache_key, entry).await {
                             tracing::warn!(%error, "near tier write failed");

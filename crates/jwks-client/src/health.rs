@@ -50,6 +50,11 @@ impl Health {
         delay
     }
 
+    /// Consecutive failures so far.
+    pub(crate) fn failures(&self) -> u32 {
+        self.failures.load(Ordering::Acquire)
+    }
+
     pub(crate) fn succeeded(&self) {
         self.failures.store(0, Ordering::Release);
         self.retry_at_ms.store(0, Ordering::Release);

@@ -18,6 +18,14 @@ pub struct Stats {
     pub fetch_failures: u64,
     /// Upstream fetches that brought a usable set (200 or 304), stored in the cache stack.
     pub fetch_successes: u64,
+    /// Upstream fetches by this instance because it had no usable set.
+    pub fetches_cold: u64,
+    /// Upstream fetches by this instance inside the refresh-ahead window.
+    pub fetches_refresh_ahead: u64,
+    /// Upstream fetches by this instance for a set past its freshness.
+    pub fetches_stale: u64,
+    /// Upstream fetches by this instance for an unknown `kid`.
+    pub fetches_unknown_kid: u64,
     /// Callers that waited for a fetch (cold start, or past `max_stale`) instead of a cache hit.
     pub waited_for_fetch: u64,
     /// Unknown-`kid` lookups that caused or joined a refetch.
@@ -175,6 +183,10 @@ counters! {
     fetches: AtomicU64 => fetch ["jwkstash_fetches_total", "result" => "started"],
     fetch_failures: AtomicU64 => fetch_failed ["jwkstash_fetches_total", "result" => "failed"],
     fetch_successes: AtomicU64 => fetch_succeeded ["jwkstash_fetches_total", "result" => "ok"],
+    fetches_cold: AtomicU64 => fetch_cold ["jwkstash_fetch_reasons_total", "reason" => "cold"],
+    fetches_refresh_ahead: AtomicU64 => fetch_refresh_ahead ["jwkstash_fetch_reasons_total", "reason" => "refresh_ahead"],
+    fetches_stale: AtomicU64 => fetch_stale ["jwkstash_fetch_reasons_total", "reason" => "stale"],
+    fetches_unknown_kid: AtomicU64 => fetch_unknown_kid ["jwkstash_fetch_reasons_total", "reason" => "unknown_kid"],
     waited_for_fetch: AtomicU64 => waited_for_load ["jwkstash_waited_for_fetch_total"],
     unknown_kid_refetches: AtomicU64 => kid_refetch ["jwkstash_unknown_kid_refetches_total"],
     unknown_kid_suppressed: AtomicU64 => kid_refetch_suppressed ["jwkstash_unknown_kid_suppressed_total"],
@@ -182,4 +194,17 @@ counters! {
     unknown_kid_timeouts: AtomicU64 => kid_refetch_timed_out ["jwkstash_unknown_kid_timeouts_total"],
     signature_checks: Sharded => signature_checked ["jwkstash_signature_checks_total"],
     verified_token_hits: Sharded => verified_token_hit ["jwkstash_verified_token_cache_hits_total"],
+}
+
+impl Counters {
+    /// Counts an upstream fetch by why it ran.
+    pub(crate) fn fetch_for(&self, reason: &crate::store::Reason) {
+        use crate::store::Reason;
+        match reason {
+            Reason::Cold => self.fetch_cold(),
+            Reason::RefreshAhead => self.fetch_refresh_ahead(),
+            Reason::Stale => self.fetch_stale(),
+            Reason::UnknownKid { .. } => self.fetch_unknown_kid(),
+        }
+    }
 }

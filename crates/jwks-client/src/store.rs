@@ -32,11 +32,30 @@ const PENDING_RETRY_AFTER: Duration = Duration::from_secs(1);
 /// Why a load runs.
 #[derive(Debug, Clone)]
 pub(crate) enum Reason {
-    /// The set is missing, stale or due for refresh-ahead.
-    Refresh,
+    /// No usable set (cold start, or past `max_stale`): callers wait.
+    Cold,
+    /// The set is inside its refresh-ahead window.
+    RefreshAhead,
+    /// The set is past its freshness and served stale meanwhile.
+    Stale,
     /// A token named a `kid` the set lacks; `absent_slot` names that (set, kid) pair.
     UnknownKid { kid: Box<str>, absent_slot: String },
 }
+
+impl Reason {
+    /// A short name for logs and metrics.
+    pub(crate) fn code(&self) -> &'static str {
+        match self {
+            Self::Cold => "cold",
+            Self::RefreshAhead => "refresh_ahead",
+            Self::Stale => "stale",
+            Self::UnknownKid { .. } => "unknown_kid",
+        }
+    }
+}
+
+/// How far in the future a shared entry's `fetched_at` may lie (clock skew between instances).
+const SHARED_CLOCK_SKEW: Duration = Duration::from_secs(5);
 
 /// The set a store verifies with, and when it is due for refresh.
 struct Pinned {
@@ -71,6 +90,9 @@ pub(crate) struct KeyStore {
     /// The fleet's invalidation listener, stopped with the store.
     listener: Mutex<Option<tokio::task::JoinHandle<()>>>,
     pub(crate) counters: Arc<Counters>,
+    /// A random name of this verifier in logs, so that an operator can tell which instance of
+    /// a fleet fetched.
+    pub(crate) instance: u32,
 }
 
 impl std::fmt::Debug for KeyStore {
@@ -113,6 +135,7 @@ impl KeyStore {
             absent: std::sync::OnceLock::new(),
             listener: Mutex::new(None),
             counters: parts.counters,
+            instance: fastrand::u32(..),
         });
         if tokio::runtime::Handle::try_current().is_ok() {
             store.listen();
@@ -245,7 +268,9 @@ impl KeyStore {
             Some(fleet) => match read_tier(&*fleet.near, key).await {
                 Some(entry) => Some(entry),
                 None => {
-                    let entry = read_tier(&*fleet.far, key).await;
+                    let entry = read_tier(&*fleet.far, key)
+                        .await
+                        .and_then(|entry| self.clamp_shared(entry));
                     if let Some(entry) = &entry {
                         self.counters.far_hit();
                         if let Err(error) = fleet.near.put(key, entry.clone()).await {
@@ -310,9 +335,14 @@ impl KeyStore {
         );
         let store = Arc::clone(self);
         let current = entry.clone();
+        let reason = if entry.is_fresh(now) {
+            Reason::RefreshAhead
+        } else {
+            Reason::Stale
+        };
         let started = self.flights.start((), move || async move {
             let _release = ReleaseClaim(Arc::clone(&store));
-            store.load(Some(current), Reason::Refresh).await
+            store.load(Some(current), reason).await
         });
         if !started {
             // Another load is running; it will bring a new set.
@@ -330,7 +360,7 @@ impl KeyStore {
             .run_if(
                 (),
                 || self.health.retry_after(now).is_none(),
-                || store.load(None, Reason::Refresh),
+                || store.load(None, Reason::Cold),
             )
             .await;
         let unavailable = |cause| KeysUnavailable::new(cause, self.health.retry_after(now));
@@ -355,7 +385,7 @@ impl KeyStore {
         }
         let outcome = match &self.fleet {
             Some(fleet) => fleet.load(&self, current, reason.clone()).await,
-            None => self.fetch(current).await,
+            None => self.fetch(current, &reason).await,
         };
         match &outcome {
             Ok(entry) => {
@@ -368,7 +398,11 @@ impl KeyStore {
                     .health
                     .failed(self.clock.now(), &self.policy, Arc::clone(error));
                 let source = self.source.id();
-                if matches!(**error, RefreshError::FleetFetchFailed) {
+                // Another instance's failure was its warning, not ours.
+                if matches!(
+                    **error,
+                    RefreshError::FleetFetchFailed | RefreshError::FleetBackingOff
+                ) {
                     tracing::debug!(%error, source, retry_in = ?delay, "key set fetch failed");
                 } else {
                     tracing::warn!(%error, source, retry_in = ?delay, "key set fetch failed");
@@ -407,14 +441,21 @@ impl KeyStore {
     }
 
     /// Fetches, parses and stores a new set (or extends `current` on 304).
-    pub(crate) async fn fetch(&self, current: Option<KeyEntry>) -> LoadResult {
+    pub(crate) async fn fetch(&self, current: Option<KeyEntry>, reason: &Reason) -> LoadResult {
         let validators = Validators {
             etag: current
                 .as_ref()
                 .and_then(|entry| entry.etag.as_deref())
                 .map(str::to_owned),
         };
+        tracing::debug!(
+            source = self.source.id(),
+            instance = self.instance,
+            reason = reason.code(),
+            "fetching the key set"
+        );
         self.counters.fetch();
+        self.counters.fetch_for(reason);
         let started = std::time::Instant::now();
         let fetched = self.source.fetch(&validators).await;
         self.counters.fetch_took(started.elapsed());
@@ -460,6 +501,42 @@ impl KeyStore {
     ) -> KeyEntry {
         let fresh_until = now + self.policy.ttl_for(max_age);
         Entry::new(set, now, fresh_until, fresh_until + self.policy.max_stale).with_etag(etag)
+    }
+
+    /// The key source's id, for logs.
+    pub(crate) fn source_id(&self) -> &str {
+        self.source.id()
+    }
+
+    /// How long the fleet waits after an upstream attempt before the next one: zero while the
+    /// source is healthy, else the backoff for the failures this instance has seen.
+    pub(crate) fn attempt_period(&self) -> Duration {
+        match self.health.failures() {
+            0 => Duration::ZERO,
+            failures => self.policy.backoff(failures),
+        }
+    }
+
+    /// An entry read from the shared tier, held to this verifier's policy: refused if it was
+    /// fetched in the future, its freshness cut to `max_ttl` and its usability to `max_stale`
+    /// past that, whatever the writer claimed.
+    pub(crate) fn clamp_shared(&self, entry: KeyEntry) -> Option<KeyEntry> {
+        if entry.fetched_at > self.clock.now() + SHARED_CLOCK_SKEW {
+            tracing::debug!(
+                source = self.source.id(),
+                "refused a shared set fetched in the future"
+            );
+            return None;
+        }
+        let fresh_until = entry
+            .fresh_until
+            .min(entry.fetched_at + self.policy.max_ttl);
+        let usable_until = entry.usable_until.min(fresh_until + self.policy.max_stale);
+        if fresh_until == entry.fresh_until && usable_until == entry.usable_until {
+            return Some(entry);
+        }
+        let etag = entry.etag.clone();
+        Some(Entry::new(entry.value, entry.fetched_at, fresh_until, usable_until).with_etag(etag))
     }
 
     /// Claims the unknown-kid refetch if the cooldown has passed. Runs under the flight lock.
