@@ -3,6 +3,7 @@
 //!
 //! ```sh
 //! docker compose up -d redis        # or any redis-server with a password
+//! export JWKSTASH_HMAC_SECRET="$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 //! REDIS_URL=redis://:change-me@127.0.0.1:6379 cargo run --example fleet --features redis,testkit
 //! ```
 //!
@@ -19,8 +20,14 @@ const INSTANCES: usize = 8;
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let url = std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
-    let secret = std::env::var("JWKSTASH_HMAC_SECRET")
-        .unwrap_or_else(|_| "example secret: set your own, 16+ bytes".into());
+    // The fleet's HMAC secret comes from the environment (a secret store in production), never
+    // from Redis. Without one, this demo makes a random one: its instances share a process.
+    let secret = std::env::var("JWKSTASH_HMAC_SECRET").unwrap_or_else(|_| {
+        println!("JWKSTASH_HMAC_SECRET is not set: using a random secret for this run");
+        (0..32)
+            .map(|_| format!("{:02x}", fastrand::u8(..)))
+            .collect()
+    });
     let idp = Idp::start().await?;
     let prefix = format!("jwkstash-example-{}", std::process::id());
 

@@ -15,7 +15,7 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use jwkstash_core::{Invalidation, LeaseToken, SharedTier, unix_millis};
-use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use tokio::time::Instant;
 
 use crate::error::RefreshError;
@@ -27,6 +27,8 @@ use crate::verifier::KeySetCache;
 const POLL_INTERVAL: Duration = Duration::from_millis(50);
 const KID_REFETCH_SLOT: &str = "kid-refetch";
 const FETCH_FAILED_SLOT: &str = "fetch-failed";
+/// The shortest time between two shared-tier reads caused by invalidation messages.
+const INVALIDATION_SPACING: Duration = Duration::from_millis(5);
 /// When the fleet last tried the provider: the fleet-wide backoff.
 const ATTEMPT_SLOT: &str = "attempt";
 
@@ -286,19 +288,20 @@ impl Fleet {
         let (near, far) = (Arc::clone(&self.near), Arc::clone(&self.far));
         tokio::spawn(async move {
             loop {
-                let invalidation = match invalidations.recv().await {
+                let first = match invalidations.recv().await {
                     Ok(invalidation) => invalidation,
                     Err(RecvError::Lagged(_)) => continue,
                     Err(RecvError::Closed) => return,
                 };
                 let Some(store) = store.upgrade() else { return };
-                if invalidation.key != store.cache_key {
-                    continue;
-                }
+                // A burst (or a flood from whoever can publish) costs one read: what is queued
+                // behind the first message changes nothing that one read will not see.
+                let version = drain_newest(&mut invalidations, first, &store.cache_key);
+                let Some(version) = version else { continue };
                 let held = near.get(&store.cache_key).await.ok().flatten();
                 if held
                     .as_ref()
-                    .is_some_and(|held| unix_millis(held.fetched_at) > invalidation.version)
+                    .is_some_and(|held| unix_millis(held.fetched_at) > version)
                 {
                     continue;
                 }
@@ -318,6 +321,9 @@ impl Fleet {
                     Ok(_) => {}
                     Err(error) => tracing::debug!(%error, "shared tier read failed"),
                 }
+                drop(store);
+                // At most one read per spacing, however fast messages come.
+                tokio::time::sleep(INVALIDATION_SPACING).await;
             }
         })
     }
@@ -333,6 +339,27 @@ enum Waited {
     Acquired(LeaseToken),
     /// Neither happened in twice the lease TTL.
     TimedOut,
+}
+
+/// The newest version announced for `key` in `first` and every message already queued behind
+/// it; `None` if none of them is about `key`.
+fn drain_newest(
+    invalidations: &mut tokio::sync::broadcast::Receiver<Invalidation>,
+    first: Invalidation,
+    key: &str,
+) -> Option<u64> {
+    let mut newest = (first.key == key).then_some(first.version);
+    loop {
+        match invalidations.try_recv() {
+            Ok(invalidation) if invalidation.key == key => {
+                newest = newest.max(Some(invalidation.version));
+            }
+            // Messages were lost: one of them may have been about `key`.
+            Err(TryRecvError::Lagged(_)) => newest = Some(u64::MAX),
+            Ok(_) => {}
+            Err(TryRecvError::Empty | TryRecvError::Closed) => return newest,
+        }
+    }
 }
 
 /// Resolves at the next invalidation of `key` (or when the channel closes).

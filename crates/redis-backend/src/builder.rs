@@ -38,6 +38,10 @@ pub enum BuildError {
     /// The HMAC secret is shorter than 16 bytes.
     #[error("the HMAC secret must be at least 16 bytes")]
     WeakSecret,
+    /// No HMAC secret was given, and authentication was not turned off by name: anyone who
+    /// can write to Redis could otherwise choose the keys of the whole fleet.
+    #[error("an HMAC secret is required (hmac_secret), or opt out with insecure_unauthenticated()")]
+    MissingSecret,
     /// A duration or size is zero.
     #[error("invalid setting: {0}")]
     InvalidSetting(&'static str),
@@ -74,6 +78,8 @@ pub struct RedisCacheBuilder {
     server: Option<Server>,
     prefix: String,
     secret: Option<Secret>,
+    previous_secrets: Vec<Secret>,
+    insecure: bool,
     call_timeout: Duration,
     max_value_bytes: usize,
     failures_to_open: u32,
@@ -94,6 +100,8 @@ impl fmt::Debug for RedisCacheBuilder {
             .field("server", &server)
             .field("prefix", &self.prefix)
             .field("secret", &self.secret.as_ref().map(|_| "<set>"))
+            .field("previous_secrets", &self.previous_secrets.len())
+            .field("insecure", &self.insecure)
             .field("call_timeout", &self.call_timeout)
             .finish_non_exhaustive()
     }
@@ -115,6 +123,8 @@ impl Default for RedisCacheBuilder {
             server: None,
             prefix: String::new(),
             secret: None,
+            previous_secrets: Vec::new(),
+            insecure: false,
             call_timeout: DEFAULT_CALL_TIMEOUT,
             max_value_bytes: DEFAULT_MAX_VALUE_BYTES,
             failures_to_open: DEFAULT_FAILURES_TO_OPEN,
@@ -151,10 +161,29 @@ impl RedisCacheBuilder {
         self
     }
 
-    /// Authenticates every stored value with HMAC-SHA256 under `secret` (at least 16 bytes).
-    /// Values without a valid tag are refused. The secret is never written to Redis or logs.
+    /// Authenticates every stored value with HMAC-SHA256 under `secret` (at least 16 bytes;
+    /// required unless [`insecure_unauthenticated`](Self::insecure_unauthenticated)). Values
+    /// without a valid tag are refused, counted and logged once per kind. The secret is never
+    /// written to Redis or logs: take it from the environment or a secret store.
     pub fn hmac_secret(mut self, secret: impl Into<Vec<u8>>) -> Self {
         self.secret = Some(Secret(secret.into().into()));
+        self
+    }
+
+    /// A secret being rotated out: values tagged with it are still accepted, new values are
+    /// tagged with [`hmac_secret`](Self::hmac_secret). Call again for more. Rotation: deploy
+    /// the new secret as `hmac_secret` with the old one here, then drop the old one once every
+    /// instance writes with the new one (after one TTL plus `max_stale`).
+    pub fn previous_hmac_secret(mut self, secret: impl Into<Vec<u8>>) -> Self {
+        self.previous_secrets.push(Secret(secret.into().into()));
+        self
+    }
+
+    /// Stores and reads values without authentication. Whoever can write to this Redis (or
+    /// publish on its channel) then chooses the keys the fleet trusts: use it only where Redis
+    /// is as trusted as the service itself.
+    pub fn insecure_unauthenticated(mut self) -> Self {
+        self.insecure = true;
         self
     }
 
@@ -195,8 +224,17 @@ impl RedisCacheBuilder {
         if !valid_prefix {
             return Err(BuildError::InvalidPrefix);
         }
-        if self.secret.as_ref().is_some_and(|s| s.bytes().len() < 16) {
+        let secrets: Vec<Secret> = self
+            .secret
+            .iter()
+            .chain(&self.previous_secrets)
+            .cloned()
+            .collect();
+        if secrets.iter().any(|secret| secret.bytes().len() < 16) {
             return Err(BuildError::WeakSecret);
+        }
+        if self.secret.is_none() && (!self.previous_secrets.is_empty() || !self.insecure) {
+            return Err(BuildError::MissingSecret);
         }
         if self.call_timeout.is_zero() || self.max_value_bytes == 0 {
             return Err(BuildError::InvalidSetting(
@@ -244,7 +282,7 @@ impl RedisCacheBuilder {
             client,
             subscriber,
             self.prefix,
-            self.secret,
+            secrets,
             self.call_timeout,
             self.max_value_bytes,
             Circuit::new(self.failures_to_open, self.cool_off),

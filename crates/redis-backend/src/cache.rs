@@ -3,7 +3,7 @@
 use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
@@ -34,7 +34,9 @@ pub(crate) struct Inner {
     client: Client,
     pub(crate) subscriber: SubscriberClient,
     prefix: String,
-    secret: Option<Secret>,
+    /// The secret values are sealed with, then those still accepted (being rotated out); empty
+    /// only when the caller opted out of authentication by name.
+    secrets: Vec<Secret>,
     call_timeout: Duration,
     max_value_bytes: usize,
     circuit: Circuit,
@@ -43,6 +45,8 @@ pub(crate) struct Inner {
     pub(crate) invalidations: broadcast::Sender<Invalidation>,
     /// Kinds of refused values already logged at warn level (one bit each).
     logged: AtomicU32,
+    /// Refused values, by kind (indexed like [`Refused::ALL`]).
+    refusals: [AtomicU64; Refused::ALL.len()],
     tasks: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
@@ -50,7 +54,7 @@ impl fmt::Debug for RedisCache {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RedisCache")
             .field("prefix", &self.inner.prefix)
-            .field("secret", &self.inner.secret.as_ref().map(|_| "<set>"))
+            .field("secrets", &self.inner.secrets.len())
             .field("call_timeout", &self.inner.call_timeout)
             .field("circuit_open", &self.inner.circuit.is_open())
             .finish_non_exhaustive()
@@ -63,7 +67,7 @@ impl Inner {
         client: Client,
         subscriber: SubscriberClient,
         prefix: String,
-        secret: Option<Secret>,
+        secrets: Vec<Secret>,
         call_timeout: Duration,
         max_value_bytes: usize,
         circuit: Circuit,
@@ -74,7 +78,7 @@ impl Inner {
             client,
             subscriber,
             prefix,
-            secret,
+            secrets,
             call_timeout,
             max_value_bytes,
             circuit,
@@ -82,6 +86,7 @@ impl Inner {
             clock,
             invalidations: broadcast::channel(256).0,
             logged: AtomicU32::new(0),
+            refusals: Default::default(),
             tasks: std::sync::Mutex::new(Vec::new()),
         }
     }
@@ -229,10 +234,26 @@ impl RedisCache {
         self.call(attempt).await
     }
 
-    /// Logs a refused value: at warn level the first time for each kind, then at debug.
+    /// Values read from Redis and refused since this cache was built, by kind
+    /// (`bad_mac`, `missing_mac`, `too_large`, `bad_times`, ...; expired entries are not
+    /// counted). Every kind is listed, refused or not.
+    pub fn refusals(&self) -> std::collections::BTreeMap<&'static str, u64> {
+        Refused::ALL
+            .iter()
+            .zip(&self.inner.refusals)
+            .filter(|(reason, _)| **reason != Refused::Expired)
+            .map(|(reason, count)| (reason.code(), count.load(Ordering::Relaxed)))
+            .collect()
+    }
+
+    /// Counts a refused value and logs it: at warn level the first time for each kind, then
+    /// at debug.
     fn refused(&self, key: &str, reason: Refused) {
         if reason == Refused::Expired {
             return;
+        }
+        if let Some(count) = self.inner.refusals.get(reason as usize) {
+            count.fetch_add(1, Ordering::Relaxed);
         }
         let bit = 1u32 << (reason as u32);
         if self.inner.logged.fetch_or(bit, Ordering::Relaxed) & bit == 0 {
@@ -271,8 +292,9 @@ impl RedisCache {
         if bytes.len() > max {
             return Ok(self.refuse(&key, Refused::TooLarge));
         }
-        let secret = self.inner.secret.as_ref().map(Secret::bytes);
-        let opened = match envelope::open(&key, &bytes, secret, self.now(), self.inner.clock_skew) {
+        let secrets: Vec<&[u8]> = self.inner.secrets.iter().map(Secret::bytes).collect();
+        let opened = match envelope::open(&key, &bytes, &secrets, self.now(), self.inner.clock_skew)
+        {
             Ok(opened) => opened,
             Err(reason) => return Ok(self.refuse(&key, reason)),
         };
@@ -301,7 +323,7 @@ impl<V: CacheValue + Clone> Cache<V> for RedisCache {
         };
         let redis_key = self.redis_key(key, "entry")?;
         let value = entry.value.to_bytes();
-        let secret = self.inner.secret.as_ref().map(Secret::bytes);
+        let secret = self.inner.secrets.first().map(Secret::bytes);
         let sealed = envelope::seal(&redis_key, &entry, &value, secret).ok_or_else(|| {
             CacheError::new(BACKEND, CacheErrorKind::Other).with_source("value could not be sealed")
         })?;

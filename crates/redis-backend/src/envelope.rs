@@ -50,6 +50,40 @@ pub(crate) enum Refused {
     BadValue,
 }
 
+impl Refused {
+    /// Every kind, in the order of their counters.
+    pub(crate) const ALL: [Self; 11] = [
+        Self::NotAnEnvelope,
+        Self::UnknownVersion,
+        Self::Malformed,
+        Self::WrongKey,
+        Self::MissingMac,
+        Self::BadMac,
+        Self::BadTimes,
+        Self::Expired,
+        Self::TooLarge,
+        Self::WrongType,
+        Self::BadValue,
+    ];
+
+    /// A short stable name, for counters and logs.
+    pub(crate) fn code(self) -> &'static str {
+        match self {
+            Self::NotAnEnvelope => "not_an_envelope",
+            Self::UnknownVersion => "unknown_version",
+            Self::Malformed => "malformed",
+            Self::WrongKey => "wrong_key",
+            Self::MissingMac => "missing_mac",
+            Self::BadMac => "bad_mac",
+            Self::BadTimes => "bad_times",
+            Self::Expired => "expired",
+            Self::TooLarge => "too_large",
+            Self::WrongType => "wrong_type",
+            Self::BadValue => "bad_value",
+        }
+    }
+}
+
 /// The fields of an envelope, borrowed from the stored bytes.
 pub(crate) struct Opened<'a> {
     pub(crate) fetched_at: SystemTime,
@@ -141,7 +175,7 @@ fn time(digits: &[u8]) -> Result<SystemTime, Refused> {
 pub(crate) fn open<'a>(
     key: &str,
     bytes: &'a [u8],
-    secret: Option<&[u8]>,
+    secrets: &[&[u8]],
     now: SystemTime,
     skew: Duration,
 ) -> Result<Opened<'a>, Refused> {
@@ -156,20 +190,23 @@ pub(crate) fn open<'a>(
         b'1' => true,
         _ => return Err(Refused::Malformed),
     };
-    let signed = match (has_mac, secret) {
-        (true, Some(secret)) => {
+    let signed = match (has_mac, secrets.is_empty()) {
+        // Any of the accepted secrets (the current one and those being rotated out).
+        (true, false) => {
             let split = bytes.len().checked_sub(MAC_LEN).ok_or(Refused::Malformed)?;
             let (signed, tag) = bytes.split_at(split);
-            mac(secret, signed)
-                .ok_or(Refused::BadMac)?
-                .verify_slice(tag)
-                .map_err(|_| Refused::BadMac)?;
+            let valid = secrets
+                .iter()
+                .any(|secret| mac(secret, signed).is_some_and(|mac| mac.verify_slice(tag).is_ok()));
+            if !valid {
+                return Err(Refused::BadMac);
+            }
             signed
         }
-        (false, Some(_)) => return Err(Refused::MissingMac),
-        // Without a secret there is nothing to check a tag against.
-        (true, None) => &bytes[..bytes.len().saturating_sub(MAC_LEN)],
-        (false, None) => bytes,
+        (false, false) => return Err(Refused::MissingMac),
+        // Without a secret (opted out by name) there is nothing to check a tag against.
+        (true, true) => &bytes[..bytes.len().saturating_sub(MAC_LEN)],
+        (false, true) => bytes,
     };
     let mut reader = Reader(&signed[TIMES_AT..]);
     let fetched_at = time(reader.take(TIME_DIGITS)?)?;
@@ -227,10 +264,29 @@ mod tests {
     fn round_trip_with_and_without_mac() {
         for secret in [None, Some(&b"secret"[..])] {
             let sealed = seal("k", &entry(), b"value", secret).unwrap_or_default();
-            let opened = open("k", &sealed, secret, now(), SKEW).map_err(|e| e.to_string());
+            let opened =
+                open("k", &sealed, secret.as_slice(), now(), SKEW).map_err(|e| e.to_string());
             let opened = opened.as_ref().map(|o| (o.value, o.etag, o.fetched_at));
             assert_eq!(opened, Ok((&b"value"[..], Some("\"abc\""), now())));
         }
+    }
+
+    #[test]
+    fn a_rotated_secret_is_accepted_beside_the_new_one_and_no_other() {
+        let (old, new, stranger) = (&b"old secret"[..], &b"new secret"[..], &b"guess"[..]);
+        let by_old = seal("k", &entry(), b"value", Some(old)).unwrap_or_default();
+        let by_new = seal("k", &entry(), b"value", Some(new)).unwrap_or_default();
+        for sealed in [&by_old, &by_new] {
+            assert!(open("k", sealed, &[new, old], now(), SKEW).is_ok());
+            assert_eq!(
+                open("k", sealed, &[stranger], now(), SKEW).err(),
+                Some(Refused::BadMac)
+            );
+        }
+        assert_eq!(
+            open("k", &by_old, &[new], now(), SKEW).err(),
+            Some(Refused::BadMac)
+        );
     }
 
     #[test]
@@ -241,20 +297,20 @@ mod tests {
         let at = flipped.len() - MAC_LEN - 1;
         flipped[at] ^= 1;
         assert_eq!(
-            open("k", &flipped, secret, now(), SKEW).err(),
+            open("k", &flipped, secret.as_slice(), now(), SKEW).err(),
             Some(Refused::BadMac)
         );
         assert_eq!(
-            open("k", &sealed, Some(b"other"), now(), SKEW).err(),
+            open("k", &sealed, &[b"other"], now(), SKEW).err(),
             Some(Refused::BadMac)
         );
         assert_eq!(
-            open("other", &sealed, secret, now(), SKEW).err(),
+            open("other", &sealed, secret.as_slice(), now(), SKEW).err(),
             Some(Refused::WrongKey)
         );
         let unsigned = seal("k", &entry(), b"value", None).unwrap_or_default();
         assert_eq!(
-            open("k", &unsigned, secret, now(), SKEW).err(),
+            open("k", &unsigned, secret.as_slice(), now(), SKEW).err(),
             Some(Refused::MissingMac)
         );
     }
@@ -264,7 +320,7 @@ mod tests {
         let sealed = seal("k", &entry(), b"value", None).unwrap_or_default();
         for cut in 0..sealed.len() {
             assert!(
-                open("k", &sealed[..cut], None, now(), SKEW).is_err(),
+                open("k", &sealed[..cut], &[], now(), SKEW).is_err(),
                 "cut at {cut}"
             );
         }
@@ -275,15 +331,15 @@ mod tests {
             &[0xff; 100],
             b"JWKS10zzzzzzzzzzzzzzzz",
         ] {
-            assert!(open("k", bytes, None, now(), SKEW).is_err());
+            assert!(open("k", bytes, &[], now(), SKEW).is_err());
         }
     }
 
     proptest::proptest! {
         #[test]
         fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512)) {
-            let _ = open("k", &bytes, None, now(), SKEW);
-            let _ = open("k", &bytes, Some(b"secret"), now(), SKEW);
+            let _ = open("k", &bytes, &[], now(), SKEW);
+            let _ = open("k", &bytes, &[b"secret"], now(), SKEW);
         }
 
         #[test]
@@ -292,14 +348,14 @@ mod tests {
             let mut sealed = seal("k", &entry(), b"value", secret).unwrap_or_default();
             let at = at % sealed.len();
             sealed[at] ^= flip;
-            proptest::prop_assert!(open("k", &sealed, secret, now(), SKEW).is_err());
+            proptest::prop_assert!(open("k", &sealed, secret.as_slice(), now(), SKEW).is_err());
         }
 
         #[test]
         fn a_prefix_of_jwks_and_garbage_never_panics(tail in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200)) {
             let mut bytes = b"JWKS1".to_vec();
             bytes.extend_from_slice(&tail);
-            let _ = open("k", &bytes, None, now(), SKEW);
+            let _ = open("k", &bytes, &[], now(), SKEW);
         }
     }
 
@@ -310,13 +366,13 @@ mod tests {
         future.fresh_until = future.fetched_at;
         let sealed = seal("k", &future, b"v", None).unwrap_or_default();
         assert_eq!(
-            open("k", &sealed, None, now(), SKEW).err(),
+            open("k", &sealed, &[], now(), SKEW).err(),
             Some(Refused::BadTimes)
         );
         let sealed = seal("k", &entry(), b"v", None).unwrap_or_default();
         let later = now() + Duration::from_secs(5000);
         assert_eq!(
-            open("k", &sealed, None, later, SKEW).err(),
+            open("k", &sealed, &[], later, SKEW).err(),
             Some(Refused::Expired)
         );
     }

@@ -24,10 +24,12 @@ impl LuaScript {
 
 /// Stores `ARGV[1]` with a TTL of `ARGV[3]` ms unless the stored envelope was fetched later than
 /// `ARGV[2]` (ms). A stored `fetched_at` beyond `ARGV[4]` (now plus the allowed skew) is not
-/// believed, so a planted far-future entry cannot block writes. Returns 1 if written.
+/// believed, so a planted far-future entry cannot block writes. Only the first 22 bytes of the
+/// stored value are read, so a planted huge value costs no more than a small one. Returns 1 if
+/// written.
 pub(crate) static WRITE_IF_NEWER: LuaScript = LuaScript::new(
     r"
-local current = redis.pcall('GET', KEYS[1])
+local current = redis.pcall('GETRANGE', KEYS[1], 0, 21)
 if type(current) == 'string' and string.sub(current, 1, 4) == 'JWKS' then
   local stored = tonumber(string.sub(current, 7, 22), 16)
   if stored and stored > tonumber(ARGV[2]) and stored <= tonumber(ARGV[4]) then

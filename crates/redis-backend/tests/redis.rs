@@ -10,15 +10,22 @@ use jwkstash_core::testkit::{self, entry_now};
 use jwkstash_core::{
     Cache, CacheErrorKind, Clock, Entry, Invalidation, Invalidations, Lease, ManualClock,
 };
-use jwkstash_redis::RedisCache;
 use jwkstash_redis::testkit::{RedisCluster, RedisSentinel, RedisServer};
+use jwkstash_redis::{BuildError, RedisCache};
 
 const SECRET: &[u8] = b"a service secret, never in redis";
 
+/// A cache with the service's secret (authentication is the default).
 async fn cache(url: &str, prefix: &str, clock: &ManualClock) -> RedisCache {
+    signed_cache(url, prefix, clock, SECRET).await
+}
+
+/// A cache that opted out of authentication by name.
+async fn unauthenticated_cache(url: &str, prefix: &str, clock: &ManualClock) -> RedisCache {
     RedisCache::builder()
         .url(url)
         .prefix(prefix)
+        .insecure_unauthenticated()
         .clock(Arc::new(clock.clone()))
         .build()
         .await
@@ -54,7 +61,10 @@ async fn conformance(url: &str, tag: &str, secret: Option<&[u8]>) {
             signed_cache(url, &a, &clock, secret).await,
             signed_cache(url, &b, &clock, secret).await,
         ),
-        None => (cache(url, &a, &clock).await, cache(url, &b, &clock).await),
+        None => (
+            unauthenticated_cache(url, &a, &clock).await,
+            unauthenticated_cache(url, &b, &clock).await,
+        ),
     };
     testkit::run_all(Arc::new(a), Arc::new(b), &clock).await;
 }
@@ -173,7 +183,7 @@ async fn hostile_values_read_as_a_miss() {
 }
 
 async fn cache_without_secret(url: &str, clock: &ManualClock) -> RedisCache {
-    cache(url, "hostile", clock).await
+    unauthenticated_cache(url, "hostile", clock).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -347,6 +357,7 @@ async fn redis_down_at_start_is_used_once_it_is_up() {
     let cache = RedisCache::builder()
         .url(redis.url())
         .prefix("late")
+        .hmac_secret(SECRET.to_vec())
         .clock(Arc::new(clock.clone()))
         .circuit(3, Duration::from_millis(200))
         .build()
@@ -381,6 +392,7 @@ async fn a_paused_redis_costs_at_most_the_deadline_then_nothing() {
     let cache = RedisCache::builder()
         .url(redis.url())
         .prefix("paused")
+        .hmac_secret(SECRET.to_vec())
         .clock(Arc::new(clock.clone()))
         .call_timeout(Duration::from_millis(100))
         .circuit(3, Duration::from_secs(30))
@@ -428,7 +440,21 @@ async fn prefixes_must_be_safe_and_secrets_stay_out_of_debug() {
         .hmac_secret(b"short".to_vec())
         .build()
         .await;
-    assert!(weak.is_err());
+    assert!(matches!(weak, Err(BuildError::WeakSecret)));
+    // No secret: refused unless the caller opts out by name.
+    let unauthenticated = RedisCache::builder()
+        .url(redis.url())
+        .prefix("p")
+        .build()
+        .await;
+    assert!(matches!(unauthenticated, Err(BuildError::MissingSecret)));
+    let only_previous = RedisCache::builder()
+        .url(redis.url())
+        .prefix("p")
+        .previous_hmac_secret(SECRET.to_vec())
+        .build()
+        .await;
+    assert!(matches!(only_previous, Err(BuildError::MissingSecret)));
     let builder = RedisCache::builder()
         .url(redis.url())
         .prefix("p")
@@ -445,4 +471,49 @@ async fn prefixes_must_be_safe_and_secrets_stay_out_of_debug() {
         !shown.contains(jwkstash_redis::testkit::PASSWORD) && !shown.contains("service secret"),
         "{shown}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_secret_rotates_without_a_miss_and_refusals_are_counted() {
+    let Some(redis) = RedisServer::start().await else {
+        return;
+    };
+    let clock = ManualClock::default();
+    let (old, new) = (
+        &b"the secret of last quarter"[..],
+        &b"the secret of this quarter"[..],
+    );
+    let before = signed_cache(&redis.url(), "rotation", &clock, old).await;
+    Cache::put(&before, "k", entry_now(&clock, b"keys"))
+        .await
+        .unwrap();
+    // Mid-rotation: writes with the new secret, still reads what the old one tagged.
+    let during = RedisCache::builder()
+        .url(redis.url())
+        .prefix("rotation")
+        .hmac_secret(new.to_vec())
+        .previous_hmac_secret(old.to_vec())
+        .clock(Arc::new(clock.clone()))
+        .build()
+        .await
+        .unwrap();
+    assert!(Cache::<Vec<u8>>::get(&during, "k").await.unwrap().is_some());
+    clock.advance(Duration::from_millis(1));
+    Cache::put(&during, "k", entry_now(&clock, b"keys"))
+        .await
+        .unwrap();
+    // After it: the new secret alone reads the new tag; the old secret alone no longer does.
+    let after = signed_cache(&redis.url(), "rotation", &clock, new).await;
+    assert!(Cache::<Vec<u8>>::get(&after, "k").await.unwrap().is_some());
+    assert!(Cache::<Vec<u8>>::get(&before, "k").await.unwrap().is_none());
+    assert_eq!(before.refusals()["bad_mac"], 1);
+    // An unauthenticated envelope is refused by every authenticated reader, and counted.
+    let open = unauthenticated_cache(&redis.url(), "rotation", &clock).await;
+    clock.advance(Duration::from_millis(1));
+    Cache::put(&open, "k", entry_now(&clock, b"planted"))
+        .await
+        .unwrap();
+    assert!(Cache::<Vec<u8>>::get(&after, "k").await.unwrap().is_none());
+    assert_eq!(after.refusals()["missing_mac"], 1);
+    assert_eq!(after.refusals().values().sum::<u64>(), 1);
 }
