@@ -74,6 +74,8 @@ async fn redis_handle(url: &str, prefix: &str, clock: &ManualClock) -> RedisCach
 struct Upstream {
     calls: Arc<AtomicUsize>,
     answers: Arc<std::sync::Mutex<Vec<Fetched>>>,
+    /// While set, every fetch answers 500.
+    failing: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Upstream {
@@ -81,7 +83,13 @@ impl Upstream {
         Self {
             calls: Arc::default(),
             answers: Arc::new(std::sync::Mutex::new(vec![answer(keys)])),
+            failing: Arc::default(),
         }
+    }
+
+    /// From the next fetch on, answer 500.
+    fn fail(&self) {
+        self.failing.store(true, Ordering::SeqCst);
     }
 
     /// From the next fetch on, serve `keys`.
@@ -98,8 +106,12 @@ impl Upstream {
         mock.expect_id()
             .return_const("https://idp.test/jwks".to_owned());
         let (calls, answers) = (Arc::clone(&self.calls), Arc::clone(&self.answers));
+        let failing = Arc::clone(&self.failing);
         mock.expect_fetch().returning(move |_| {
             calls.fetch_add(1, Ordering::SeqCst);
+            if failing.load(Ordering::SeqCst) {
+                return Err(jwkstash::FetchError::Status(500));
+            }
             Ok(answers.lock().unwrap().last().cloned().expect("an answer"))
         });
         Slow(mock)
@@ -398,6 +410,91 @@ async fn simultaneous_rotation(shared: Shared, clock: ManualClock) {
         outcomes.iter().find(|o| o.is_err())
     );
     assert_eq!(fleet.upstream.calls(), 2);
+}
+
+/// Upstream requests through an outage, in real time scaled down twentyfold: 3 s of 500s
+/// (a minute) after the set (fresh for 200 ms) went stale, backoff from 50 ms to 3 s (1 s to 60 s), each instance
+/// verifying every 10 ms on its own schedule. `size` instances over `shared`, or one alone.
+async fn requests_through_an_outage(size: usize, shared: Option<&Shared>) -> usize {
+    let key = TestKey::ec_p256("k1");
+    let clock = ManualClock::new(std::time::SystemTime::now());
+    let upstream = Upstream::serving(&[&key]);
+    let policy = FreshnessPolicy::default()
+        .min_ttl(Duration::from_millis(100))
+        .ttl(Duration::from_millis(200))
+        .refresh_ahead(Duration::ZERO)
+        .backoff_initial(Duration::from_millis(50))
+        .backoff_max(Duration::from_secs(3));
+    let mut instances = Vec::new();
+    for _ in 0..size {
+        let mut builder = Verifier::builder()
+            .key_source(upstream.source())
+            .issuer(ISSUER)
+            .audience(AUDIENCE)
+            .clock(Arc::new(jwkstash_core::SystemClock))
+            .lease_ttl(LEASE_TTL)
+            .policy(policy.clone());
+        if let Some(shared) = shared {
+            builder = builder.shared_tier(shared.connect(&clock).await);
+        }
+        instances.push(builder.build().unwrap());
+    }
+    let token = key.sign(&claims(&clock));
+    for instance in &instances {
+        instance.verify::<Value>(&token).await.unwrap();
+    }
+    // The provider fails from now on; the set goes stale 200 ms after the warm-up.
+    upstream.fail();
+    let before = upstream.calls();
+    let tasks: Vec<_> = instances
+        .into_iter()
+        .map(|instance| {
+            let token = token.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(fastrand::u64(0..10))).await;
+                let until = Instant::now() + Duration::from_millis(3200);
+                while Instant::now() < until {
+                    instance.verify::<Value>(&token).await.unwrap();
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap();
+    }
+    upstream.calls() - before
+}
+
+async fn fleet_wide_backoff(shared: Shared) {
+    let alone = requests_through_an_outage(1, None).await;
+    let fleet = requests_through_an_outage(8, Some(&shared)).await;
+    eprintln!("requests through the outage: one instance {alone}, eight {fleet}");
+    assert!(
+        alone >= 4,
+        "one instance asked {alone} times: the outage was not exercised"
+    );
+    assert!(
+        fleet * 2 <= alone * 3,
+        "8 instances asked {fleet} times where one asks {alone}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outage_costs_the_provider_what_one_instance_costs_on_the_memory_tier() {
+    // This scenario runs on the system clock, and so does the shared tier's expiry.
+    let tier = MemoryCache::builder()
+        .clock(Arc::new(jwkstash_core::SystemClock))
+        .build();
+    fleet_wide_backoff(Shared::Memory(tier)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_outage_costs_the_provider_what_one_instance_costs_on_redis() {
+    let Some(redis) = with_redis().await else {
+        return;
+    };
+    fleet_wide_backoff(Shared::redis(redis.url())).await;
 }
 
 // ---------------------------------------------------------------- every scenario on every tier
