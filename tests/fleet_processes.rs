@@ -1,0 +1,287 @@
+//! The fleet as separate OS processes over one real `redis-server` and one provider on
+//! 127.0.0.1: the instance holding the fleet's fetch is SIGKILLed while the provider hangs its
+//! request, and the rest of the fleet recovers on its own once the lease ends.
+//!
+//! Each instance is this test binary run again as `member` (an ignored test that acts only
+//! when spawned with `JWKSTASH_FLEET_MEMBER`): it verifies the tokens it reads on stdin and
+//! answers `@@ ok` or `@@ err <code>` on stdout.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::io::{BufRead, Write};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use jwkstash::testkit::{Behaviour, Idp, TestKey, eventually};
+use jwkstash::{FreshnessPolicy, HttpKeySource, RedisCache, Verifier, VerifyError};
+use jwkstash_redis::testkit::RedisServer;
+use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
+use tokio::process::{Child, ChildStdin, ChildStdout, Command};
+
+const MEMBER_ENV: &str = "JWKSTASH_FLEET_MEMBER";
+const LEASE_TTL: Duration = Duration::from_secs(1);
+const SECRET: &str = "the fleet's secret, from the environment";
+
+/// The member process: one verifier over the shared Redis, driven by stdin.
+#[test]
+#[ignore = "runs only as a spawned fleet member"]
+fn member() {
+    let Ok(config) = std::env::var(MEMBER_ENV) else {
+        return;
+    };
+    let config: Value = serde_json::from_str(&config).expect("member config");
+    let text = |name: &str| config[name].as_str().expect(name).to_owned();
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let verifier = runtime.block_on(async {
+        let redis = RedisCache::builder()
+            .url(text("redis_url"))
+            .prefix(text("prefix"))
+            .hmac_secret(SECRET.as_bytes().to_vec())
+            .build()
+            .await
+            .unwrap();
+        // A fetch deadline far beyond the test: only the provider ends a hung request.
+        let source = HttpKeySource::builder(text("jwks_url"))
+            .allow_http(true)
+            .timeout(Duration::from_secs(60))
+            .build()
+            .unwrap();
+        let ttl = Duration::from_millis(config["ttl_ms"].as_u64().unwrap());
+        Verifier::builder()
+            .key_source(source)
+            .issuer(text("issuer"))
+            .audience(text("audience"))
+            .shared_tier(Arc::new(redis))
+            .lease_ttl(LEASE_TTL)
+            .policy(
+                FreshnessPolicy::default()
+                    .min_ttl(ttl.min(Duration::from_secs(60)))
+                    .ttl(ttl)
+                    .refresh_ahead(ttl / 2)
+                    .unknown_kid_wait(Duration::from_millis(200)),
+            )
+            .build()
+            .unwrap()
+    });
+    let mut out = std::io::stdout();
+    writeln!(out, "@@ ready").unwrap();
+    out.flush().unwrap();
+    for token in std::io::stdin().lock().lines() {
+        let token = token.unwrap();
+        let answer = match runtime.block_on(verifier.verify::<Value>(&token)) {
+            Ok(_) => "ok".to_owned(),
+            Err(VerifyError::InvalidToken(reason)) => format!("err {}", reason.code()),
+            Err(_) => "err unavailable".to_owned(),
+        };
+        writeln!(out, "@@ {answer}").unwrap();
+        out.flush().unwrap();
+    }
+}
+
+/// A running member process.
+struct Member {
+    child: Child,
+    stdin: ChildStdin,
+    stdout: Lines<BufReader<ChildStdout>>,
+}
+
+impl Member {
+    async fn spawn(redis: &RedisServer, idp: &Idp, prefix: &str, ttl: Duration) -> Self {
+        let config = serde_json::json!({
+            "redis_url": redis.url(),
+            "prefix": prefix,
+            "jwks_url": idp.jwks_url(),
+            "issuer": idp.issuer(),
+            "audience": idp.audience(),
+            "ttl_ms": ttl.as_millis() as u64,
+        });
+        let mut child = Command::new(std::env::current_exe().unwrap())
+            .args([
+                "member",
+                "--exact",
+                "--ignored",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(MEMBER_ENV, config.to_string())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let stdin = child.stdin.take().unwrap();
+        let stdout = BufReader::new(child.stdout.take().unwrap()).lines();
+        let mut member = Self {
+            child,
+            stdin,
+            stdout,
+        };
+        assert_eq!(member.answer().await, "ready");
+        member
+    }
+
+    async fn answer(&mut self) -> String {
+        while let Some(line) = self.stdout.next_line().await.unwrap() {
+            // libtest may print its own words before ours on the first line.
+            if let Some((_, answer)) = line.split_once("@@ ") {
+                return answer.to_owned();
+            }
+        }
+        panic!("the member exited");
+    }
+
+    async fn verify(&mut self, token: &str) -> String {
+        self.stdin
+            .write_all(format!("{token}\n").as_bytes())
+            .await
+            .unwrap();
+        self.stdin.flush().await.unwrap();
+        self.answer().await
+    }
+
+    /// SIGKILL, and wait until the process is gone.
+    async fn kill(mut self) {
+        self.child.kill().await.unwrap();
+    }
+}
+
+struct Fleet {
+    redis: RedisServer,
+    idp: Idp,
+    members: Vec<Member>,
+}
+
+impl Fleet {
+    /// `size` members, warmed with one valid token each: one upstream request in all.
+    async fn start(size: usize, ttl: Duration) -> Option<Self> {
+        let redis = RedisServer::start().await?;
+        let idp = Idp::builder()
+            .key(TestKey::ec_p256("key-1"))
+            .start()
+            .await
+            .unwrap();
+        let prefix = format!("processes-{:08x}", fastrand::u32(..));
+        let mut members = Vec::new();
+        for _ in 0..size {
+            members.push(Member::spawn(&redis, &idp, &prefix, ttl).await);
+        }
+        let mut fleet = Self {
+            redis,
+            idp,
+            members,
+        };
+        let token = fleet.idp.mint();
+        for member in &mut fleet.members {
+            assert_eq!(member.verify(&token).await, "ok");
+        }
+        assert_eq!(fleet.idp.jwks_requests(), 1, "cold start");
+        Some(fleet)
+    }
+
+    /// Every remaining member verifies `token` `rounds` times; all must accept it.
+    async fn expect_valid(&mut self, token: &str, rounds: usize) {
+        for _ in 0..rounds {
+            for (i, member) in self.members.iter_mut().enumerate() {
+                let answer = member.verify(token).await;
+                assert_eq!(answer, "ok", "member {i} refused a valid token");
+            }
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_holder_of_the_unknown_kid_refetch_does_not_block_the_new_key() {
+    let Some(mut fleet) = Fleet::start(4, Duration::from_secs(600)).await else {
+        return;
+    };
+    // The provider rotates; the first member to see the new kid holds the fleet's refetch,
+    // and the provider hangs its request.
+    fleet.idp.set_behaviour(Behaviour::Hang);
+    fleet.idp.rotate(TestKey::ec_p256("key-2"));
+    let rotated = fleet.idp.mint();
+    let holder = fleet.members.remove(0);
+    let mut holder = holder;
+    assert_eq!(holder.verify(&rotated).await, "err unavailable");
+    eventually("the holder's request hangs", || {
+        fleet.idp.open_requests() == 1
+    })
+    .await;
+    assert_eq!(fleet.idp.jwks_requests(), 2);
+    holder.kill().await;
+    let killed = Instant::now();
+    fleet.idp.set_behaviour(Behaviour::Serve);
+    // The rest of the fleet asks for the new kid until every member accepts it.
+    let mut accepted = vec![false; fleet.members.len()];
+    while accepted.contains(&false) {
+        assert!(
+            killed.elapsed() < LEASE_TTL + Duration::from_secs(10),
+            "the new key was never accepted fleet-wide"
+        );
+        for (i, member) in fleet.members.iter_mut().enumerate() {
+            match member.verify(&rotated).await.as_str() {
+                "ok" => accepted[i] = true,
+                "err unavailable" => assert!(!accepted[i], "member {i} went back"),
+                other => panic!("member {i} refused the new key: {other}"),
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let recovery = killed.elapsed();
+    eprintln!("the new key accepted fleet-wide {recovery:?} after the holder's SIGKILL");
+    assert!(
+        recovery < LEASE_TTL + Duration::from_secs(3),
+        "recovery took {recovery:?}"
+    );
+    // After recovery no valid token is refused, and nothing more is fetched.
+    fleet.expect_valid(&rotated, 20).await;
+    assert_eq!(
+        fleet.idp.jwks_requests(),
+        3,
+        "cold start, the hung refetch, one refetch after the lease"
+    );
+    drop(fleet.redis);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_refresh_ahead_leaseholder_is_replaced_when_its_lease_ends() {
+    // Sets fresh for 2 s, refreshed ahead from 1 s.
+    let ttl = Duration::from_secs(2);
+    let Some(mut fleet) = Fleet::start(4, ttl).await else {
+        return;
+    };
+    let warmed = Instant::now();
+    let token = fleet.idp.mint();
+    fleet.idp.set_behaviour(Behaviour::Hang);
+    tokio::time::sleep((ttl / 2 + Duration::from_millis(100)).saturating_sub(warmed.elapsed()))
+        .await;
+    // The first member in the refresh-ahead window takes the lease; its request hangs.
+    let mut holder = fleet.members.remove(0);
+    assert_eq!(holder.verify(&token).await, "ok");
+    eventually("the holder's refresh hangs", || {
+        fleet.idp.open_requests() == 1
+    })
+    .await;
+    assert_eq!(fleet.idp.jwks_requests(), 2);
+    holder.kill().await;
+    let killed = Instant::now();
+    fleet.idp.set_behaviour(Behaviour::Serve);
+    // The others keep verifying (served fresh, then stale) while the dead holder's lease runs
+    // out; then one of them refreshes for the fleet.
+    while fleet.idp.jwks_requests() < 3 {
+        assert!(
+            killed.elapsed() < LEASE_TTL + Duration::from_secs(10),
+            "no member took over the refresh"
+        );
+        fleet.expect_valid(&token, 1).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let recovery = killed.elapsed();
+    eprintln!("the refresh taken over {recovery:?} after the leaseholder's SIGKILL");
+    assert!(
+        recovery < LEASE_TTL + Duration::from_secs(3),
+        "recovery took {recovery:?}"
+    );
+    fleet.expect_valid(&token, 10).await;
+    assert_eq!(fleet.idp.jwks_requests(), 3);
+}
