@@ -161,3 +161,55 @@ async fn one_warning_per_failed_fetch_however_many_callers() {
     assert_eq!(verifier.stats().stale_served, 500);
     assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 2);
 }
+
+/// An operator sees which instance fetched and why, and a warning when a fetch outlasted the
+/// fleet's lease (another instance may then have fetched too).
+#[tokio::test(start_paused = true)]
+async fn fetches_name_their_instance_and_reason_and_an_outlasted_lease_warns() {
+    let (logs, lock) = logs();
+    let _one_at_a_time = lock.lock().await;
+    logs.0.lock().unwrap().clear();
+    let clock = jwkstash_core::TokioClock::new();
+    let key = TestKey::ed25519("k1");
+    let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let source = Slow {
+        inner: scripted_source(vec![Ok(modified(&[&key]))], Arc::clone(&calls)),
+        delay: std::time::Duration::from_millis(300),
+    };
+    let shared = jwkstash_memory::MemoryCache::<Arc<jwkstash_jwks::KeySet>>::builder()
+        .clock(Arc::new(clock.clone()))
+        .build();
+    let verifier = builder(source, Arc::new(clock.clone()))
+        .shared_tier(Arc::new(shared))
+        .lease_ttl(std::time::Duration::from_millis(100))
+        .build()
+        .unwrap();
+    verifier
+        .verify::<Value>(&token(&key, &clock))
+        .await
+        .unwrap();
+    let logged = logs.text();
+    let event = logged
+        .lines()
+        .find(|line| line.contains("fetching the key set"))
+        .unwrap_or_else(|| panic!("no fetch event: {logged}"));
+    assert!(
+        event.contains("reason=\"cold\"") && event.contains("instance="),
+        "{event}"
+    );
+    assert!(
+        logged
+            .lines()
+            .any(|line| line.contains(" WARN ") && line.contains("outlasted the fleet's lease")),
+        "{logged}"
+    );
+    let stats = verifier.stats();
+    assert_eq!(
+        (
+            stats.fetches_cold,
+            stats.fetches_stale,
+            stats.fetches_unknown_kid
+        ),
+        (1, 0, 0)
+    );
+}

@@ -170,6 +170,12 @@ async fn a_failing_provider_is_asked_on_the_backoff_schedule_only() {
     assert_eq!(idp.jwks_requests(), 2);
     let failures = timeline.follow_the_backoff(1, 6).await;
     assert_eq!(idp.jwks_requests(), 2 + 6);
+    let stats = timeline.verifier.stats();
+    assert_eq!(
+        (stats.fetches_cold, stats.fetches_stale),
+        (1, 7),
+        "{stats:?}"
+    );
     timeline.recover(failures).await;
 }
 
