@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use common::*;
-use jwkstash_core::{MockKeySource, TokioClock};
+use jwkstash_core::TokioClock;
 use jwkstash_jwks::testkit::eventually;
 use jwkstash_jwks::{FreshnessPolicy, InvalidToken, Verifier, VerifyError};
 use serde_json::Value;
@@ -49,14 +49,7 @@ impl Fixture {
 async fn four_sequential_verifications_fetch_once() {
     let key = rsa_key("k1");
     let clock = TokioClock::new();
-    let mut source = MockKeySource::new();
-    source.expect_id().return_const(JWKS_URL.to_owned());
-    let body = modified(&[&key]);
-    source
-        .expect_fetch()
-        .times(1)
-        .returning(move |_| Ok(body.clone()));
-    let verifier = verifier(source, &clock);
+    let verifier = verifier(once_source(&[&key]), &clock);
     for _ in 0..4 {
         let claims: Value = verifier.verify(&token(&key, &clock)).await.unwrap();
         assert_eq!(claims["sub"], "user-1");
@@ -505,15 +498,8 @@ async fn every_cold_stampede_fetches_exactly_once() {
     let clock = TokioClock::new();
     let token = token(&key, &clock);
     for round in 0..200 {
-        let mut source = MockKeySource::new();
-        source.expect_id().return_const(JWKS_URL.to_owned());
-        let body = modified(&[&key]);
-        source
-            .expect_fetch()
-            .times(1)
-            .returning(move |_| Ok(body.clone()));
         let cache = Arc::new(SlowReads::new(&clock, 0, 5));
-        let verifier = builder(source, Arc::new(clock.clone()))
+        let verifier = builder(once_source(&[&key]), Arc::new(clock.clone()))
             .cache(cache)
             .build()
             .unwrap();

@@ -58,6 +58,19 @@ pub fn builder(source: impl KeySource + 'static, clock: SharedClock) -> Verifier
         .clock(clock)
 }
 
+/// A mock that must be asked for keys exactly once (mockall fails the test on a second call
+/// by itself, and on none when the mock is dropped).
+pub fn once_source(keys: &[&TestKey]) -> MockKeySource {
+    let mut source = MockKeySource::new();
+    source.expect_id().return_const(JWKS_URL.to_owned());
+    let body = modified(keys);
+    source
+        .expect_fetch()
+        .times(1)
+        .returning(move |_| Ok(body.clone()));
+    source
+}
+
 /// A mock that must never be asked for keys.
 pub fn silent_source() -> MockKeySource {
     let mut source = MockKeySource::new();
