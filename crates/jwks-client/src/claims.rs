@@ -6,11 +6,11 @@ use std::fmt;
 use std::time::{Duration, SystemTime};
 
 use serde::Deserialize;
-use serde::de::{Deserializer, IgnoredAny, MapAccess, Visitor};
+use serde::de::{Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
 use crate::error::InvalidToken;
-use crate::json::{Name, SeenNames};
+use crate::json::{Checked, Name, SeenNames};
 
 /// The registered claims of a payload, borrowed as raw JSON and typed only when checked, so
 /// that a wrong JSON type is a clear refusal and a valid payload costs no allocation.
@@ -58,7 +58,7 @@ impl<'de> Visitor<'de> for RegisteredVisitor {
                 "iss" => &mut claims.iss,
                 "aud" => &mut claims.aud,
                 _ => {
-                    map.next_value::<IgnoredAny>()?;
+                    map.next_value::<Checked>()?;
                     continue;
                 }
             };
@@ -117,6 +117,8 @@ pub(crate) struct ClaimRules {
     pub(crate) leeway: Duration,
     pub(crate) require_exp: bool,
     pub(crate) max_lifetime: Option<Duration>,
+    /// Refuse an `iat` later than now plus the leeway.
+    pub(crate) reject_future_iat: bool,
 }
 
 impl ClaimRules {
@@ -137,6 +139,13 @@ impl ClaimRules {
         };
         let iat = date(claims.iat, "iat")?;
         self.check_times(times, now)?;
+        // A token issued in the future (beyond the leeway) comes from a clock or an issuer
+        // that is wrong; refused unless the caller allows it.
+        if self.reject_future_iat
+            && iat.is_some_and(|iat| iat > unix_seconds(now).saturating_add(self.leeway.as_secs()))
+        {
+            return Err(InvalidToken::IssuedInFuture);
+        }
         if let Some(max) = self.max_lifetime {
             let lifetime = match (times.exp, iat) {
                 (Some(exp), Some(iat)) => exp.saturating_sub(iat),
@@ -180,7 +189,11 @@ impl ClaimRules {
 
     fn check_audience(&self, aud: Option<&RawValue>) -> Result<(), InvalidToken> {
         let Some(ours) = &self.audiences else {
-            return Ok(());
+            // Unchecked, but still valid JSON in full.
+            return match aud.map(|aud| serde_json::from_str::<Checked>(aud.get())) {
+                Some(Err(_)) => Err(InvalidToken::InvalidClaim("aud")),
+                _ => Ok(()),
+            };
         };
         let aud = aud.ok_or(InvalidToken::MissingClaim("aud"))?;
         let accepted = |aud: &str| ours.iter().any(|ours| ours == aud);
@@ -211,6 +224,7 @@ mod tests {
             leeway: Duration::from_secs(60),
             require_exp: true,
             max_lifetime: None,
+            reject_future_iat: true,
         }
     }
 

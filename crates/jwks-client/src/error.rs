@@ -48,6 +48,13 @@ pub enum InvalidToken {
     /// `nbf` is in the future (beyond the leeway).
     #[error("token not yet valid")]
     NotYetValid,
+    /// `iat` is later than now plus the leeway (refused by default; see
+    /// `VerifierBuilder::accept_future_iat`).
+    #[error("token issued in the future")]
+    IssuedInFuture,
+    /// The header's `typ` is not a string, or not the type the verifier requires.
+    #[error("token type not accepted")]
+    InvalidType,
     /// `exp - iat` (or `exp - now` without `iat`) is longer than the configured maximum.
     #[error("token lifetime exceeds the maximum")]
     LifetimeTooLong,
@@ -89,6 +96,8 @@ impl InvalidToken {
             Self::Expired => "expired",
             Self::NotYetValid => "not_yet_valid",
             Self::LifetimeTooLong => "lifetime_too_long",
+            Self::IssuedInFuture => "issued_in_future",
+            Self::InvalidType => "invalid_type",
             Self::MissingClaim(_) => "missing_claim",
             Self::InvalidClaim(_) => "invalid_claim",
             Self::InvalidIssuer => "invalid_issuer",

@@ -68,6 +68,15 @@ impl Issuers {
         }
     }
 
+    /// The longest token the registry routes, in bytes (default 16 KiB, like
+    /// [`VerifierBuilder::max_token_bytes`]); longer ones are refused before any decoding. Each
+    /// verifier still applies its own limit.
+    #[must_use]
+    pub fn max_token_bytes(mut self, bytes: usize) -> Self {
+        self.max_token_bytes = bytes.max(1);
+        self
+    }
+
     /// A verifier builder with the registry's shared near tier (if any).
     pub fn verifier_builder(&self) -> VerifierBuilder {
         match &self.near {

@@ -118,6 +118,8 @@ pub enum SkipReason {
     RsaExponent,
     /// EC or Ed25519 coordinates of the wrong length.
     BadCoordinates,
+    /// EC coordinates of the right length that are not a point on the named curve.
+    PointNotOnCurve,
     /// A `kid` longer than [`MAX_KID_BYTES`].
     KidTooLong,
     /// The set already had [`MAX_KEYS`] usable keys.
@@ -138,6 +140,7 @@ impl fmt::Display for SkipReason {
             Self::RsaSize => "RSA modulus size out of range",
             Self::RsaExponent => "RSA exponent refused",
             Self::BadCoordinates => "bad curve coordinates",
+            Self::PointNotOnCurve => "the point is not on the curve",
             Self::KidTooLong => "kid too long",
             Self::TooManyKeys => "too many keys",
         })
@@ -468,6 +471,14 @@ fn ec_key(jwk: &RawJwk) -> Result<(KeyKind, DecodingKey), SkipReason> {
     point.push(0x04);
     point.extend_from_slice(&x);
     point.extend_from_slice(&y);
+    // Checked now, not at the first signature: a key off its curve is no key, and saying so
+    // here names it in the parse report (`jwkstash keys`) instead of failing as a bad signature.
+    let curve = match kind {
+        KeyKind::EcP256 => &aws_lc_rs::signature::ECDSA_P256_SHA256_FIXED,
+        _ => &aws_lc_rs::signature::ECDSA_P384_SHA384_FIXED,
+    };
+    aws_lc_rs::signature::ParsedPublicKey::new(curve, &point)
+        .map_err(|_| SkipReason::PointNotOnCurve)?;
     Ok((kind, DecodingKey::from_ec_der(&point)))
 }
 

@@ -8,11 +8,11 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use jsonwebtoken::Algorithm;
 use serde::Deserialize;
-use serde::de::{self, Deserializer, IgnoredAny, MapAccess, Visitor};
+use serde::de::{self, Deserializer, MapAccess, Visitor};
 
 use crate::alg::{AlgorithmSet, parse_asymmetric};
 use crate::error::InvalidToken;
-use crate::json::{Name, SeenNames};
+use crate::json::{Checked, Name, SeenNames, StrMember};
 use crate::keyset::MAX_KID_BYTES;
 
 /// A compact JWS split into its parts, with the header checked.
@@ -31,6 +31,7 @@ impl<'t> Token<'t> {
         token: &'t str,
         max_bytes: usize,
         algorithms: AlgorithmSet,
+        required_typ: Option<&str>,
     ) -> Result<Self, InvalidToken> {
         if token.len() > max_bytes {
             return Err(InvalidToken::TooLarge { limit: max_bytes });
@@ -59,13 +60,26 @@ impl<'t> Token<'t> {
         if header.crit {
             return Err(InvalidToken::UnsupportedCritical);
         }
+        if header.jwe {
+            return Err(InvalidToken::Malformed(
+                "a JWE member (enc, zip) in a JWS header",
+            ));
+        }
+        match (&header.typ, required_typ) {
+            (Some(StrMember::Other), _) => return Err(InvalidToken::InvalidType),
+            (Some(StrMember::Str(typ)), Some(required)) if same_media_type(typ, required) => {}
+            (_, Some(_)) => return Err(InvalidToken::InvalidType),
+            (_, None) => {}
+        }
         let alg = parse_asymmetric(header.alg.as_deref().unwrap_or_default())
             .filter(|alg| algorithms.contains(*alg))
             .ok_or(InvalidToken::AlgorithmNotAllowed)?;
         let kid = match header.kid {
-            KidMember::Absent => None,
-            KidMember::Valid(kid) if !kid.is_empty() && kid.len() <= MAX_KID_BYTES => Some(kid),
-            KidMember::Valid(_) | KidMember::Invalid => return Err(InvalidToken::InvalidKid),
+            None => None,
+            Some(StrMember::Str(kid)) if !kid.is_empty() && kid.len() <= MAX_KID_BYTES => {
+                Some(kid.into_owned())
+            }
+            Some(_) => return Err(InvalidToken::InvalidKid),
         };
         Ok(Self {
             alg,
@@ -100,19 +114,28 @@ pub(crate) fn decode_segment(segment: &str) -> Result<Vec<u8>, InvalidToken> {
         .map_err(|_| InvalidToken::Malformed("segment is not base64url"))
 }
 
-enum KidMember {
-    Absent,
-    Valid(String),
-    /// Present but not a string: refused after parsing, as its own error.
-    Invalid,
+/// Whether a `typ` names the media type `required`: compared case-insensitively, with or without
+/// the `application/` prefix (RFC 7515 §4.1.9).
+fn same_media_type(typ: &str, required: &str) -> bool {
+    fn short(media_type: &str) -> &str {
+        match media_type.get(..12) {
+            Some(prefix) if prefix.eq_ignore_ascii_case("application/") => &media_type[12..],
+            _ => media_type,
+        }
+    }
+    short(typ).eq_ignore_ascii_case(short(required))
 }
 
-/// The header members jwkstash acts on. `jku`, `x5u`, `jwk` and `x5c` are read past and never
-/// followed: keys come only from the configured key set.
+/// The header members jwkstash acts on. `jku`, `x5u`, `jwk` and `x5c` are read in full and
+/// never followed: keys come only from the configured key set. A `kid` or `typ` that is not a
+/// string is kept as such and refused after parsing, as its own error.
 struct Header<'a> {
     alg: Option<Cow<'a, str>>,
-    kid: KidMember,
+    kid: Option<StrMember<'a>>,
+    typ: Option<StrMember<'a>>,
     crit: bool,
+    /// `enc` or `zip`: members of a JWE, never of a JWS.
+    jwe: bool,
 }
 
 impl<'de> Deserialize<'de> for Header<'de> {
@@ -134,25 +157,27 @@ impl<'de> Visitor<'de> for HeaderVisitor {
         let mut seen = SeenNames::default();
         let mut header = Header {
             alg: None,
-            kid: KidMember::Absent,
+            kid: None,
+            typ: None,
             crit: false,
+            jwe: false,
         };
         while let Some(Name(name)) = map.next_key::<Name<'de>>()? {
             seen.insert(name.clone())?;
             match &*name {
                 "alg" => header.alg = Some(map.next_value::<Name<'de>>()?.0),
-                "kid" => {
-                    header.kid = match map.next_value::<serde_json::Value>()? {
-                        serde_json::Value::String(kid) => KidMember::Valid(kid),
-                        _ => KidMember::Invalid,
-                    }
-                }
+                "kid" => header.kid = Some(map.next_value()?),
+                "typ" => header.typ = Some(map.next_value()?),
                 "crit" => {
-                    map.next_value::<IgnoredAny>()?;
+                    map.next_value::<Checked>()?;
                     header.crit = true;
                 }
+                "enc" | "zip" => {
+                    map.next_value::<Checked>()?;
+                    header.jwe = true;
+                }
                 _ => {
-                    map.next_value::<IgnoredAny>()?;
+                    map.next_value::<Checked>()?;
                 }
             }
         }

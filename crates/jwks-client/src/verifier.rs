@@ -54,6 +54,7 @@ struct Inner {
     rules: ClaimRules,
     algorithms: AlgorithmSet,
     max_token_bytes: usize,
+    required_typ: Option<Box<str>>,
     clock: SharedClock,
     counters: Arc<Counters>,
 }
@@ -179,7 +180,12 @@ impl Verifier {
         raw: &str,
     ) -> Result<(C, Checked), VerifyError> {
         let inner = &self.inner;
-        let token = Token::parse(raw, inner.max_token_bytes, inner.algorithms)?;
+        let token = Token::parse(
+            raw,
+            inner.max_token_bytes,
+            inner.algorithms,
+            inner.required_typ.as_deref(),
+        )?;
         let span = tracing::Span::current();
         if !span.is_disabled()
             && let Some(kid) = &token.kid
@@ -262,6 +268,8 @@ pub struct VerifierBuilder {
     leeway: Duration,
     require_exp: bool,
     max_lifetime: Option<Duration>,
+    accept_future_iat: bool,
+    required_typ: Option<String>,
     algorithms: Vec<Algorithm>,
     max_token_bytes: usize,
     verified_tokens: Option<(u64, Duration)>,
@@ -292,6 +300,8 @@ impl Default for VerifierBuilder {
             leeway: DEFAULT_LEEWAY,
             require_exp: true,
             max_lifetime: None,
+            accept_future_iat: false,
+            required_typ: None,
             algorithms: DEFAULT_ALGORITHMS.to_vec(),
             max_token_bytes: DEFAULT_MAX_TOKEN_BYTES,
             verified_tokens: None,
@@ -402,6 +412,21 @@ impl VerifierBuilder {
         self
     }
 
+    /// Accepts tokens whose `iat` lies in the future beyond the leeway (refused by default: such
+    /// a token comes from a wrong clock or a wrong issuer).
+    pub fn accept_future_iat(mut self, accept: bool) -> Self {
+        self.accept_future_iat = accept;
+        self
+    }
+
+    /// Requires the header's `typ` to name this media type (explicit typing, RFC 8725 §3.11),
+    /// e.g. `at+jwt` for RFC 9068 access tokens: compared case-insensitively, with or without
+    /// the `application/` prefix. Without it, a `typ` is optional but must be a string.
+    pub fn require_typ(mut self, typ: impl Into<String>) -> Self {
+        self.required_typ = Some(typ.into());
+        self
+    }
+
     /// The accepted algorithms (default: [`DEFAULT_ALGORITHMS`]). HMAC algorithms and `none`
     /// are never accepted, whatever is passed.
     pub fn algorithms(mut self, algorithms: &[Algorithm]) -> Self {
@@ -445,6 +470,9 @@ impl VerifierBuilder {
             return Err(BuildError::InvalidSetting(
                 "no asymmetric algorithm allowed",
             ));
+        }
+        if self.required_typ.as_deref().is_some_and(str::is_empty) {
+            return Err(BuildError::InvalidSetting("require_typ needs a media type"));
         }
         if self.max_token_bytes == 0 {
             return Err(BuildError::InvalidSetting(
@@ -504,9 +532,11 @@ impl VerifierBuilder {
                     leeway: self.leeway,
                     require_exp: self.require_exp,
                     max_lifetime: self.max_lifetime,
+                    reject_future_iat: !self.accept_future_iat,
                 },
                 algorithms,
                 max_token_bytes: self.max_token_bytes,
+                required_typ: self.required_typ.map(String::into_boxed_str),
                 clock,
                 counters,
             }),

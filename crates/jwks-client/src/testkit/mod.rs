@@ -7,7 +7,7 @@ mod idp;
 mod keys;
 
 pub use idp::{Behaviour, Idp, IdpBuilder};
-pub use keys::{TestKey, b64, jwks};
+pub use keys::{TestKey, b64, b64_decode, jwks};
 
 mod source;
 pub use source::StaticSource;
