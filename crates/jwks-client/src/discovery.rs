@@ -235,9 +235,9 @@ impl DiscoverySourceBuilder {
 
     /// Checks the issuer URL and settings and builds the source. Nothing is fetched yet.
     pub fn build(self) -> Result<DiscoverySource, BuildError> {
-        let issuer_url = checked_url(&self.issuer, self.http.allow_http)?;
+        let issuer_url = checked_url(&self.issuer, self.http.plain_http)?;
         let configuration = format!("{}{WELL_KNOWN}", issuer_url.as_str().trim_end_matches('/'));
-        let configuration = checked_url(&configuration, self.http.allow_http)?;
+        let configuration = checked_url(&configuration, self.http.plain_http)?;
         if self.ttl.is_zero() {
             return Err(BuildError::InvalidSetting("discovery_ttl must be positive"));
         }

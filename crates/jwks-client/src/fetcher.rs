@@ -19,10 +19,22 @@ pub const DEFAULT_MAX_BODY_BYTES: usize = 256 * 1024;
 /// Redirects followed at most (and only within the origin of the requested URL).
 const MAX_REDIRECTS: usize = 3;
 
+/// Which plain `http://` URLs a source accepts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub(crate) enum PlainHttp {
+    /// https only.
+    #[default]
+    Never,
+    /// http only to loopback hosts (`localhost`, 127.0.0.0/8, `::1`): local development.
+    Loopback,
+    /// http to any host (tests on loopback addresses that need no name check).
+    Any,
+}
+
 /// The settings every HTTP key source shares.
 #[derive(Debug, Clone)]
 pub(crate) struct HttpOptions {
-    pub(crate) allow_http: bool,
+    pub(crate) plain_http: PlainHttp,
     pub(crate) connect_timeout: Duration,
     pub(crate) total_timeout: Duration,
     pub(crate) max_body_bytes: usize,
@@ -32,7 +44,7 @@ pub(crate) struct HttpOptions {
 impl Default for HttpOptions {
     fn default() -> Self {
         Self {
-            allow_http: false,
+            plain_http: PlainHttp::Never,
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             total_timeout: DEFAULT_TOTAL_TIMEOUT,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
@@ -44,9 +56,25 @@ impl Default for HttpOptions {
 /// The setters of [`HttpOptions`], for each builder that has them.
 macro_rules! http_option_setters {
     () => {
-        /// Accepts plain `http://` URLs. Meant for loopback tests; never for a real provider.
+        /// Accepts plain `http://` URLs to any host. Meant for tests; never for a real
+        /// provider. For a provider on this machine, prefer
+        /// [`allow_http_loopback`](Self::allow_http_loopback).
         pub fn allow_http(mut self, allow: bool) -> Self {
-            self.http.allow_http = allow;
+            self.http.plain_http = if allow {
+                $crate::fetcher::PlainHttp::Any
+            } else {
+                $crate::fetcher::PlainHttp::Never
+            };
+            self
+        }
+
+        /// Accepts plain `http://` URLs to loopback hosts only (`localhost`, 127.0.0.0/8,
+        /// `::1`), for a provider running on this machine (a Keycloak in a container on
+        /// `http://localhost:8080`). Any other host still needs https.
+        pub fn allow_http_loopback(mut self) -> Self {
+            if self.http.plain_http == $crate::fetcher::PlainHttp::Never {
+                self.http.plain_http = $crate::fetcher::PlainHttp::Loopback;
+            }
             self
         }
 
@@ -85,7 +113,7 @@ pub(crate) struct Fetcher {
     client: reqwest::Client,
     total_timeout: Duration,
     max_body_bytes: usize,
-    allow_http: bool,
+    plain_http: PlainHttp,
 }
 
 impl HttpOptions {
@@ -103,7 +131,7 @@ impl HttpOptions {
             None => reqwest::Client::builder()
                 .connect_timeout(self.connect_timeout)
                 .timeout(self.total_timeout)
-                .https_only(!self.allow_http)
+                .https_only(self.plain_http == PlainHttp::Never)
                 .user_agent(concat!("jwkstash/", env!("CARGO_PKG_VERSION")))
                 .redirect(redirect::Policy::custom(|attempt| {
                     let origin = attempt.previous().first().cloned();
@@ -122,7 +150,7 @@ impl HttpOptions {
             client,
             total_timeout: self.total_timeout,
             max_body_bytes: self.max_body_bytes,
-            allow_http: self.allow_http,
+            plain_http: self.plain_http,
         })
     }
 }
@@ -130,7 +158,7 @@ impl HttpOptions {
 impl Fetcher {
     /// Checks a URL found at run time (such as a discovered `jwks_uri`) like a configured one.
     pub(crate) fn check_url(&self, url: &str) -> Result<Url, BuildError> {
-        checked_url(url, self.allow_http)
+        checked_url(url, self.plain_http)
     }
 
     /// GETs `url` within the total deadline, retrying once on connection errors.
@@ -198,20 +226,39 @@ impl Fetcher {
     }
 }
 
-/// Parses `url` and refuses anything but https (or http when allowed) with a host.
-pub(crate) fn checked_url(url: &str, allow_http: bool) -> Result<Url, BuildError> {
+/// Parses `url` and refuses anything but https (or http where `plain_http` allows it) with a
+/// host.
+pub(crate) fn checked_url(url: &str, plain_http: PlainHttp) -> Result<Url, BuildError> {
     let parsed = Url::parse(url).map_err(|error| BuildError::InvalidUrl(error.to_string()))?;
     if parsed.host_str().is_none() {
         return Err(BuildError::InvalidUrl(format!("{url}: no host")));
     }
+    let http_allowed = match plain_http {
+        PlainHttp::Never => false,
+        PlainHttp::Loopback => is_loopback(&parsed),
+        PlainHttp::Any => true,
+    };
     match parsed.scheme() {
         "https" => Ok(parsed),
-        "http" if allow_http => Ok(parsed),
+        "http" if http_allowed => Ok(parsed),
         "http" => Err(BuildError::InsecureUrl(url.to_owned())),
         scheme => Err(BuildError::InvalidUrl(format!(
             "unsupported scheme {scheme}"
         ))),
     }
+}
+
+/// Whether `url` names this machine: `localhost`, 127.0.0.0/8 or `::1`.
+fn is_loopback(url: &Url) -> bool {
+    let Some(host) = url.host_str() else {
+        return false;
+    };
+    // The URL parser has normalised the host: IPv6 in brackets, IPv4 in dotted quads.
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 pub(crate) fn same_origin(a: &Url, b: &Url) -> bool {
@@ -318,19 +365,46 @@ mod tests {
     }
 
     #[test]
+    fn plain_http_to_loopback_only_when_asked() {
+        let loopback = [
+            "http://localhost:8080/realms/x",
+            "http://LOCALHOST/jwks",
+            "http://127.0.0.1:8080/jwks",
+            "http://127.3.4.5/jwks",
+            "http://[::1]:8080/jwks",
+        ];
+        for url in loopback {
+            assert!(checked_url(url, PlainHttp::Loopback).is_ok(), "{url}");
+            assert!(checked_url(url, PlainHttp::Never).is_err(), "{url}");
+        }
+        let elsewhere = [
+            "http://idp.example.com/jwks",
+            "http://localhost.example.com/jwks",
+            "http://10.0.0.1/jwks",
+            "http://[::2]/jwks",
+            "http://0.0.0.0/jwks",
+        ];
+        for url in elsewhere {
+            assert!(checked_url(url, PlainHttp::Loopback).is_err(), "{url}");
+            assert!(checked_url(url, PlainHttp::Any).is_ok(), "{url}");
+        }
+        assert!(checked_url("https://idp.example.com/jwks", PlainHttp::Never).is_ok());
+    }
+
+    #[test]
     fn urls_are_checked() {
-        assert!(checked_url("https://idp.example.com/jwks", false).is_ok());
+        assert!(checked_url("https://idp.example.com/jwks", PlainHttp::Never).is_ok());
         assert!(matches!(
-            checked_url("http://idp.example.com/jwks", false),
+            checked_url("http://idp.example.com/jwks", PlainHttp::Never),
             Err(BuildError::InsecureUrl(_))
         ));
-        assert!(checked_url("http://127.0.0.1:8080/jwks", true).is_ok());
+        assert!(checked_url("http://127.0.0.1:8080/jwks", PlainHttp::Any).is_ok());
         assert!(matches!(
-            checked_url("file:///etc/passwd", true),
+            checked_url("file:///etc/passwd", PlainHttp::Any),
             Err(BuildError::InvalidUrl(_))
         ));
         assert!(matches!(
-            checked_url("not a url", true),
+            checked_url("not a url", PlainHttp::Any),
             Err(BuildError::InvalidUrl(_))
         ));
     }

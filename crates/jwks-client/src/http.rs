@@ -69,7 +69,7 @@ impl HttpKeySourceBuilder {
 
     /// Checks the URL and settings and builds the source.
     pub fn build(self) -> Result<HttpKeySource, BuildError> {
-        let url = checked_url(&self.url, self.http.allow_http)?;
+        let url = checked_url(&self.url, self.http.plain_http)?;
         Ok(HttpKeySource {
             url,
             fetcher: self.http.build()?,

@@ -256,7 +256,8 @@ impl Verifier {
 /// Builds a [`Verifier`].
 #[must_use]
 pub struct VerifierBuilder {
-    source: Option<Result<Arc<dyn KeySource>, BuildError>>,
+    source: Option<SourceSpec>,
+    http_loopback: bool,
     issuers: Vec<String>,
     audiences: Vec<String>,
     any_audience: bool,
@@ -289,6 +290,7 @@ impl Default for VerifierBuilder {
     fn default() -> Self {
         Self {
             source: None,
+            http_loopback: false,
             issuers: Vec::new(),
             audiences: Vec::new(),
             any_audience: false,
@@ -310,13 +312,10 @@ impl Default for VerifierBuilder {
 }
 
 impl VerifierBuilder {
-    /// The JWKS URL, fetched with an [`HttpKeySource`] of default settings (https only).
+    /// The JWKS URL, fetched with an [`HttpKeySource`] of default settings (https only; see
+    /// [`allow_http_loopback`](Self::allow_http_loopback) for a provider on this machine).
     pub fn jwks_url(mut self, url: impl Into<String>) -> Self {
-        self.source = Some(
-            HttpKeySource::builder(url)
-                .build()
-                .map(|source| Arc::new(source) as Arc<dyn KeySource>),
-        );
+        self.source = Some(SourceSpec::JwksUrl(url.into()));
         self
     }
 
@@ -324,12 +323,18 @@ impl VerifierBuilder {
     /// [`DiscoverySource`](crate::DiscoverySource) for other settings).
     pub fn discover(self, issuer: impl Into<String>) -> Self {
         let issuer = issuer.into();
-        let source = crate::DiscoverySource::builder(issuer.as_str())
-            .build()
-            .map(|source| Arc::new(source) as Arc<dyn KeySource>);
-        let mut builder = self.issuer(issuer);
-        builder.source = Some(source);
+        let mut builder = self.issuer(issuer.as_str());
+        builder.source = Some(SourceSpec::Discover(issuer));
         builder
+    }
+
+    /// Lets [`jwks_url`](Self::jwks_url) and [`discover`](Self::discover) use plain
+    /// `http://` to loopback hosts only (`localhost`, 127.0.0.0/8, `::1`): local development
+    /// against a provider on this machine, such as a Keycloak in a container on
+    /// `http://localhost:8080`. Every other host still needs https.
+    pub fn allow_http_loopback(mut self) -> Self {
+        self.http_loopback = true;
+        self
     }
 
     /// A key source of the caller's (an [`HttpKeySource`] with other settings, a mock).
@@ -339,7 +344,7 @@ impl VerifierBuilder {
 
     /// A shared key source.
     pub fn shared_key_source(mut self, source: Arc<dyn KeySource>) -> Self {
-        self.source = Some(Ok(source));
+        self.source = Some(SourceSpec::Ready(source));
         self
     }
 
@@ -455,7 +460,27 @@ impl VerifierBuilder {
 
     /// Checks the configuration and builds the verifier. Nothing is fetched yet.
     pub fn build(self) -> Result<Verifier, BuildError> {
-        let source = self.source.ok_or(BuildError::MissingKeySource)??;
+        let source = match self.source.ok_or(BuildError::MissingKeySource)? {
+            SourceSpec::Ready(source) => source,
+            SourceSpec::JwksUrl(url) => {
+                let builder = HttpKeySource::builder(url);
+                let builder = if self.http_loopback {
+                    builder.allow_http_loopback()
+                } else {
+                    builder
+                };
+                Arc::new(builder.build()?)
+            }
+            SourceSpec::Discover(issuer) => {
+                let builder = crate::DiscoverySource::builder(issuer);
+                let builder = if self.http_loopback {
+                    builder.allow_http_loopback()
+                } else {
+                    builder
+                };
+                Arc::new(builder.build()?)
+            }
+        };
         if self.issuers.is_empty() || self.issuers.iter().any(String::is_empty) {
             return Err(BuildError::MissingIssuer);
         }
@@ -542,6 +567,13 @@ impl VerifierBuilder {
             }),
         })
     }
+}
+
+/// Where the keys come from, built in `build()` so that settings given later apply.
+enum SourceSpec {
+    JwksUrl(String),
+    Discover(String),
+    Ready(Arc<dyn KeySource>),
 }
 
 #[cfg(feature = "memory")]

@@ -281,3 +281,58 @@ impl MinutesLater for ManualClock {
         self.now() + Duration::from_secs(minutes * 60)
     }
 }
+
+/// Local development in one line: plain http to a provider on this machine, by name, and to no
+/// other host.
+#[tokio::test]
+async fn plain_http_is_allowed_to_loopback_hosts_only_and_only_when_asked() {
+    let clock = ManualClock::default();
+    let idp = idp_at(&clock).await;
+    let build = |url: String, loopback: bool| {
+        let builder = Verifier::builder()
+            .jwks_url(url)
+            .issuer(idp.issuer())
+            .audience(idp.audience())
+            .clock(Arc::new(clock.clone()));
+        if loopback {
+            builder.allow_http_loopback().build()
+        } else {
+            builder.build()
+        }
+    };
+    assert!(matches!(
+        build(idp.jwks_url(), false),
+        Err(jwkstash_jwks::BuildError::InsecureUrl(_))
+    ));
+    let local = build(idp.jwks_url(), true).unwrap();
+    local.verify::<Value>(&idp.mint()).await.unwrap();
+    // `localhost` by name too.
+    let by_name = idp.jwks_url().replace("127.0.0.1", "localhost");
+    build(by_name, true)
+        .unwrap()
+        .verify::<Value>(&idp.mint())
+        .await
+        .unwrap();
+    for remote in ["http://idp.example.com/jwks", "http://10.1.2.3/jwks"] {
+        assert!(matches!(
+            build(remote.to_owned(), true),
+            Err(jwkstash_jwks::BuildError::InsecureUrl(_))
+        ));
+    }
+    // Discovery the same way.
+    let discovered = Verifier::builder()
+        .discover(idp.issuer())
+        .allow_http_loopback()
+        .audience(idp.audience())
+        .clock(Arc::new(clock.clone()))
+        .build()
+        .unwrap();
+    discovered.verify::<Value>(&idp.mint()).await.unwrap();
+    assert!(
+        Verifier::builder()
+            .discover(idp.issuer())
+            .audience(idp.audience())
+            .build()
+            .is_err()
+    );
+}

@@ -85,15 +85,20 @@ impl Challenge {
         response
     }
 
-    fn for_bearer_error<B: Default>(&self, error: BearerError) -> Response<B> {
+    fn for_bearer_error<B: Default>(&self, error: BearerError, grpc: bool) -> Response<B> {
         match error {
+            _ if grpc => grpc_refusal(GRPC_UNAUTHENTICATED, "missing or malformed bearer token"),
             BearerError::Missing => self.refuse(StatusCode::UNAUTHORIZED, None),
             _ => self.refuse(StatusCode::BAD_REQUEST, Some("invalid_request")),
         }
     }
 
-    fn for_verify_error<B: Default>(&self, error: &VerifyError) -> Response<B> {
+    fn for_verify_error<B: Default>(&self, error: &VerifyError, grpc: bool) -> Response<B> {
         match error {
+            VerifyError::KeysUnavailable(_) if grpc => {
+                grpc_refusal(GRPC_UNAVAILABLE, "signing keys unavailable")
+            }
+            _ if grpc => grpc_refusal(GRPC_UNAUTHENTICATED, "invalid bearer token"),
             VerifyError::KeysUnavailable(unavailable) => {
                 let mut response = Response::new(B::default());
                 *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
@@ -107,6 +112,34 @@ impl Challenge {
             _ => self.refuse(StatusCode::UNAUTHORIZED, Some("invalid_token")),
         }
     }
+}
+
+/// gRPC status UNAUTHENTICATED: no valid credentials.
+const GRPC_UNAUTHENTICATED: u16 = 16;
+/// gRPC status UNAVAILABLE: try again later.
+const GRPC_UNAVAILABLE: u16 = 14;
+
+/// Whether a request is a gRPC call (`content-type: application/grpc`, `application/grpc+proto`,
+/// ...): its client reads the answer from `grpc-status`, not from the HTTP status.
+fn is_grpc(headers: &http::HeaderMap) -> bool {
+    headers
+        .get(http::header::CONTENT_TYPE)
+        .is_some_and(|value| value.as_bytes().starts_with(b"application/grpc"))
+}
+
+/// A trailers-only gRPC answer: HTTP 200, no body, `grpc-status` and a `grpc-message` that names
+/// the rule class only, never the token.
+fn grpc_refusal<B: Default>(code: u16, message: &'static str) -> Response<B> {
+    let mut response = Response::new(B::default());
+    let headers = response.headers_mut();
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/grpc"),
+    );
+    headers.insert("grpc-status", HeaderValue::from(code));
+    // The messages are fixed ASCII without `%`: no percent-encoding is needed.
+    headers.insert("grpc-message", HeaderValue::from_static(message));
+    response
 }
 
 /// A [`Layer`] that verifies the bearer token of every request and puts [`Claims<C>`] in its
@@ -220,14 +253,15 @@ where
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let challenge = Arc::clone(&self.challenge);
+        let grpc = is_grpc(request.headers());
         let token = bearer_token(request.headers()).map(str::to_owned);
         let verification = token.map(|token| self.auth.authenticate::<C>(token));
         Box::pin(async move {
             let claims = match verification {
-                Err(error) => return Ok(challenge.for_bearer_error(error)),
+                Err(error) => return Ok(challenge.for_bearer_error(error, grpc)),
                 Ok(verification) => match verification.await {
                     Ok(claims) => claims,
-                    Err(error) => return Ok(challenge.for_verify_error(&error)),
+                    Err(error) => return Ok(challenge.for_verify_error(&error, grpc)),
                 },
             };
             request.extensions_mut().insert(Claims::<C>(claims));

@@ -11,6 +11,12 @@
 //! | invalid token (signature, expiry, issuer, audience, ...) | 401, `WWW-Authenticate: Bearer error="invalid_token"` |
 //! | keys unavailable (provider down past `max_stale`) | 503 with `Retry-After`: our outage, never 401 |
 //!
+//! A gRPC call (`content-type: application/grpc…`) gets a trailers-only gRPC answer instead
+//! (HTTP 200, no body): `grpc-status: 16` UNAUTHENTICATED for a missing, malformed or invalid
+//! token, `grpc-status: 14` UNAVAILABLE when the keys are unavailable, and a `grpc-message`
+//! without token detail. So a tonic client sees `Code::Unauthenticated`/`Code::Unavailable`,
+//! not a transport error; the layer works in `tonic::transport::Server::builder().layer(..)`.
+//!
 //! ```no_run
 //! # #[cfg(feature = "axum")]
 //! # mod demo {
