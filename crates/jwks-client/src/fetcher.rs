@@ -38,6 +38,8 @@ pub(crate) struct HttpOptions {
     pub(crate) connect_timeout: Duration,
     pub(crate) total_timeout: Duration,
     pub(crate) max_body_bytes: usize,
+    /// PEM certificates trusted beside the system's roots.
+    pub(crate) roots: Vec<Vec<u8>>,
     pub(crate) client: Option<reqwest::Client>,
 }
 
@@ -48,6 +50,7 @@ impl Default for HttpOptions {
             connect_timeout: DEFAULT_CONNECT_TIMEOUT,
             total_timeout: DEFAULT_TOTAL_TIMEOUT,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            roots: Vec::new(),
             client: None,
         }
     }
@@ -96,7 +99,14 @@ macro_rules! http_option_setters {
             self
         }
 
-        /// Uses a ready-made client (proxies, custom roots). Build it with
+        /// Trusts the root certificate `pem` (PEM) beside the system's roots: a provider
+        /// behind a private CA, or a test CA. Call again for more. Ignored with a `client`.
+        pub fn add_root_certificate(mut self, pem: impl Into<Vec<u8>>) -> Self {
+            self.http.roots.push(pem.into());
+            self
+        }
+
+        /// Uses a ready-made client (proxies, client certificates). Build it with
         /// `redirect(reqwest::redirect::Policy::none())`: a redirect it follows to another
         /// origin is refused, but only after the request was made.
         pub fn client(mut self, client: reqwest::Client) -> Self {
@@ -126,9 +136,16 @@ impl HttpOptions {
                 "max_body_bytes must be positive",
             ));
         }
+        let roots = self
+            .roots
+            .iter()
+            .map(|pem| reqwest::Certificate::from_pem(pem))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|error| BuildError::Client(error.into()))?;
         let client = match self.client {
             Some(client) => client,
             None => reqwest::Client::builder()
+                .tls_certs_merge(roots)
                 .connect_timeout(self.connect_timeout)
                 .timeout(self.total_timeout)
                 .https_only(self.plain_http == PlainHttp::Never)
