@@ -16,7 +16,7 @@ use jwkstash::{
     SharedKeySetTier, Verifier, VerifyError,
 };
 use jwkstash_core::{Lease, MockKeySource};
-use jwkstash_redis::testkit::{RedisCluster, RedisSentinel, RedisServer};
+use jwkstash_redis::testkit::{RedisCluster, RedisSentinel, RedisServer, TestCa, tls_config};
 use serde_json::{Value, json};
 
 const ISSUER: &str = "https://idp.test/";
@@ -29,7 +29,12 @@ const MINUTE: Duration = Duration::from_secs(60);
 #[derive(Clone)]
 enum Shared {
     Memory(MemoryCache<Arc<jwkstash::KeySet>>),
-    Redis { url: String, prefix: String },
+    /// A Redis; `ca` set: `url` is `rediss://` and the instances trust that root only.
+    Redis {
+        url: String,
+        prefix: String,
+        ca: Option<String>,
+    },
 }
 
 impl Shared {
@@ -45,6 +50,15 @@ impl Shared {
         Self::Redis {
             url,
             prefix: format!("fleet-{:08x}", fastrand::u32(..)),
+            ca: None,
+        }
+    }
+
+    fn redis_tls(url: String, ca: String) -> Self {
+        Self::Redis {
+            url,
+            prefix: format!("fleet-tls-{:08x}", fastrand::u32(..)),
+            ca: Some(ca),
         }
     }
 
@@ -52,14 +66,24 @@ impl Shared {
     async fn connect(&self, clock: &ManualClock) -> SharedKeySetTier {
         match self {
             Self::Memory(cache) => Arc::new(cache.clone()),
-            Self::Redis { url, prefix } => Arc::new(redis_handle(url, prefix, clock).await),
+            Self::Redis { url, prefix, ca } => {
+                Arc::new(redis_handle(url, prefix, ca.as_deref(), clock).await)
+            }
         }
     }
 }
 
-async fn redis_handle(url: &str, prefix: &str, clock: &ManualClock) -> RedisCache {
-    RedisCache::builder()
-        .url(url)
+async fn redis_handle(
+    url: &str,
+    prefix: &str,
+    ca: Option<&str>,
+    clock: &ManualClock,
+) -> RedisCache {
+    let builder = match ca {
+        Some(ca) => RedisCache::builder().config(tls_config(url, ca)),
+        None => RedisCache::builder().url(url),
+    };
+    builder
         .prefix(prefix)
         .hmac_secret(b"the fleet's shared secret".to_vec())
         .clock(Arc::new(clock.clone()))
@@ -519,6 +543,14 @@ macro_rules! on_every_tier {
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn redis_tls() {
+                let TestCa { ca, cert, key } = TestCa::new();
+                let Some(redis) = RedisServer::start_tls(&cert, &key).await else { return };
+                let shared = Shared::redis_tls(redis.tls_url().unwrap(), ca);
+                super::$scenario(shared, ManualClock::default()).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn sentinel() {
                 let Some(sentinel) = RedisSentinel::start().await else { return };
                 super::$scenario(Shared::redis(sentinel.url()), ManualClock::default()).await;
@@ -592,10 +624,10 @@ async fn redis_killed_and_restarted_never_fails_a_verification() {
     assert!(while_down <= 1 + 3, "{while_down}");
 
     redis.restart().await;
-    let Shared::Redis { url, prefix } = &shared else {
+    let Shared::Redis { url, prefix, .. } = &shared else {
         unreachable!()
     };
-    let probe = redis_handle(url, prefix, &clock).await;
+    let probe = redis_handle(url, prefix, None, &clock).await;
     wait_until_reachable(&probe, &clock).await;
     // Let the instances' circuits close (cool-off 300 ms) and reconnect.
     tokio::time::sleep(Duration::from_secs(1)).await;
@@ -672,10 +704,10 @@ async fn a_dead_leaseholder_delays_the_fleet_by_at_most_the_lease_ttl() {
         .to_owned();
 
     // A pod takes the lease for the next fetch and dies without delivering.
-    let Shared::Redis { url, prefix } = &shared else {
+    let Shared::Redis { url, prefix, .. } = &shared else {
         unreachable!()
     };
-    let dead_pod = redis_handle(url, prefix, &clock).await;
+    let dead_pod = redis_handle(url, prefix, None, &clock).await;
     clock.advance(11 * MINUTE);
     assert!(
         dead_pod
@@ -738,7 +770,7 @@ async fn a_planted_key_set_with_a_bad_mac_is_never_trusted() {
         .to_owned();
 
     // The attacker can write to Redis but does not know the service's secret.
-    let Shared::Redis { url, prefix } = &shared else {
+    let Shared::Redis { url, prefix, .. } = &shared else {
         unreachable!()
     };
     let attacker = RedisCache::builder()

@@ -1,8 +1,10 @@
 //! Real `redis-server` processes for tests (feature `testkit`): one standalone server with a
-//! password on a free loopback port, or a three-node Cluster. Stopped when dropped.
+//! password on a free loopback port (optionally also with TLS, with a [`TestCa`] made at run
+//! time), a master behind a Sentinel, or a three-node Cluster. Stopped when dropped.
 //!
-//! Where `redis-server` is not on `PATH`, [`RedisServer::start`] says so loudly and returns
-//! `None` (the test skips); when the `CI` environment variable is set it panics instead.
+//! Where `redis-server` is not on `PATH`, [`RedisServer::start`] panics with how to install it,
+//! unless [`SKIP_ENV`] is set: then it returns `None` (the test skips) and says how many were
+//! skipped.
 #![allow(clippy::expect_used, clippy::unwrap_used)]
 
 use std::path::PathBuf;
@@ -57,6 +59,7 @@ pub fn require_redis() -> bool {
 /// A `redis-server` child process on 127.0.0.1.
 pub struct RedisServer {
     port: u16,
+    tls_port: Option<u16>,
     dir: PathBuf,
     child: Option<Child>,
     extra: Vec<String>,
@@ -77,6 +80,43 @@ impl RedisServer {
         Self::start_with(Vec::new()).await
     }
 
+    /// Starts a server that also listens with TLS on a second port ([`tls_url`](Self::tls_url))
+    /// with the PEM certificate chain `cert` and key `key` (clients are not asked for
+    /// certificates). Debian's redis-server is built with TLS.
+    pub async fn start_tls(cert: &str, key: &str) -> Option<Self> {
+        if !require_redis() {
+            return None;
+        }
+        let tls_port = free_port();
+        let dir = std::env::temp_dir().join(format!(
+            "jwkstash-redis-tls-{}-{tls_port}",
+            std::process::id()
+        ));
+        std::fs::create_dir_all(&dir).expect("a scratch directory");
+        let (cert_file, key_file) = (dir.join("server.crt"), dir.join("server.key"));
+        std::fs::write(&cert_file, cert).expect("the certificate is written");
+        std::fs::write(&key_file, key).expect("the key is written");
+        let extra = vec![
+            "--tls-port".to_owned(),
+            tls_port.to_string(),
+            "--tls-cert-file".to_owned(),
+            cert_file.display().to_string(),
+            "--tls-key-file".to_owned(),
+            key_file.display().to_string(),
+            "--tls-auth-clients".to_owned(),
+            "no".to_owned(),
+        ];
+        let mut server = Self::start_with(extra).await?;
+        server.tls_port = Some(tls_port);
+        Some(server)
+    }
+
+    /// `rediss://:PASSWORD@127.0.0.1:TLS_PORT`, for a server from [`start_tls`](Self::start_tls).
+    pub fn tls_url(&self) -> Option<String> {
+        self.tls_port
+            .map(|port| format!("rediss://:{PASSWORD}@127.0.0.1:{port}"))
+    }
+
     async fn start_with(extra: Vec<String>) -> Option<Self> {
         if !require_redis() {
             return None;
@@ -87,6 +127,7 @@ impl RedisServer {
         std::fs::create_dir_all(&dir).expect("a scratch directory");
         let mut server = Self {
             port,
+            tls_port: None,
             dir,
             child: None,
             extra,
@@ -299,4 +340,71 @@ impl Drop for RedisSentinel {
         }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// A test CA made at run time and a server certificate it signed for `127.0.0.1` and
+/// `localhost`, all PEM: for [`RedisServer::start_tls`] and [`tls_config`].
+#[derive(Debug, Clone)]
+pub struct TestCa {
+    /// The CA certificate (the root a client trusts).
+    pub ca: String,
+    /// The server certificate.
+    pub cert: String,
+    /// The server's private key.
+    pub key: String,
+}
+
+impl TestCa {
+    /// A fresh CA and server certificate.
+    pub fn new() -> Self {
+        use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair};
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA parameters");
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca_key = KeyPair::generate().expect("a CA key");
+        let ca = ca_params
+            .self_signed(&ca_key)
+            .expect("a CA certificate")
+            .pem();
+        let issuer = Issuer::new(ca_params, ca_key);
+        let names = vec!["127.0.0.1".to_owned(), "localhost".to_owned()];
+        let leaf = CertificateParams::new(names).expect("server parameters");
+        let key = KeyPair::generate().expect("a server key");
+        let cert = leaf
+            .signed_by(&key, &issuer)
+            .expect("a server certificate")
+            .pem();
+        Self {
+            ca,
+            cert,
+            key: key.serialize_pem(),
+        }
+    }
+}
+
+impl Default for TestCa {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// A fred configuration for `url` (`rediss://...`) that trusts the root `ca_pem` only.
+pub fn tls_config(url: &str, ca_pem: &str) -> fred::prelude::Config {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+        roots
+            .add(cert.expect("a PEM certificate"))
+            .expect("a usable root");
+    }
+    let client = rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::aws_lc_rs::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .expect("TLS versions")
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let mut config = fred::prelude::Config::from_url(url).expect("a redis url");
+    config.tls = Some(fred::types::config::TlsConnector::from(client).into());
+    config
 }

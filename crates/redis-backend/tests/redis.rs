@@ -10,7 +10,7 @@ use jwkstash_core::testkit::{self, entry_now};
 use jwkstash_core::{
     Cache, CacheErrorKind, Clock, Entry, Invalidation, Invalidations, Lease, ManualClock,
 };
-use jwkstash_redis::testkit::{RedisCluster, RedisSentinel, RedisServer};
+use jwkstash_redis::testkit::{RedisCluster, RedisSentinel, RedisServer, TestCa, tls_config};
 use jwkstash_redis::{BuildError, RedisCache};
 
 const SECRET: &[u8] = b"a service secret, never in redis";
@@ -516,4 +516,45 @@ async fn a_secret_rotates_without_a_miss_and_refusals_are_counted() {
     assert!(Cache::<Vec<u8>>::get(&after, "k").await.unwrap().is_none());
     assert_eq!(after.refusals()["missing_mac"], 1);
     assert_eq!(after.refusals().values().sum::<u64>(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rediss_passes_the_conformance_suite_and_refuses_an_untrusted_server() {
+    let TestCa { ca, cert, key } = TestCa::new();
+    let Some(redis) = RedisServer::start_tls(&cert, &key).await else {
+        return;
+    };
+    let url = redis.tls_url().unwrap();
+    let clock = ManualClock::default();
+    let over_tls = |prefix: &'static str| {
+        RedisCache::builder()
+            .config(tls_config(&url, &ca))
+            .prefix(prefix)
+            .hmac_secret(SECRET.to_vec())
+            .clock(Arc::new(clock.clone()))
+            .build()
+    };
+    let (a, b) = (
+        over_tls("tls-a").await.unwrap(),
+        over_tls("tls-b").await.unwrap(),
+    );
+    testkit::run_all(Arc::new(a), Arc::new(b), &clock).await;
+    // What a cache wrote over TLS is in the server (read back on its plain admin port).
+    let stored = redis.cli(&["--scan", "--pattern", "tls-a:*"]).await;
+    assert!(
+        !stored.trim().is_empty(),
+        "nothing reached the server over TLS"
+    );
+
+    // Trusting another CA: the handshake fails, every call is an error, nothing is trusted.
+    let other_ca = TestCa::new().ca;
+    let untrusted = RedisCache::builder()
+        .config(tls_config(&url, &other_ca))
+        .prefix("tls-a")
+        .hmac_secret(SECRET.to_vec())
+        .clock(Arc::new(clock.clone()))
+        .build()
+        .await
+        .unwrap();
+    assert!(Cache::<Vec<u8>>::get(&untrusted, "k").await.is_err());
 }
