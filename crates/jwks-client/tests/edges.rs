@@ -209,7 +209,7 @@ fn parse_one(jwk: Value) -> Result<(), SkipReason> {
     let (usable, skipped) = KeySet::explain(document.as_bytes()).unwrap();
     match (usable.len(), skipped.first()) {
         (1, None) => Ok(()),
-        (0, Some(skipped)) => Err(skipped.reason.clone()),
+        (0, Some(skipped)) => Err(skipped.reason),
         other => panic!("{other:?}"),
     }
 }
