@@ -292,8 +292,8 @@ impl RedisCache {
         if bytes.len() > max {
             return Ok(self.refuse(&key, Refused::TooLarge));
         }
-        let secrets: Vec<&[u8]> = self.inner.secrets.iter().map(Secret::bytes).collect();
-        let opened = match envelope::open(&key, &bytes, &secrets, self.now(), self.inner.clock_skew)
+        let secrets = &self.inner.secrets;
+        let opened = match envelope::open(&key, &bytes, secrets, self.now(), self.inner.clock_skew)
         {
             Ok(opened) => opened,
             Err(reason) => return Ok(self.refuse(&key, reason)),

@@ -175,7 +175,7 @@ fn time(digits: &[u8]) -> Result<SystemTime, Refused> {
 pub(crate) fn open<'a>(
     key: &str,
     bytes: &'a [u8],
-    secrets: &[&[u8]],
+    secrets: &[impl AsRef<[u8]>],
     now: SystemTime,
     skew: Duration,
 ) -> Result<Opened<'a>, Refused> {
@@ -195,9 +195,9 @@ pub(crate) fn open<'a>(
         (true, false) => {
             let split = bytes.len().checked_sub(MAC_LEN).ok_or(Refused::Malformed)?;
             let (signed, tag) = bytes.split_at(split);
-            let valid = secrets
-                .iter()
-                .any(|secret| mac(secret, signed).is_some_and(|mac| mac.verify_slice(tag).is_ok()));
+            let valid = secrets.iter().any(|secret| {
+                mac(secret.as_ref(), signed).is_some_and(|mac| mac.verify_slice(tag).is_ok())
+            });
             if !valid {
                 return Err(Refused::BadMac);
             }
@@ -259,6 +259,8 @@ mod tests {
     }
 
     const SKEW: Duration = Duration::from_secs(5);
+    /// No secret: an unauthenticated reader.
+    const NO_SECRET: &[&[u8]] = &[];
 
     #[test]
     fn round_trip_with_and_without_mac() {
@@ -320,7 +322,7 @@ mod tests {
         let sealed = seal("k", &entry(), b"value", None).unwrap_or_default();
         for cut in 0..sealed.len() {
             assert!(
-                open("k", &sealed[..cut], &[], now(), SKEW).is_err(),
+                open("k", &sealed[..cut], NO_SECRET, now(), SKEW).is_err(),
                 "cut at {cut}"
             );
         }
@@ -331,14 +333,14 @@ mod tests {
             &[0xff; 100],
             b"JWKS10zzzzzzzzzzzzzzzz",
         ] {
-            assert!(open("k", bytes, &[], now(), SKEW).is_err());
+            assert!(open("k", bytes, NO_SECRET, now(), SKEW).is_err());
         }
     }
 
     proptest::proptest! {
         #[test]
         fn arbitrary_bytes_never_panic(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512)) {
-            let _ = open("k", &bytes, &[], now(), SKEW);
+            let _ = open("k", &bytes, NO_SECRET, now(), SKEW);
             let _ = open("k", &bytes, &[b"secret"], now(), SKEW);
         }
 
@@ -355,7 +357,7 @@ mod tests {
         fn a_prefix_of_jwks_and_garbage_never_panics(tail in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200)) {
             let mut bytes = b"JWKS1".to_vec();
             bytes.extend_from_slice(&tail);
-            let _ = open("k", &bytes, &[], now(), SKEW);
+            let _ = open("k", &bytes, NO_SECRET, now(), SKEW);
         }
     }
 
@@ -366,13 +368,13 @@ mod tests {
         future.fresh_until = future.fetched_at;
         let sealed = seal("k", &future, b"v", None).unwrap_or_default();
         assert_eq!(
-            open("k", &sealed, &[], now(), SKEW).err(),
+            open("k", &sealed, NO_SECRET, now(), SKEW).err(),
             Some(Refused::BadTimes)
         );
         let sealed = seal("k", &entry(), b"v", None).unwrap_or_default();
         let later = now() + Duration::from_secs(5000);
         assert_eq!(
-            open("k", &sealed, &[], later, SKEW).err(),
+            open("k", &sealed, NO_SECRET, later, SKEW).err(),
             Some(Refused::Expired)
         );
     }
