@@ -6,9 +6,11 @@
 //! ```
 
 use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
 use axum::routing::get;
 use jwkstash::testkit::Idp;
-use jwkstash::{Claims, JwtLayer};
+use jwkstash::{Claims, JwtLayer, KeyHealth, Verifier};
 use serde::Deserialize;
 
 #[derive(Clone, Deserialize)]
@@ -20,8 +22,20 @@ async fn me(Claims(user): Claims<User>) -> String {
     format!("hello {}\n", user.sub)
 }
 
-async fn health() -> &'static str {
-    "ok\n"
+/// Readiness: ready while the keys are fresh or stale (tokens still verify through a provider
+/// outage), not ready when no usable set is left. Read from memory, no request to the provider.
+async fn ready(State(verifier): State<Verifier>) -> (StatusCode, String) {
+    match verifier.health() {
+        KeyHealth::Fresh { .. } => (StatusCode::OK, "ready: keys fresh\n".into()),
+        KeyHealth::Stale { until, .. } => (
+            StatusCode::OK,
+            format!("ready: keys stale, usable until {until:?}\n"),
+        ),
+        other => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: {other:?}\n"),
+        ),
+    }
 }
 
 #[tokio::main]
@@ -31,8 +45,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     verifier.prefetch().await?;
     let app = Router::new()
         .route("/me", get(me))
-        .layer(JwtLayer::<User>::new(verifier).realm("demo"))
-        .route("/health", get(health));
+        .layer(JwtLayer::<User>::new(verifier.clone()).realm("demo"))
+        .route("/ready", get(ready).with_state(verifier));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let base = format!("http://{}", listener.local_addr()?);
     let server = tokio::spawn(async move { axum::serve(listener, app).await });
@@ -45,6 +59,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
 
     let client = reqwest::Client::new();
+    let readiness = client.get(format!("{base}/ready")).send().await?;
+    println!(
+        "{:<20} -> {} {}",
+        "readiness",
+        readiness.status(),
+        readiness.text().await?.trim()
+    );
     for (what, authorization) in [
         ("a valid token", Some(format!("Bearer {token}"))),
         ("no token", None),

@@ -14,6 +14,57 @@ pub(crate) struct SetTimes {
     pub(crate) usable_until: SystemTime,
 }
 
+/// The state of a verifier's keys, for readiness probes and dashboards: read from memory,
+/// without any I/O.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum KeyHealth {
+    /// A fresh set is held; it is refreshed (in the background) before `until`.
+    Fresh {
+        /// When the set stops being fresh.
+        until: SystemTime,
+    },
+    /// The set is past its freshness and still served (the provider failed or a refresh is
+    /// running); verifications succeed until `until` (`max_stale` past `since`).
+    Stale {
+        /// When the set stopped being fresh.
+        since: SystemTime,
+        /// When it stops being used.
+        until: SystemTime,
+    },
+    /// No usable set: verifications answer `KeysUnavailable` (503) until one is fetched.
+    Unavailable {
+        /// When the next fetch may be tried, if the source is backing off.
+        retry_after: Option<Duration>,
+    },
+}
+
+impl KeyHealth {
+    /// Whether verifications can succeed now: fresh or stale, not unavailable. A readiness
+    /// probe that takes stale sets as ready keeps serving through a provider outage.
+    pub fn is_ready(&self) -> bool {
+        !matches!(self, Self::Unavailable { .. })
+    }
+
+    /// The health of a verifier holding a set with `times` (or none) at `now`.
+    pub(crate) fn of(
+        set: Option<SetTimes>,
+        retry_after: Option<Duration>,
+        now: SystemTime,
+    ) -> Self {
+        match set {
+            Some(times) if now < times.fresh_until => Self::Fresh {
+                until: times.fresh_until,
+            },
+            Some(times) if now < times.usable_until => Self::Stale {
+                since: times.fresh_until,
+                until: times.usable_until,
+            },
+            _ => Self::Unavailable { retry_after },
+        }
+    }
+}
+
 /// Everything the decision depends on.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Situation<'a> {
@@ -181,6 +232,39 @@ mod tests {
         let refreshes: Vec<bool> = served.iter().map(|action| action.refreshes()).collect();
         assert_eq!(refreshes, [false, true, false, true]);
         assert!(!Action::WaitForLoad.is_stale() && !Action::WaitForLoad.refreshes());
+    }
+
+    #[test]
+    fn health_follows_the_set_and_the_backoff() {
+        let times = set();
+        let backoff = Some(8 * SEC);
+        assert_eq!(
+            KeyHealth::of(Some(times), None, at(10)),
+            KeyHealth::Fresh {
+                until: times.fresh_until
+            }
+        );
+        let stale = KeyHealth::of(Some(times), backoff, at(600));
+        assert_eq!(
+            stale,
+            KeyHealth::Stale {
+                since: times.fresh_until,
+                until: times.usable_until
+            }
+        );
+        assert!(stale.is_ready());
+        let gone = KeyHealth::of(Some(times), backoff, at(4200));
+        assert_eq!(
+            gone,
+            KeyHealth::Unavailable {
+                retry_after: backoff
+            }
+        );
+        assert!(!gone.is_ready());
+        assert_eq!(
+            KeyHealth::of(None, None, at(0)),
+            KeyHealth::Unavailable { retry_after: None }
+        );
     }
 
     #[test]

@@ -96,6 +96,18 @@ impl Issuers {
         });
     }
 
+    /// The health of every issuer's keys (see [`Verifier::health`]), sorted by issuer: read
+    /// from memory, no I/O.
+    pub fn health(&self) -> Vec<(String, crate::KeyHealth)> {
+        let verifiers = self.verifiers.load();
+        let mut health: Vec<(String, crate::KeyHealth)> = verifiers
+            .iter()
+            .map(|(issuer, verifier)| (issuer.to_string(), verifier.health()))
+            .collect();
+        health.sort_by(|a, b| a.0.cmp(&b.0));
+        health
+    }
+
     /// Removes the verifier of `issuer` (under all its issuers), returning it.
     pub fn remove(&self, issuer: &str) -> Option<Verifier> {
         let removed = self.get(issuer)?;

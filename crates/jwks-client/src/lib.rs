@@ -50,6 +50,7 @@ pub use error::{
     BuildError, InvalidToken, KeySetError, KeysUnavailable, RefreshError, VerifyError,
 };
 pub use fetcher::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_BODY_BYTES, DEFAULT_TOTAL_TIMEOUT};
+pub use freshness::KeyHealth;
 pub use http::{HttpKeySource, HttpKeySourceBuilder};
 pub use issuers::Issuers;
 pub use jsonwebtoken::Algorithm;

@@ -503,6 +503,14 @@ impl KeyStore {
         Entry::new(set, now, fresh_until, fresh_until + self.policy.max_stale).with_etag(etag)
     }
 
+    /// The health of the keys now, from the pinned set and the backoff: no I/O.
+    pub(crate) fn health(&self) -> freshness::KeyHealth {
+        let now = self.clock.now();
+        let pinned = self.pinned.load();
+        let set = pinned.as_deref().map(|pinned| times(&pinned.entry));
+        freshness::KeyHealth::of(set, self.health.retry_after(now), now)
+    }
+
     /// The key source's id, for logs.
     pub(crate) fn source_id(&self) -> &str {
         self.source.id()

@@ -122,6 +122,12 @@ impl Verifier {
         Ok(self.inner.store.current().await?.value)
     }
 
+    /// The state of the keys now (fresh, stale since/until, or unavailable with the time until
+    /// the next fetch), for a readiness probe: read from memory, no I/O.
+    pub fn health(&self) -> crate::KeyHealth {
+        self.inner.store.health()
+    }
+
     /// The issuers whose tokens this verifier accepts.
     pub fn issuers(&self) -> &[String] {
         &self.inner.rules.issuers

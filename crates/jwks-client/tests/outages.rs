@@ -11,7 +11,9 @@ use std::time::Duration;
 
 use jwkstash_core::ManualClock;
 use jwkstash_jwks::testkit::{Behaviour, Idp, IdpBuilder, TestKey, eventually};
-use jwkstash_jwks::{FreshnessPolicy, HttpKeySource, RefreshError, Verifier, VerifyError};
+use jwkstash_jwks::{
+    FreshnessPolicy, HttpKeySource, KeyHealth, RefreshError, Verifier, VerifyError,
+};
 use serde_json::Value;
 
 const TTL: Duration = Duration::from_secs(60);
@@ -276,4 +278,65 @@ async fn an_unknown_kid_while_the_provider_hangs_waits_only_the_bounded_wait() {
     timeline.verifier.verify::<Value>(&rotated).await.unwrap();
     assert_eq!(idp.jwks_requests(), 2);
     assert_eq!(timeline.verifier.stats().unknown_kid_timeouts, 2);
+}
+
+/// Readiness without I/O: unavailable before the first fetch, fresh, stale through the outage
+/// (still ready), unavailable past `max_stale` with the time until the next try.
+#[tokio::test]
+async fn health_tells_a_readiness_probe_what_the_keys_are() {
+    let clock = ManualClock::default();
+    let idp = IdpBuilder::default()
+        .clock(Arc::new(clock.clone()))
+        .start()
+        .await
+        .unwrap();
+    let verifier = Verifier::builder()
+        .key_source(
+            HttpKeySource::builder(idp.jwks_url())
+                .allow_http(true)
+                .build()
+                .unwrap(),
+        )
+        .issuer(idp.issuer())
+        .audience(idp.audience())
+        .clock(Arc::new(clock.clone()))
+        .policy(FreshnessPolicy::default().ttl(TTL))
+        .build()
+        .unwrap();
+    let requests = idp.jwks_requests();
+    assert_eq!(
+        verifier.health(),
+        KeyHealth::Unavailable { retry_after: None }
+    );
+    assert_eq!(idp.jwks_requests(), requests, "health made a request");
+    verifier.prefetch().await.unwrap();
+    let KeyHealth::Fresh { until } = verifier.health() else {
+        panic!("{:?}", verifier.health());
+    };
+    idp.set_behaviour(Behaviour::Status(500));
+    clock.advance(TTL + Duration::from_secs(1));
+    verifier.verify::<Value>(&idp.mint()).await.unwrap();
+    eventually("the refresh failed", || {
+        verifier.stats().fetch_failures == 1
+    })
+    .await;
+    let stale = verifier.health();
+    assert!(
+        matches!(stale, KeyHealth::Stale { since, .. } if since == until),
+        "{stale:?}"
+    );
+    assert!(stale.is_ready());
+    clock.advance(Duration::from_secs(3600));
+    verifier.verify::<Value>(&idp.mint()).await.unwrap_err();
+    let gone = verifier.health();
+    assert!(
+        matches!(
+            gone,
+            KeyHealth::Unavailable {
+                retry_after: Some(_)
+            }
+        ),
+        "{gone:?}"
+    );
+    assert!(!gone.is_ready());
 }
