@@ -31,6 +31,18 @@ impl Timeline {
     }
 
     async fn with_policy(policy: FreshnessPolicy) -> Self {
+        let timeline = Self::unwarmed(policy).await;
+        timeline
+            .verifier
+            .verify::<Value>(&timeline.idp.mint())
+            .await
+            .unwrap();
+        assert_eq!(timeline.idp.jwks_requests(), 1);
+        timeline
+    }
+
+    /// The same, before any fetch.
+    async fn unwarmed(policy: FreshnessPolicy) -> Self {
         let clock = ManualClock::default();
         let idp = IdpBuilder::default()
             .clock(Arc::new(clock.clone()))
@@ -51,8 +63,6 @@ impl Timeline {
             .policy(policy.ttl(TTL))
             .build()
             .unwrap();
-        verifier.verify::<Value>(&idp.mint()).await.unwrap();
-        assert_eq!(idp.jwks_requests(), 1);
         Self {
             clock,
             idp,
@@ -284,25 +294,11 @@ async fn an_unknown_kid_while_the_provider_hangs_waits_only_the_bounded_wait() {
 /// (still ready), unavailable past `max_stale` with the time until the next try.
 #[tokio::test]
 async fn health_tells_a_readiness_probe_what_the_keys_are() {
-    let clock = ManualClock::default();
-    let idp = IdpBuilder::default()
-        .clock(Arc::new(clock.clone()))
-        .start()
-        .await
-        .unwrap();
-    let verifier = Verifier::builder()
-        .key_source(
-            HttpKeySource::builder(idp.jwks_url())
-                .allow_http(true)
-                .build()
-                .unwrap(),
-        )
-        .issuer(idp.issuer())
-        .audience(idp.audience())
-        .clock(Arc::new(clock.clone()))
-        .policy(FreshnessPolicy::default().ttl(TTL))
-        .build()
-        .unwrap();
+    let Timeline {
+        clock,
+        idp,
+        verifier,
+    } = Timeline::unwarmed(FreshnessPolicy::default()).await;
     let requests = idp.jwks_requests();
     assert_eq!(
         verifier.health(),
