@@ -143,13 +143,15 @@ impl Setup {
         let message = format!("{} {}", self.cache_key().await, u64::MAX / 2);
         let channel = format!("{}:invalidations", self.prefix);
         let _: i64 = self.raw.publish(channel, message).await.unwrap();
-        // Give the listeners time to read what was announced.
-        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 
-    /// Refusals of `kind` across the instances' caches.
-    fn refused(&self, kind: &str) -> u64 {
-        self.caches.iter().map(|cache| cache.refusals()[kind]).sum()
+    /// Waits until every instance's listener has read and refused a value of `kind`: the
+    /// planted value was looked at, not merely left unread.
+    async fn refused_by_all(&self, kind: &str) {
+        eventually(kind, || {
+            self.caches.iter().all(|cache| cache.refusals()[kind] >= 1)
+        })
+        .await;
     }
 
     /// Writes `entry` as the shared entry through a cache of this Redis and prefix that seals
@@ -223,22 +225,22 @@ async fn forged_and_broken_values_are_refused_and_counted() {
             set_of(&[genuine, rogue], soon(), HOUR),
         )
         .await;
+    setup.refused_by_all("bad_mac").await;
     setup.expect_only_genuine().await;
-    assert!(setup.refused("bad_mac") >= 1);
     // A rogue-only set without a tag.
     setup.clock.advance(Duration::from_millis(2));
     setup
         .forge(None, &setup.clock, set_of(&[rogue], soon(), HOUR))
         .await;
+    setup.refused_by_all("missing_mac").await;
     setup.expect_only_genuine().await;
-    assert!(setup.refused("missing_mac") >= 1);
     // Garbage, and 100 MB (read back at most the size cap).
     setup.plant(b"garbage, not an envelope".to_vec()).await;
+    setup.refused_by_all("not_an_envelope").await;
     setup.expect_only_genuine().await;
-    assert!(setup.refused("not_an_envelope") >= 1);
     setup.plant(vec![b'J'; 100 * 1024 * 1024]).await;
+    setup.refused_by_all("too_large").await;
     setup.expect_only_genuine().await;
-    assert!(setup.refused("too_large") >= 1);
     // An authentic entry from a writer whose clock is an hour ahead: refused as from the future.
     let ahead = ManualClock::new(setup.clock.now() + HOUR);
     setup
@@ -248,8 +250,8 @@ async fn forged_and_broken_values_are_refused_and_counted() {
             set_of(&[genuine, rogue], ahead.now(), HOUR),
         )
         .await;
+    setup.refused_by_all("bad_times").await;
     setup.expect_only_genuine().await;
-    assert!(setup.refused("bad_times") >= 1);
     // Nothing here reached the provider again.
     assert_eq!(setup.upstream.load(Ordering::SeqCst), 2);
 }
@@ -327,7 +329,19 @@ async fn a_replayed_older_envelope_rolls_nothing_back() {
         .unwrap();
     let after: Vec<u8> = setup.raw.get(setup.entry_key().await).await.unwrap();
     assert_eq!(after, current, "an older entry overwrote a newer one");
+    let reads = setup.entry_reads().await;
     setup.plant(recorded).await;
+    // Both listeners read the planted envelope before the instances are asked.
+    for _ in 0..200 {
+        if setup.entry_reads().await >= reads + 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(
+        setup.entry_reads().await >= reads + 2,
+        "the replay was never read"
+    );
     for instance in &setup.instances {
         assert!(
             instance.verify::<Value>(&retired_token).await.is_err(),

@@ -149,12 +149,13 @@ impl KeyStore {
     /// source backs off.
     pub(crate) async fn current(self: &Arc<Self>) -> Result<KeyEntry, KeysUnavailable> {
         let now = self.clock.now();
-        let pinned = self.pinned.load_full();
-        if let Some(pinned) = pinned.as_deref()
+        // Under a guard, like the hit path: no reference count while the set is fresh.
+        if let Some(pinned) = self.pinned.load().as_deref()
             && now < pinned.refresh_at
         {
             return Ok(pinned.entry.clone());
         }
+        let pinned = self.pinned.load_full();
         // The pinned set is the newest this verifier knows of (loads and the fleet listener pin
         // what they bring); the cache stack matters only when nothing is pinned yet.
         let held = match pinned {
