@@ -343,6 +343,41 @@ async fn unknown_kid_flood(shared: Shared, clock: ManualClock) {
     );
 }
 
+/// A flood of forged signatures under a real kid across the fleet costs one refetch for the
+/// whole fleet; when the provider then reuses the kid for a new key, one more refetch (after
+/// the cooldown) lets every instance accept the new key's tokens.
+async fn reused_kid(shared: Shared, clock: ManualClock) {
+    let (key, forger, reused) = (
+        TestKey::ec_p256("k1"),
+        TestKey::ec_p256("k1"),
+        TestKey::ec_p256("k1"),
+    );
+    let fleet = Fleet::start(8, &shared, clock, Upstream::serving(&[&key])).await;
+    let valid = key.sign(&claims(&fleet.clock));
+    fleet.expect_valid(&vec![valid.clone(); 8]).await;
+    assert_eq!(fleet.upstream.calls(), 1);
+
+    fleet.clock.advance(Duration::from_secs(1));
+    let forged = forger.sign(&claims(&fleet.clock));
+    for outcome in fleet.verify_all(&vec![forged.clone(); 800]).await {
+        assert!(
+            matches!(
+                outcome,
+                Err(VerifyError::InvalidToken(InvalidToken::BadSignature))
+            ),
+            "{outcome:?}"
+        );
+    }
+    assert_eq!(fleet.upstream.calls(), 2, "one refetch for the whole fleet");
+    fleet.expect_valid(&vec![valid; 8]).await;
+
+    fleet.upstream.publish(&[&reused]);
+    fleet.clock.advance(Duration::from_secs(31));
+    let token = reused.sign(&claims(&fleet.clock));
+    fleet.expect_valid(&vec![token; 800]).await;
+    assert_eq!(fleet.upstream.calls(), 3, "one refetch for the reused kid");
+}
+
 /// Instance A meets the new kid and fetches; B..H verify it with no upstream request, and hear
 /// of the new set by invalidation.
 async fn rotation_reaches_the_fleet(shared: Shared, clock: ManualClock) {
@@ -569,6 +604,7 @@ on_every_tier!(
     cold_start_and_expiry,
     refresh_ahead_once_per_fleet,
     unknown_kid_flood,
+    reused_kid,
     rotation_reaches_the_fleet,
     simultaneous_rotation,
 );

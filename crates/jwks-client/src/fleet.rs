@@ -6,8 +6,9 @@
 //!   publishes an invalidation. The others wait for that message or poll the shared tier; when
 //!   the lease is free again (released, or expired with a dead holder) one of them takes it and
 //!   checks the shared tier before fetching.
-//! * Unknown-kid refetches are claimed fleet-wide once per cooldown; kids found absent are
-//!   marked in the shared tier so that no instance refetches for them again.
+//! * Kid refetches (an unknown kid, or a known kid whose key failed a signature) are claimed
+//!   fleet-wide once per cooldown; kids found absent are marked in the shared tier so that no
+//!   instance refetches for them again while the set is unchanged.
 //! * If the shared tier fails, the instance fetches on its own: a Redis outage costs nothing
 //!   but the sharing.
 
@@ -98,8 +99,8 @@ impl Fleet {
         if let Some(newer) = self.newer_in_far(store, current.as_ref()).await {
             return Ok(newer);
         }
-        if let (Reason::UnknownKid { absent_slot, .. }, Some(current)) = (reason, &current)
-            && !self.may_refetch_for_kid(store, absent_slot).await
+        if let (Reason::Kid(query), Some(current)) = (reason, &current)
+            && !self.may_refetch_for_kid(store, query.absent_slot()).await
         {
             // Not a fetch: the caller cannot mark the kid absent from this set.
             return Ok(current.clone());
@@ -132,10 +133,9 @@ impl Fleet {
         reason: &Reason,
         outcome: LoadResult,
     ) -> LoadResult {
-        if let (Reason::UnknownKid { kid, .. }, Ok(entry)) = (reason, &outcome)
-            && !entry.value.contains_kid(kid)
+        if let (Reason::Kid(query), Ok(entry)) = (reason, &outcome)
+            && let Some(slot) = query.absent_from(&entry.value)
         {
-            let slot = crate::store::absent_slot(entry.value.fingerprint(), kid);
             let marked = self
                 .far
                 .claim_period(
@@ -201,12 +201,14 @@ impl Fleet {
         Some(entry)
     }
 
-    /// Whether this instance may refetch for an unknown kid: not if the kid was already found
-    /// absent from this set, nor if another instance refetched within the cooldown.
-    async fn may_refetch_for_kid(&self, store: &KeyStore, absent_slot: &str) -> bool {
+    /// Whether this instance may refetch for a kid: not if an unknown kid was already found
+    /// absent from this set (`absent_slot`), nor if another instance refetched within the
+    /// cooldown.
+    async fn may_refetch_for_kid(&self, store: &KeyStore, absent_slot: Option<&str>) -> bool {
         let key = store.cache_key.as_str();
         let now = store.clock.now();
-        if let Ok(Some(marked)) = self.far.last_claimed(key, absent_slot).await
+        if let Some(slot) = absent_slot
+            && let Ok(Some(marked)) = self.far.last_claimed(key, slot).await
             && now < marked + store.policy.negative_ttl
         {
             return false;

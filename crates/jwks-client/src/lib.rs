@@ -34,6 +34,7 @@ mod http;
 mod issuers;
 mod json;
 mod keyset;
+mod kid_query;
 mod policy;
 mod stats;
 mod store;

@@ -26,11 +26,16 @@ pub struct Stats {
     pub fetches_stale: u64,
     /// Upstream fetches by this instance for an unknown `kid`.
     pub fetches_unknown_kid: u64,
+    /// Upstream fetches by this instance because a known `kid`'s key failed a signature (a
+    /// provider may reuse a kid for a new key).
+    pub fetches_reused_kid: u64,
     /// Callers that waited for a fetch (cold start, or past `max_stale`) instead of a cache hit.
     pub waited_for_fetch: u64,
-    /// Unknown-`kid` lookups that caused or joined a refetch.
+    /// Unknown-`kid` lookups (and failed signatures under a known `kid`) that caused or joined
+    /// a refetch.
     pub unknown_kid_refetches: u64,
-    /// Unknown-`kid` lookups refused without a refetch (cooldown, known absent, backoff).
+    /// Unknown-`kid` lookups (and failed signatures under a known `kid`) answered without a
+    /// refetch (cooldown, known absent or unchanged, backoff).
     pub unknown_kid_suppressed: u64,
     /// Verifications answered from a set past its freshness (within `max_stale`) while a
     /// refresh ran in the background or the source backed off after failures.
@@ -187,6 +192,7 @@ counters! {
     fetches_refresh_ahead: AtomicU64 => fetch_refresh_ahead ["jwkstash_fetch_reasons_total", "reason" => "refresh_ahead"],
     fetches_stale: AtomicU64 => fetch_stale ["jwkstash_fetch_reasons_total", "reason" => "stale"],
     fetches_unknown_kid: AtomicU64 => fetch_unknown_kid ["jwkstash_fetch_reasons_total", "reason" => "unknown_kid"],
+    fetches_reused_kid: AtomicU64 => fetch_reused_kid ["jwkstash_fetch_reasons_total", "reason" => "reused_kid"],
     waited_for_fetch: AtomicU64 => waited_for_load ["jwkstash_waited_for_fetch_total"],
     unknown_kid_refetches: AtomicU64 => kid_refetch ["jwkstash_unknown_kid_refetches_total"],
     unknown_kid_suppressed: AtomicU64 => kid_refetch_suppressed ["jwkstash_unknown_kid_suppressed_total"],
@@ -204,7 +210,8 @@ impl Counters {
             Reason::Cold => self.fetch_cold(),
             Reason::RefreshAhead => self.fetch_refresh_ahead(),
             Reason::Stale => self.fetch_stale(),
-            Reason::UnknownKid { .. } => self.fetch_unknown_kid(),
+            Reason::Kid(query) if query.is_unknown() => self.fetch_unknown_kid(),
+            Reason::Kid(_) => self.fetch_reused_kid(),
         }
     }
 }

@@ -10,13 +10,13 @@ use arc_swap::ArcSwapOption;
 use jwkstash_core::{
     Entry, Fetched, KeySource, SharedClock, SingleFlight, Validators, unix_millis,
 };
-use sha2::{Digest, Sha256};
 
 use crate::error::{KeySetError, KeysUnavailable, RefreshError};
 use crate::fleet::Fleet;
 use crate::freshness::{self, Action, SetTimes, Situation};
 use crate::health::Health;
 use crate::keyset::KeySet;
+use crate::kid_query::KidQuery;
 use crate::policy::FreshnessPolicy;
 use crate::stats::Counters;
 use crate::verifier::KeySetCache;
@@ -38,8 +38,8 @@ pub(crate) enum Reason {
     RefreshAhead,
     /// The set is past its freshness and served stale meanwhile.
     Stale,
-    /// A token named a `kid` the set lacks; `absent_slot` names that (set, kid) pair.
-    UnknownKid { kid: Box<str>, absent_slot: String },
+    /// A token named a `kid` the set lacks, or one whose key failed the signature.
+    Kid(KidQuery),
 }
 
 impl Reason {
@@ -49,7 +49,7 @@ impl Reason {
             Self::Cold => "cold",
             Self::RefreshAhead => "refresh_ahead",
             Self::Stale => "stale",
-            Self::UnknownKid { .. } => "unknown_kid",
+            Self::Kid(query) => query.code(),
         }
     }
 }
@@ -84,9 +84,9 @@ pub(crate) struct KeyStore {
     health: Health,
     /// When the last unknown-kid refetch started (ms since the epoch; 0: never).
     kid_refetch_ms: AtomicU64,
-    /// Kids found absent, with the fingerprint of the set they were absent from; made on the
-    /// first unknown kid (most verifiers never see one).
-    absent: std::sync::OnceLock<moka::sync::Cache<Box<str>, (u64, SystemTime)>>,
+    /// Kids found absent from a set, by their slot (which names the set's fingerprint), with
+    /// when; made on the first unknown kid (most verifiers never see one).
+    absent: std::sync::OnceLock<moka::sync::Cache<String, SystemTime>>,
     /// The fleet's invalidation listener, stopped with the store.
     listener: Mutex<Option<tokio::task::JoinHandle<()>>>,
     pub(crate) counters: Arc<Counters>,
@@ -193,28 +193,38 @@ impl KeyStore {
         Ok(entry)
     }
 
-    /// Called when `kid` is not in `seen`. Refetches at most once per cooldown (joining a load
-    /// already running) and waits for it at most `unknown_kid_wait`; returns the set to look
-    /// the kid up in again, or `None` when no refetch was allowed. Valid tokens never wait
-    /// here: only unknown kids reach it.
+    /// Called when a token's kid is not in `seen`, or its key in `seen` failed the signature
+    /// (`query` says which). Refetches at most once per cooldown (joining a load already
+    /// running) and waits for it at most `unknown_kid_wait`; returns the set to look the kid
+    /// up in again, or `None` when no refetch was allowed. Valid tokens never wait here: only
+    /// unknown kids and failed signatures reach it.
     ///
-    /// While the source backs off, or when the refetch does not finish in time, the answer is
-    /// [`KeysUnavailable`] (503), not "unknown kid" (401): the provider has not said that the
-    /// kid is absent, and a token signed with a newly rotated key is valid. The refetch goes on
-    /// in the background and serves the tokens that come after.
-    pub(crate) async fn refetch_for_unknown_kid(
+    /// For an unknown kid, while the source backs off or when the refetch does not finish in
+    /// time, the answer is [`KeysUnavailable`] (503), not "unknown kid" (401): the provider has
+    /// not said that the kid is absent, and a token signed with a newly rotated key is valid.
+    /// For a failed signature the provider did say which key the kid names, so the token
+    /// stays refused (`None`). Either way the refetch goes on in the background and serves the
+    /// tokens that come after.
+    pub(crate) async fn refetch_for_kid(
         self: &Arc<Self>,
-        kid: &str,
+        query: KidQuery,
         seen: &KeyEntry,
     ) -> Result<Option<KeyEntry>, KeysUnavailable> {
         let now = self.clock.now();
         let fingerprint = seen.value.fingerprint();
-        if self.known_absent(kid, fingerprint, now) {
+        let unknown = query.is_unknown();
+        if query
+            .absent_slot()
+            .is_some_and(|slot| self.known_absent(slot, now))
+        {
             self.counters.kid_refetch_suppressed();
             return Ok(None);
         }
         if let Some(retry_after) = self.health.retry_after(now) {
             self.counters.kid_refetch_suppressed();
+            if !unknown {
+                return Ok(None);
+            }
             return Err(KeysUnavailable::new(
                 self.health.last_error(),
                 Some(retry_after),
@@ -222,22 +232,21 @@ impl KeyStore {
         }
         let store = Arc::clone(self);
         let current = seen.clone();
-        let reason = Reason::UnknownKid {
-            kid: kid.into(),
-            absent_slot: absent_slot(fingerprint, kid),
-        };
         let refetch = self.flights.run_if(
             (),
             || self.claim_kid_refetch(now),
-            || store.load(Some(current), reason),
+            || store.load(Some(current), Reason::Kid(query)),
         );
         let wait = self.policy.unknown_kid_wait;
         let Ok(outcome) = tokio::time::timeout(wait, refetch).await else {
             self.counters.kid_refetch_timed_out();
             tracing::debug!(
                 source = self.source.id(),
-                "unknown kid: the refetch goes on in the background"
+                "kid refetch: it goes on in the background"
             );
+            if !unknown {
+                return Ok(None);
+            }
             let pending = Arc::new(RefreshError::Pending { waited: wait });
             return Err(KeysUnavailable::new(pending, Some(PENDING_RETRY_AFTER)));
         };
@@ -245,7 +254,7 @@ impl KeyStore {
             self.counters.kid_refetch_suppressed();
             tracing::debug!(
                 source = self.source.id(),
-                "unknown kid: refetch suppressed by the cooldown"
+                "kid refetch suppressed by the cooldown"
             );
             // A refetch may have landed since `seen` was read: retry with the newer set.
             return Ok(self
@@ -254,11 +263,14 @@ impl KeyStore {
                 .filter(|latest| latest.value.fingerprint() != fingerprint));
         };
         self.counters.kid_refetch();
-        outcome
+        let loaded = outcome
             .map_err(|error| Arc::new(RefreshError::from(error)))
-            .and_then(|loaded| loaded)
-            .map(Some)
-            .map_err(|cause| KeysUnavailable::new(cause, self.health.retry_after(now)))
+            .and_then(|loaded| loaded);
+        match loaded {
+            Ok(entry) => Ok(Some(entry)),
+            Err(_) if !unknown => Ok(None),
+            Err(cause) => Err(KeysUnavailable::new(cause, self.health.retry_after(now))),
+        }
     }
 
     /// Reads the cache stack, counting which tier answered.
@@ -432,12 +444,11 @@ impl KeyStore {
     /// Remembers an unknown kid as absent, but only from a set the provider sent after the
     /// refetch for it started: a set that merely landed meanwhile says nothing of the kid.
     fn note_if_absent(&self, reason: &Reason, entry: &KeyEntry, started: SystemTime) {
-        if let Reason::UnknownKid { kid, .. } = reason
+        if let Reason::Kid(query) = reason
             && entry.fetched_at >= started
-            && !entry.value.contains_kid(kid)
+            && let Some(slot) = query.absent_from(&entry.value)
         {
-            self.absent()
-                .insert(kid.clone(), (entry.value.fingerprint(), self.clock.now()));
+            self.absent().insert(slot, self.clock.now());
         }
     }
 
@@ -561,7 +572,7 @@ impl KeyStore {
         true
     }
 
-    fn absent(&self) -> &moka::sync::Cache<Box<str>, (u64, SystemTime)> {
+    fn absent(&self) -> &moka::sync::Cache<String, SystemTime> {
         self.absent.get_or_init(|| {
             moka::sync::Cache::builder()
                 .max_capacity(self.policy.negative_cache_capacity)
@@ -569,13 +580,12 @@ impl KeyStore {
         })
     }
 
-    fn known_absent(&self, kid: &str, fingerprint: u64, now: SystemTime) -> bool {
+    /// Whether a kid was found absent (its `slot`) within `negative_ttl`.
+    fn known_absent(&self, slot: &str, now: SystemTime) -> bool {
         self.absent
             .get()
-            .and_then(|absent| absent.get(kid))
-            .is_some_and(|(absent_from, since)| {
-                absent_from == fingerprint && now < since + self.policy.negative_ttl
-            })
+            .and_then(|absent| absent.get(slot))
+            .is_some_and(|since| now < since + self.policy.negative_ttl)
     }
 
     /// Starts the fleet's invalidation listener once (no-op without a fleet).
@@ -610,13 +620,6 @@ async fn read_tier(tier: &dyn jwkstash_core::Cache<Arc<KeySet>>, key: &str) -> O
             None
         }
     }
-}
-
-/// The slot that marks `kid` as looked for, and absent, in the set with `fingerprint`. The kid
-/// is hashed: nothing from a token reaches a shared key raw.
-pub(crate) fn absent_slot(fingerprint: u64, kid: &str) -> String {
-    let kid_hash = Sha256::digest(kid.as_bytes());
-    format!("absent:{fingerprint:016x}:{}", hex::encode(&kid_hash[..8]))
 }
 
 /// The times [`freshness::decide`] looks at.

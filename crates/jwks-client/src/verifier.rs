@@ -16,6 +16,7 @@ use crate::error::{BuildError, InvalidToken, KeysUnavailable, VerifyError};
 use crate::fleet::Fleet;
 use crate::http::HttpKeySource;
 use crate::keyset::{KeySet, VerifyingKey};
+use crate::kid_query::KidQuery;
 use crate::policy::FreshnessPolicy;
 use crate::stats::{Counters, Stats};
 use crate::store::{KeyStore, StoreParts};
@@ -201,29 +202,66 @@ impl Verifier {
             span.record("kid", hex::encode(&hash[..6]).as_str());
         }
         let now = inner.clock.now();
-        let hit =
-            inner
-                .store
-                .with_pinned(now, |set| match set.find(token.kid.as_deref(), token.alg) {
-                    Err(InvalidToken::UnknownKid) => None,
-                    found => Some(found.and_then(|key| self.check(&token, key, now))),
-                });
-        if let Some(Some(outcome)) = hit {
-            inner.counters.pinned_hit();
-            return Ok(outcome?);
-        }
-        let entry = inner.store.current().await?;
-        match entry.value.find(token.kid.as_deref(), token.alg) {
-            Err(InvalidToken::UnknownKid) => {}
-            found => return Ok(self.check(&token, found?, inner.clock.now())?),
-        }
-        // Only a token with a kid can be UnknownKid.
-        let kid = token.kid.as_deref().unwrap_or_default();
-        let Some(entry) = inner.store.refetch_for_unknown_kid(kid, &entry).await? else {
-            return Err(InvalidToken::UnknownKid.into());
+        // The hit path: the pinned set, without the cache stack.
+        let pinned = inner.store.with_pinned(now, |set| {
+            (set.fingerprint(), self.attempt(set, &token, now))
+        });
+        let pinned = match pinned {
+            Some((_, Attempt::Checked(outcome))) => {
+                inner.counters.pinned_hit();
+                return Ok(outcome?);
+            }
+            other => other,
         };
-        let key = entry.value.find(Some(kid), token.alg)?;
-        Ok(self.check(&token, key, inner.clock.now())?)
+        let entry = inner.store.current().await?;
+        let attempt = match pinned {
+            Some((fingerprint, attempt)) if fingerprint == entry.value.fingerprint() => attempt,
+            _ => self.attempt(&entry.value, &token, inner.clock.now()),
+        };
+        // Only a token with a kid asks for a refetch.
+        let kid = token.kid.as_deref().unwrap_or_default();
+        let (query, refused) = match attempt {
+            Attempt::Checked(outcome) => return Ok(outcome?),
+            Attempt::UnknownKid => (
+                KidQuery::unknown(kid, &entry.value),
+                InvalidToken::UnknownKid,
+            ),
+            Attempt::BadSignature { thumbprint } => (
+                KidQuery::failed_signature(kid, thumbprint),
+                InvalidToken::BadSignature,
+            ),
+        };
+        let newer = inner.store.refetch_for_kid(query.clone(), &entry).await?;
+        // Refused without another signature check when the new set changed nothing for this
+        // kid (still absent, or the same key): the token is forged or names a kid that is gone.
+        let Some(newer) = newer.filter(|newer| query.answered_by(&newer.value)) else {
+            return Err(refused.into());
+        };
+        match self.attempt(&newer.value, &token, inner.clock.now()) {
+            Attempt::Checked(outcome) => Ok(outcome?),
+            Attempt::UnknownKid => Err(InvalidToken::UnknownKid.into()),
+            Attempt::BadSignature { .. } => Err(InvalidToken::BadSignature.into()),
+        }
+    }
+
+    /// Looks the token's key up in `set` and checks the token with it.
+    fn attempt<C: DeserializeOwned>(
+        &self,
+        set: &KeySet,
+        token: &Token<'_>,
+        now: SystemTime,
+    ) -> Attempt<(C, Checked)> {
+        let key = match set.find(token.kid.as_deref(), token.alg) {
+            Ok(key) => key,
+            Err(InvalidToken::UnknownKid) => return Attempt::UnknownKid,
+            Err(refused) => return Attempt::Checked(Err(refused)),
+        };
+        match self.check(token, key, now) {
+            Err(InvalidToken::BadSignature) if token.kid.is_some() => Attempt::BadSignature {
+                thumbprint: key.thumbprint(),
+            },
+            outcome => Attempt::Checked(outcome),
+        }
     }
 
     /// Signature first, then claims: a forged token learns nothing about claim rules.
@@ -573,6 +611,17 @@ impl VerifierBuilder {
             }),
         })
     }
+}
+
+/// What one key set said about a token.
+enum Attempt<T> {
+    /// A verdict: the token's claims, or why it is refused.
+    Checked(Result<T, InvalidToken>),
+    /// The set has no key with the token's `kid`.
+    UnknownKid,
+    /// The key under the token's `kid` (with this thumbprint) did not verify the signature:
+    /// a forged token, or a provider that reused the kid for a new key.
+    BadSignature { thumbprint: u64 },
 }
 
 /// Where the keys come from, built in `build()` so that settings given later apply.
