@@ -20,6 +20,7 @@ use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use tokio::time::Instant;
 
 use crate::error::RefreshError;
+use crate::events::KeyEvent;
 use crate::keyset::KeySet;
 use crate::store::{KeyEntry, KeyStore, LoadResult, Reason, supersedes};
 use crate::verifier::KeySetCache;
@@ -72,9 +73,12 @@ impl Fleet {
                     .await;
             }
         };
+        store.events.send(|| KeyEvent::LeaseTaken);
         let held_since = Instant::now();
         let outcome = self.load_as_holder(store, current, &reason).await;
         if held_since.elapsed() >= self.lease_ttl {
+            let lease_ttl = self.lease_ttl;
+            store.events.send(|| KeyEvent::LeaseLost { lease_ttl });
             tracing::warn!(
                 source = store.source_id(),
                 instance = store.instance,

@@ -26,6 +26,7 @@ mod alg;
 mod claims;
 mod discovery;
 mod error;
+mod events;
 mod fetcher;
 mod fleet;
 mod freshness;
@@ -50,6 +51,7 @@ pub use discovery::{DEFAULT_DISCOVERY_TTL, Discovery, DiscoverySource, Discovery
 pub use error::{
     BuildError, InvalidToken, KeySetError, KeysUnavailable, RefreshError, VerifyError,
 };
+pub use events::{EVENT_CAPACITY, KeyEvent};
 pub use fetcher::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_BODY_BYTES, DEFAULT_TOTAL_TIMEOUT};
 pub use freshness::KeyHealth;
 pub use http::{HttpKeySource, HttpKeySourceBuilder};

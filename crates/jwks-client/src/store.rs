@@ -12,6 +12,7 @@ use jwkstash_core::{
 };
 
 use crate::error::{KeySetError, KeysUnavailable, RefreshError};
+use crate::events::{Events, KeyEvent};
 use crate::fleet::Fleet;
 use crate::freshness::{self, Action, SetTimes, Situation};
 use crate::health::Health;
@@ -82,6 +83,7 @@ pub(crate) struct KeyStore {
     /// How many loads are running (read lock-free by [`freshness::decide`]).
     loads: AtomicUsize,
     health: Health,
+    pub(crate) events: Events,
     /// When the last unknown-kid refetch started (ms since the epoch; 0: never).
     kid_refetch_ms: AtomicU64,
     /// Kids found absent from a set, by their slot (which names the set's fingerprint), with
@@ -131,6 +133,7 @@ impl KeyStore {
             refresh_claimed: AtomicBool::new(false),
             loads: AtomicUsize::new(0),
             health: Health::default(),
+            events: Events::default(),
             kid_refetch_ms: AtomicU64::new(0),
             absent: std::sync::OnceLock::new(),
             listener: Mutex::new(None),
@@ -186,6 +189,8 @@ impl KeyStore {
         self.pin(&entry);
         if action.is_stale() {
             self.counters.stale_served();
+            self.events
+                .served_stale(entry.fresh_until, entry.usable_until);
         }
         if action.refreshes() {
             self.refresh_in_background(&entry, now);
@@ -325,13 +330,20 @@ impl KeyStore {
         }
         self.counters.key_set(entry.fetched_at, self.clock.now());
         let refresh_at = freshness::refresh_at(times(entry), &self.policy);
-        self.pinned.rcu(|pinned| match pinned {
+        let replaced = self.pinned.rcu(|pinned| match pinned {
             Some(pinned) if !supersedes(entry, &pinned.entry) => Some(Arc::clone(pinned)),
             _ => Some(Arc::new(Pinned {
                 entry: entry.clone(),
                 refresh_at,
             })),
         });
+        if replaced
+            .as_deref()
+            .is_none_or(|replaced| supersedes(entry, &replaced.entry))
+        {
+            let old = replaced.as_deref().map(|replaced| &*replaced.entry.value);
+            self.events.changed(old, &entry.value);
+        }
     }
 
     /// Starts one background refresh unless one is pending; callers never wait for it.
@@ -410,6 +422,10 @@ impl KeyStore {
                 let delay = self
                     .health
                     .failed(self.clock.now(), &self.policy, Arc::clone(error));
+                self.events.send(|| KeyEvent::RefreshFailed {
+                    cause: Arc::clone(error),
+                    retry_after: delay,
+                });
                 let source = self.source.id();
                 // Another instance's failure was its warning, not ours.
                 if matches!(

@@ -129,6 +129,16 @@ impl Verifier {
         self.inner.store.health()
     }
 
+    /// Events about this verifier's keys: the set changed (kids added and removed), a refresh
+    /// failed (cause, retry after), a stale set was served (once per stale period), and in a
+    /// fleet the fetch lease taken or outlasted. The channel is bounded
+    /// ([`EVENT_CAPACITY`](crate::EVENT_CAPACITY)) and never slows a verification: a
+    /// subscriber that falls behind receives `RecvError::Lagged` and loses the oldest events.
+    /// Events are sent only while someone subscribes.
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<crate::KeyEvent> {
+        self.inner.store.events.subscribe()
+    }
+
     /// The issuers whose tokens this verifier accepts.
     pub fn issuers(&self) -> &[String] {
         &self.inner.rules.issuers

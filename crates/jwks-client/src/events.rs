@@ -1,0 +1,130 @@
+//! [`KeyEvent`]s: what happened to a verifier's keys, for alerts and dashboards. Sent on a
+//! bounded tokio broadcast channel: a verification never waits for a subscriber, and a
+//! subscriber that falls behind loses the oldest events (`RecvError::Lagged`), not memory.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime};
+
+use jwkstash_core::unix_millis;
+use tokio::sync::broadcast;
+
+use crate::error::RefreshError;
+use crate::keyset::KeySet;
+
+/// How many events a subscriber may fall behind before it loses the oldest.
+pub const EVENT_CAPACITY: usize = 64;
+
+/// Something that happened to a verifier's keys. Subscribe with
+/// [`Verifier::subscribe`](crate::Verifier::subscribe).
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub enum KeyEvent {
+    /// The set verified with changed (or was loaded for the first time): the kids it added and
+    /// removed, sorted. Keys without a kid are not listed; a change of key material under a
+    /// kept kid lists the kid in both.
+    KeySetChanged {
+        /// Kids in the new set that the previous one lacked (or whose key changed).
+        added: Vec<String>,
+        /// Kids of the previous set that the new one lacks (or whose key changed).
+        removed: Vec<String>,
+        /// The new set's [`fingerprint`](KeySet::fingerprint).
+        fingerprint: u64,
+    },
+    /// A refresh failed; the next attempt is in `retry_after`.
+    RefreshFailed {
+        /// Why.
+        cause: Arc<RefreshError>,
+        /// The backoff before the next attempt.
+        retry_after: Duration,
+    },
+    /// A set past its freshness was served: sent once per stale period (per set), the first
+    /// time a verification uses it.
+    StaleServed {
+        /// When the set stopped being fresh.
+        since: SystemTime,
+        /// When it stops being usable (`max_stale` later).
+        until: SystemTime,
+    },
+    /// This instance took the fleet's fetch lease (it fetches for the fleet).
+    LeaseTaken,
+    /// This instance's fetch outlasted the fleet's lease: the lease expired while it was held,
+    /// so another instance may have fetched too.
+    LeaseLost {
+        /// The lease TTL that was outlasted.
+        lease_ttl: Duration,
+    },
+}
+
+/// The sending side, held by the key store.
+#[derive(Debug)]
+pub(crate) struct Events {
+    sender: broadcast::Sender<KeyEvent>,
+    /// The `fresh_until` (ms) of the last set reported as served stale.
+    stale_reported: AtomicU64,
+}
+
+impl Default for Events {
+    fn default() -> Self {
+        Self {
+            sender: broadcast::Sender::new(EVENT_CAPACITY),
+            stale_reported: AtomicU64::new(0),
+        }
+    }
+}
+
+impl Events {
+    pub(crate) fn subscribe(&self) -> broadcast::Receiver<KeyEvent> {
+        self.sender.subscribe()
+    }
+
+    /// Sends `event` to the current subscribers, if any; never waits.
+    pub(crate) fn send(&self, event: impl FnOnce() -> KeyEvent) {
+        if self.sender.receiver_count() > 0 {
+            // An error only says that every subscriber has gone since the check.
+            let _ = self.sender.send(event());
+        }
+    }
+
+    /// Reports a set served stale, once per set.
+    pub(crate) fn served_stale(&self, since: SystemTime, until: SystemTime) {
+        let period = unix_millis(since);
+        if self.stale_reported.swap(period, Ordering::AcqRel) != period {
+            self.send(|| KeyEvent::StaleServed { since, until });
+        }
+    }
+
+    /// Reports `new` replacing `old` (`None`: the first set).
+    pub(crate) fn changed(&self, old: Option<&KeySet>, new: &KeySet) {
+        if old.is_some_and(|old| old.fingerprint() == new.fingerprint()) {
+            return;
+        }
+        self.send(|| {
+            let kids = |set: Option<&KeySet>| -> Vec<(String, u64)> {
+                let mut kids: Vec<(String, u64)> = set
+                    .map(KeySet::keys)
+                    .unwrap_or_default()
+                    .iter()
+                    .filter_map(|key| Some((key.kid()?.to_owned(), key.thumbprint())))
+                    .collect();
+                kids.sort_unstable();
+                kids
+            };
+            let (before, after) = (kids(old), kids(Some(new)));
+            let only_in = |these: &[(String, u64)], others: &[(String, u64)]| {
+                let mut kids: Vec<String> = these
+                    .iter()
+                    .filter(|kid| others.binary_search(kid).is_err())
+                    .map(|(kid, _)| kid.clone())
+                    .collect();
+                kids.dedup();
+                kids
+            };
+            KeyEvent::KeySetChanged {
+                added: only_in(&after, &before),
+                removed: only_in(&before, &after),
+                fingerprint: new.fingerprint(),
+            }
+        });
+    }
+}
