@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use jwkstash::testkit::{TestKey, eventually, jwks};
 use jwkstash::{
-    Clock, Fetched, FreshnessPolicy, InvalidToken, ManualClock, MemoryCache, RedisCache,
+    Clock, Fetched, FreshnessPolicy, InvalidToken, KeyEvent, ManualClock, MemoryCache, RedisCache,
     SharedKeySetTier, Verifier, VerifyError,
 };
 use jwkstash_core::{Lease, MockKeySource};
@@ -378,6 +378,68 @@ async fn reused_kid(shared: Shared, clock: ManualClock) {
     assert_eq!(fleet.upstream.calls(), 3, "one refetch for the reused kid");
 }
 
+/// An operator's `refresh()` on one instance after an emergency rotation: one upstream fetch,
+/// every other instance hears of the new set (no fetch of its own) and refuses the removed
+/// key's tokens; a second `refresh()` elsewhere within the interval shares the first.
+async fn forced_refresh(shared: Shared, clock: ManualClock) {
+    let (compromised, kept) = (TestKey::ec_p256("k1"), TestKey::ed25519("k2"));
+    let fleet = Fleet::start(4, &shared, clock, Upstream::serving(&[&compromised, &kept])).await;
+    let stolen = compromised.sign(&claims(&fleet.clock));
+    fleet.expect_valid(&vec![stolen.clone(); 4]).await;
+    assert_eq!(fleet.upstream.calls(), 1);
+
+    fleet.upstream.publish(&[&kept]);
+    fleet.clock.advance(Duration::from_secs(1));
+    let mut others: Vec<_> = fleet.instances[1..]
+        .iter()
+        .map(Verifier::subscribe)
+        .collect();
+    let refreshed = fleet.instances[0].refresh().await.unwrap();
+    assert!(refreshed.fetched);
+    let fingerprint = refreshed.key_set.fingerprint();
+    for events in &mut others {
+        let heard = tokio::time::timeout(Duration::from_secs(5), async {
+            loop {
+                match events.recv().await {
+                    Ok(KeyEvent::KeySetChanged {
+                        fingerprint: new,
+                        removed,
+                        ..
+                    }) if new == fingerprint => {
+                        return removed;
+                    }
+                    Ok(_) => {}
+                    Err(error) => panic!("{error:?}"),
+                }
+            }
+        })
+        .await;
+        assert_eq!(
+            heard.expect("an instance never heard of the refresh"),
+            ["k1"]
+        );
+    }
+    for outcome in fleet.verify_all(&vec![stolen; 40]).await {
+        assert!(
+            matches!(
+                outcome,
+                Err(VerifyError::InvalidToken(InvalidToken::UnknownKid))
+            ),
+            "{outcome:?}"
+        );
+    }
+    fleet
+        .expect_valid(&vec![kept.sign(&claims(&fleet.clock)); 40])
+        .await;
+    let again = fleet.instances[3].refresh().await.unwrap();
+    assert!(
+        !again.fetched,
+        "a second refresh within the interval fetched"
+    );
+    assert_eq!(again.key_set.fingerprint(), fingerprint);
+    assert_eq!(fleet.upstream.calls(), 2, "one fetch for the refresh");
+}
+
 /// Instance A meets the new kid and fetches; B..H verify it with no upstream request, and hear
 /// of the new set by invalidation.
 async fn rotation_reaches_the_fleet(shared: Shared, clock: ManualClock) {
@@ -605,6 +667,7 @@ on_every_tier!(
     refresh_ahead_once_per_fleet,
     unknown_kid_flood,
     reused_kid,
+    forced_refresh,
     rotation_reaches_the_fleet,
     simultaneous_rotation,
 );

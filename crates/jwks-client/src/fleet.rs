@@ -33,6 +33,8 @@ const FETCH_FAILED_SLOT: &str = "fetch-failed";
 const INVALIDATION_SPACING: Duration = Duration::from_millis(5);
 /// When the fleet last tried the provider: the fleet-wide backoff.
 const ATTEMPT_SLOT: &str = "attempt";
+/// When the fleet last made a forced refresh.
+const FORCED_SLOT: &str = "forced";
 
 /// The near tier and the shared tier of a fleet member.
 pub(crate) struct Fleet {
@@ -50,7 +52,11 @@ impl Fleet {
         reason: Reason,
     ) -> LoadResult {
         let key = store.cache_key.as_str();
-        if let Some(newer) = self.newer_in_far(store, current.as_ref()).await {
+        // A forced refresh must fetch, whatever the shared tier holds (the interval between
+        // two is claimed as holder).
+        if !matches!(reason, Reason::Forced)
+            && let Some(newer) = self.newer_in_far(store, current.as_ref()).await
+        {
             return Ok(newer);
         }
         let token = match self.far.acquire(key, self.lease_ttl).await {
@@ -100,6 +106,17 @@ impl Fleet {
         current: Option<KeyEntry>,
         reason: &Reason,
     ) -> LoadResult {
+        if matches!(reason, Reason::Forced) {
+            if !self.may_force(store).await {
+                // Another instance refreshed within the interval: its set is the one to use.
+                let shared = self.newer_in_far(store, current.as_ref()).await;
+                return shared
+                    .or(current)
+                    .ok_or_else(|| Arc::new(RefreshError::FleetFetchFailed));
+            }
+            let outcome = self.fetch_as_holder(store, current, reason).await;
+            return self.mark_if_absent(store, reason, outcome).await;
+        }
         if let Some(newer) = self.newer_in_far(store, current.as_ref()).await {
             return Ok(newer);
         }
@@ -127,6 +144,28 @@ impl Fleet {
             .claim_period(&store.cache_key, ATTEMPT_SLOT, now, period)
             .await
             .unwrap_or(true)
+    }
+
+    /// Whether this instance may make the fleet's forced refresh: one per
+    /// `min_refresh_interval` for the fleet. A forced refresh ignores the backoff; a failing
+    /// shared tier does not block it.
+    async fn may_force(&self, store: &KeyStore) -> bool {
+        let (key, now) = (store.cache_key.as_str(), store.clock.now());
+        let period = store.policy.min_refresh_interval;
+        let forced = self
+            .far
+            .claim_period(key, FORCED_SLOT, now, period)
+            .await
+            .unwrap_or(true);
+        if forced {
+            // The set fetched now answers unknown kids as well as a refetch for them would:
+            // it counts as the fleet's unknown-kid refetch for this cooldown.
+            let _ = self
+                .far
+                .claim_period(key, KID_REFETCH_SLOT, now, Duration::ZERO)
+                .await;
+        }
+        forced
     }
 
     /// After a refetch for an unknown kid, marks the kid absent for the whole fleet if the new

@@ -64,6 +64,6 @@ pub use keyset::{
 pub use policy::FreshnessPolicy;
 pub use stats::Stats;
 pub use verifier::{
-    DEFAULT_LEASE_TTL, DEFAULT_LEEWAY, DEFAULT_MAX_TOKEN_BYTES, KeySetCache, SharedKeySetTier,
-    Verifier, VerifierBuilder,
+    DEFAULT_LEASE_TTL, DEFAULT_LEEWAY, DEFAULT_MAX_TOKEN_BYTES, KeySetCache, Refreshed,
+    SharedKeySetTier, Verifier, VerifierBuilder,
 };

@@ -18,6 +18,7 @@ use crate::error::BuildError;
 /// | `negative_cache_capacity` | 4,096 | unknown `kid`s remembered as absent from the current set |
 /// | `negative_ttl` | 5 min | how long such a `kid` is refused without a refetch (while the set is unchanged) |
 /// | `backoff_initial` / `backoff_max` | 1 s / 60 s | delay between failed refetches, doubling, jittered |
+/// | `min_refresh_interval` | 5 s | at most one forced [`refresh`](crate::Verifier::refresh) per this period (per fleet) |
 ///
 /// # When a verification waits
 ///
@@ -49,6 +50,7 @@ pub struct FreshnessPolicy {
     pub(crate) negative_ttl: Duration,
     pub(crate) backoff_initial: Duration,
     pub(crate) backoff_max: Duration,
+    pub(crate) min_refresh_interval: Duration,
 }
 
 impl Default for FreshnessPolicy {
@@ -65,6 +67,7 @@ impl Default for FreshnessPolicy {
             negative_ttl: Duration::from_secs(300),
             backoff_initial: Duration::from_secs(1),
             backoff_max: Duration::from_secs(60),
+            min_refresh_interval: Duration::from_secs(5),
         }
     }
 }
@@ -108,6 +111,10 @@ impl FreshnessPolicy {
         backoff_initial: Duration;
         /// The longest delay between failed fetches.
         backoff_max: Duration;
+        /// The shortest time between two forced refreshes
+        /// ([`Verifier::refresh`](crate::Verifier::refresh)), fleet-wide with a shared tier:
+        /// calls within it share the last one.
+        min_refresh_interval: Duration;
     }
 
     /// The freshness of a set fetched with this `max-age` hint.
@@ -140,6 +147,9 @@ impl FreshnessPolicy {
         }
         if self.unknown_kid_cooldown.is_zero() {
             return invalid("unknown_kid_cooldown must be positive");
+        }
+        if self.min_refresh_interval.is_zero() {
+            return invalid("min_refresh_interval must be positive");
         }
         if self.backoff_initial.is_zero() || self.backoff_initial > self.backoff_max {
             return invalid("backoff_initial must be positive and at most backoff_max");

@@ -29,6 +29,8 @@ pub struct Stats {
     /// Upstream fetches by this instance because a known `kid`'s key failed a signature (a
     /// provider may reuse a kid for a new key).
     pub fetches_reused_kid: u64,
+    /// Upstream fetches by this instance for [`Verifier::refresh`](crate::Verifier::refresh).
+    pub fetches_forced: u64,
     /// Callers that waited for a fetch (cold start, or past `max_stale`) instead of a cache hit.
     pub waited_for_fetch: u64,
     /// Unknown-`kid` lookups (and failed signatures under a known `kid`) that caused or joined
@@ -193,6 +195,7 @@ counters! {
     fetches_stale: AtomicU64 => fetch_stale ["jwkstash_fetch_reasons_total", "reason" => "stale"],
     fetches_unknown_kid: AtomicU64 => fetch_unknown_kid ["jwkstash_fetch_reasons_total", "reason" => "unknown_kid"],
     fetches_reused_kid: AtomicU64 => fetch_reused_kid ["jwkstash_fetch_reasons_total", "reason" => "reused_kid"],
+    fetches_forced: AtomicU64 => fetch_forced ["jwkstash_fetch_reasons_total", "reason" => "forced"],
     waited_for_fetch: AtomicU64 => waited_for_load ["jwkstash_waited_for_fetch_total"],
     unknown_kid_refetches: AtomicU64 => kid_refetch ["jwkstash_unknown_kid_refetches_total"],
     unknown_kid_suppressed: AtomicU64 => kid_refetch_suppressed ["jwkstash_unknown_kid_suppressed_total"],
@@ -212,6 +215,7 @@ impl Counters {
             Reason::Stale => self.fetch_stale(),
             Reason::Kid(query) if query.is_unknown() => self.fetch_unknown_kid(),
             Reason::Kid(_) => self.fetch_reused_kid(),
+            Reason::Forced => self.fetch_forced(),
         }
     }
 }

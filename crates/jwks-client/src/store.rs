@@ -41,6 +41,8 @@ pub(crate) enum Reason {
     Stale,
     /// A token named a `kid` the set lacks, or one whose key failed the signature.
     Kid(KidQuery),
+    /// An operator asked for it ([`Verifier::refresh`](crate::Verifier::refresh)).
+    Forced,
 }
 
 impl Reason {
@@ -51,6 +53,7 @@ impl Reason {
             Self::RefreshAhead => "refresh_ahead",
             Self::Stale => "stale",
             Self::Kid(query) => query.code(),
+            Self::Forced => "forced",
         }
     }
 }
@@ -86,6 +89,8 @@ pub(crate) struct KeyStore {
     pub(crate) events: Events,
     /// When the last unknown-kid refetch started (ms since the epoch; 0: never).
     kid_refetch_ms: AtomicU64,
+    /// When the last forced refresh started (ms since the epoch; 0: never).
+    forced_ms: AtomicU64,
     /// Kids found absent from a set, by their slot (which names the set's fingerprint), with
     /// when; made on the first unknown kid (most verifiers never see one).
     absent: std::sync::OnceLock<moka::sync::Cache<String, SystemTime>>,
@@ -135,6 +140,7 @@ impl KeyStore {
             health: Health::default(),
             events: Events::default(),
             kid_refetch_ms: AtomicU64::new(0),
+            forced_ms: AtomicU64::new(0),
             absent: std::sync::OnceLock::new(),
             listener: Mutex::new(None),
             counters: parts.counters,
@@ -278,6 +284,56 @@ impl KeyStore {
         }
     }
 
+    /// Fetches now, whatever the set's freshness and the backoff (an operator's call after an
+    /// emergency rotation): at most one per `min_refresh_interval` (fleet-wide with a shared
+    /// tier, whose other instances then hear of the new set); calls within it, or while a load
+    /// runs, share that load. Returns the set in use afterwards, and whether this call fetched.
+    pub(crate) async fn refresh(self: &Arc<Self>) -> Result<(KeyEntry, bool), KeysUnavailable> {
+        let now = self.clock.now();
+        let store = Arc::clone(self);
+        let current = self.pinned.load_full().map(|pinned| pinned.entry.clone());
+        // Forced fetches run only here, one at a time: this call made one if it started the
+        // load (joiners do not run the claim) and the forced count grew meanwhile (a fleet
+        // member may find the set another instance forced).
+        let forced_before = self.counters.snapshot().fetches_forced;
+        let started = AtomicBool::new(false);
+        let loaded = self
+            .flights
+            .run_if(
+                (),
+                || {
+                    let claimed =
+                        claim_period(&self.forced_ms, self.policy.min_refresh_interval, now);
+                    if claimed {
+                        // A set fetched now answers any unknown kid for a cooldown as well as
+                        // a refetch for it would.
+                        self.kid_refetch_ms
+                            .store(unix_millis(now).max(1), Ordering::Release);
+                    }
+                    started.store(claimed, Ordering::Relaxed);
+                    claimed
+                },
+                || store.load(current, Reason::Forced),
+            )
+            .await;
+        let fetched = started.load(Ordering::Relaxed)
+            && self.counters.snapshot().fetches_forced > forced_before;
+        let unavailable = |cause| KeysUnavailable::new(cause, self.health.retry_after(now));
+        match loaded {
+            Some(Ok(loaded)) => loaded.map(|entry| (entry, fetched)).map_err(unavailable),
+            Some(Err(error)) => Err(unavailable(Arc::new(RefreshError::from(error)))),
+            // Refreshed within the interval: the set that brought is the one in use.
+            None => self.current().await.map(|entry| (entry, false)),
+        }
+    }
+
+    /// Drops the set: the pinned one, and the cache stack's entry (the shared tier's too). The
+    /// next verification loads afresh and waits for it.
+    pub(crate) async fn invalidate(&self) -> Result<(), jwkstash_core::CacheError> {
+        self.pinned.store(None);
+        self.cache.remove(&self.cache_key).await
+    }
+
     /// Reads the cache stack, counting which tier answered.
     async fn cached(&self) -> Option<KeyEntry> {
         let key = self.cache_key.as_str();
@@ -405,7 +461,10 @@ impl KeyStore {
     async fn load(self: Arc<Self>, current: Option<KeyEntry>, reason: Reason) -> LoadResult {
         let _loading = Loading::start(&self.loads);
         let started = self.clock.now();
-        if let Some(landed) = self.landed_since(current.as_ref(), started).await {
+        // A forced refresh fetches whatever landed: that is what the operator asked for.
+        if !matches!(reason, Reason::Forced)
+            && let Some(landed) = self.landed_since(current.as_ref(), started).await
+        {
             return Ok(landed);
         }
         let outcome = match &self.fleet {
@@ -577,15 +636,7 @@ impl KeyStore {
 
     /// Claims the unknown-kid refetch if the cooldown has passed. Runs under the flight lock.
     fn claim_kid_refetch(&self, now: SystemTime) -> bool {
-        let now = unix_millis(now);
-        let last = self.kid_refetch_ms.load(Ordering::Acquire);
-        let cooldown =
-            u64::try_from(self.policy.unknown_kid_cooldown.as_millis()).unwrap_or(u64::MAX);
-        if last != 0 && now < last.saturating_add(cooldown) {
-            return false;
-        }
-        self.kid_refetch_ms.store(now.max(1), Ordering::Release);
-        true
+        claim_period(&self.kid_refetch_ms, self.policy.unknown_kid_cooldown, now)
     }
 
     fn absent(&self) -> &moka::sync::Cache<String, SystemTime> {
@@ -636,6 +687,19 @@ async fn read_tier(tier: &dyn jwkstash_core::Cache<Arc<KeySet>>, key: &str) -> O
             None
         }
     }
+}
+
+/// Claims a period that started at `last` (ms since the epoch; 0: never) if `period` has
+/// passed by `now`. Called under the flight lock, so one caller claims.
+fn claim_period(last: &AtomicU64, period: Duration, now: SystemTime) -> bool {
+    let now = unix_millis(now);
+    let period = u64::try_from(period.as_millis()).unwrap_or(u64::MAX);
+    let previous = last.load(Ordering::Acquire);
+    if previous != 0 && now < previous.saturating_add(period) {
+        return false;
+    }
+    last.store(now.max(1), Ordering::Release);
+    true
 }
 
 /// The times [`freshness::decide`] looks at.

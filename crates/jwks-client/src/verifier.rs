@@ -123,6 +123,32 @@ impl Verifier {
         Ok(self.inner.store.current().await?.value)
     }
 
+    /// Fetches the key set now, whatever its freshness and any backoff: for an emergency
+    /// rotation (a key was compromised and removed upstream), so that tokens of the removed key
+    /// are refused at once instead of at the next scheduled refresh.
+    ///
+    /// Coalesced: at most one fetch per
+    /// [`min_refresh_interval`](FreshnessPolicy::min_refresh_interval) (default 5 s); calls
+    /// within it, or while a fetch runs, share it. With a shared tier the interval is
+    /// fleet-wide, and the new set reaches every instance through the tier's invalidations
+    /// (each pins it; none fetches). The `jwkstash refresh` command does this from a shell.
+    pub async fn refresh(&self) -> Result<Refreshed, KeysUnavailable> {
+        let (entry, fetched) = self.inner.store.refresh().await?;
+        Ok(Refreshed {
+            fetched,
+            key_set: entry.value,
+        })
+    }
+
+    /// Drops the cached key set: this verifier's, and the entry of its cache stack (the shared
+    /// tier's too). The next verification waits for a fetch; while the provider is down that
+    /// means 503s, so prefer [`refresh`](Self::refresh), which replaces the set without a gap.
+    /// Other instances of a fleet keep their copy until they refresh; to replace the set
+    /// everywhere, call `refresh`.
+    pub async fn invalidate(&self) -> Result<(), jwkstash_core::CacheError> {
+        self.inner.store.invalidate().await
+    }
+
     /// The state of the keys now (fresh, stale since/until, or unavailable with the time until
     /// the next fetch), for a readiness probe: read from memory, no I/O.
     pub fn health(&self) -> crate::KeyHealth {
@@ -621,6 +647,17 @@ impl VerifierBuilder {
             }),
         })
     }
+}
+
+/// What [`Verifier::refresh`] did.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Refreshed {
+    /// Whether this call fetched (false: it shared a refresh made within
+    /// `min_refresh_interval`, by this instance or, with a shared tier, another).
+    pub fetched: bool,
+    /// The set in use now.
+    pub key_set: Arc<KeySet>,
 }
 
 /// What one key set said about a token.
