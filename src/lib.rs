@@ -46,10 +46,10 @@ pub use jwkstash_core::{
 pub use jwkstash_jwks::{
     Algorithm, BuildError, DEFAULT_ALGORITHMS, DEFAULT_DISCOVERY_TTL, DEFAULT_LEEWAY,
     DEFAULT_MAX_TOKEN_BYTES, Discovery, DiscoverySource, DiscoverySourceBuilder, EVENT_CAPACITY,
-    FreshnessPolicy, HttpKeySource, HttpKeySourceBuilder, InvalidToken, Issuers, KeyEvent,
-    KeyHealth, KeyKind, KeySet, KeySetCache, KeySetError, KeysUnavailable, RefreshError, Refreshed,
-    SharedKeySetTier, SkipReason, SkippedKey, Stats, Verifier, VerifierBuilder, VerifyError,
-    VerifyingKey,
+    Failover, FreshnessPolicy, HttpKeySource, HttpKeySourceBuilder, InvalidToken, Issuers,
+    KeyEvent, KeyHealth, KeyKind, KeySet, KeySetCache, KeySetError, KeysUnavailable, RefreshError,
+    Refreshed, SharedKeySetTier, SkipReason, SkippedKey, Stats, Verifier, VerifierBuilder,
+    VerifyError, VerifyingKey,
 };
 #[cfg(feature = "memory")]
 #[cfg_attr(docsrs, doc(cfg(feature = "memory")))]

@@ -618,6 +618,54 @@ async fn an_outage_costs_the_provider_what_one_instance_costs_on_redis() {
     fleet_wide_backoff(Shared::redis(redis.url())).await;
 }
 
+/// A fleet whose instances read a failover pair: with the primary down, one request reaches
+/// the secondary for the whole fleet, and every instance verifies.
+async fn failover_in_a_fleet(shared: Shared, clock: ManualClock) {
+    let key = TestKey::ec_p256("k1");
+    let (primary, secondary) = (Upstream::serving(&[&key]), Upstream::serving(&[&key]));
+    primary.fail();
+    let mut instances = Vec::new();
+    for _ in 0..4 {
+        instances.push(
+            Verifier::builder()
+                .key_source(jwkstash::Failover::new(
+                    primary.source(),
+                    secondary.source(),
+                ))
+                .issuer(ISSUER)
+                .audience(AUDIENCE)
+                .clock(Arc::new(clock.clone()))
+                .shared_tier(shared.connect(&clock).await)
+                .lease_ttl(LEASE_TTL)
+                .build()
+                .unwrap(),
+        );
+    }
+    let fleet = Fleet {
+        clock,
+        upstream: secondary,
+        instances,
+    };
+    fleet
+        .expect_valid(&vec![key.sign(&claims(&fleet.clock)); 400])
+        .await;
+    assert_eq!((primary.calls(), fleet.upstream.calls()), (1, 1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failover_source_serves_a_fleet_on_the_memory_tier() {
+    let clock = ManualClock::default();
+    failover_in_a_fleet(Shared::memory(&clock), clock).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failover_source_serves_a_fleet_on_redis() {
+    let Some(redis) = with_redis().await else {
+        return;
+    };
+    failover_in_a_fleet(Shared::redis(redis.url()), ManualClock::default()).await;
+}
+
 // ---------------------------------------------------------------- every scenario on every tier
 
 /// For each scenario, a module with one test per tier: the in-process shared tier, one

@@ -50,3 +50,15 @@ pub trait KeySource: Send + Sync {
     /// request); a source that cannot make one simply returns [`Fetched::Modified`].
     async fn fetch(&self, validators: &Validators) -> Result<Fetched, FetchError>;
 }
+
+/// A shared source is a source: one `Arc` can feed several verifiers or combinators.
+#[async_trait]
+impl<T: KeySource + ?Sized> KeySource for std::sync::Arc<T> {
+    fn id(&self) -> &str {
+        (**self).id()
+    }
+
+    async fn fetch(&self, validators: &Validators) -> Result<Fetched, FetchError> {
+        (**self).fetch(validators).await
+    }
+}

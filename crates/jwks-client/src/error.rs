@@ -178,6 +178,9 @@ pub enum KeySetError {
     /// A 304 answered a request that named no cached copy.
     #[error("not modified, but no cached copy to extend")]
     UnexpectedNotModified,
+    /// The document could not be read (a [`StaticKeySource`](crate::StaticKeySource) file).
+    #[error("the key set could not be read: {0}")]
+    Unreadable(String),
 }
 
 /// The error of [`Verifier::verify`](crate::Verifier::verify).
@@ -232,6 +235,10 @@ pub enum BuildError {
     /// A setting is out of range.
     #[error("invalid setting: {0}")]
     InvalidSetting(&'static str),
+    /// The pinned keys ([`VerifierBuilder::pinned_keys`](crate::VerifierBuilder::pinned_keys))
+    /// are not a usable key set.
+    #[error("pinned keys refused")]
+    PinnedKeys(#[source] KeySetError),
     /// The HTTP client could not be built.
     #[error("HTTP client could not be built")]
     Client(#[source] jwkstash_core::BoxError),

@@ -37,6 +37,7 @@ mod json;
 mod keyset;
 mod kid_query;
 mod policy;
+mod sources;
 mod stats;
 mod store;
 mod token;
@@ -62,6 +63,7 @@ pub use keyset::{
     VerifyingKey,
 };
 pub use policy::FreshnessPolicy;
+pub use sources::{Failover, StaticKeySource, WithPinnedKeys};
 pub use stats::Stats;
 pub use verifier::{
     DEFAULT_LEASE_TTL, DEFAULT_LEEWAY, DEFAULT_MAX_TOKEN_BYTES, KeySetCache, Refreshed,

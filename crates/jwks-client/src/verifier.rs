@@ -337,6 +337,7 @@ impl Verifier {
 #[must_use]
 pub struct VerifierBuilder {
     source: Option<SourceSpec>,
+    pinned_keys: Option<Vec<u8>>,
     http_loopback: bool,
     issuers: Vec<String>,
     audiences: Vec<String>,
@@ -370,6 +371,7 @@ impl Default for VerifierBuilder {
     fn default() -> Self {
         Self {
             source: None,
+            pinned_keys: None,
             http_loopback: false,
             issuers: Vec::new(),
             audiences: Vec::new(),
@@ -425,6 +427,15 @@ impl VerifierBuilder {
     /// A shared key source.
     pub fn shared_key_source(mut self, source: Arc<dyn KeySource>) -> Self {
         self.source = Some(SourceSpec::Ready(source));
+        self
+    }
+
+    /// Keys of the application's own, as a JWKS document, merged into every set of the key
+    /// source under their own kids (see [`WithPinnedKeys`](crate::WithPinnedKeys)): a key
+    /// the provider does not publish yet, or one to keep through an outage. Each needs a kid;
+    /// `build()` refuses a document without a usable key.
+    pub fn pinned_keys(mut self, jwks: impl AsRef<[u8]>) -> Self {
+        self.pinned_keys = Some(jwks.as_ref().to_vec());
         self
     }
 
@@ -560,6 +571,12 @@ impl VerifierBuilder {
                 };
                 Arc::new(builder.build()?)
             }
+        };
+        let source: Arc<dyn KeySource> = match &self.pinned_keys {
+            Some(pinned) => Arc::new(
+                crate::WithPinnedKeys::new(source, pinned).map_err(BuildError::PinnedKeys)?,
+            ),
+            None => source,
         };
         if self.issuers.is_empty() || self.issuers.iter().any(String::is_empty) {
             return Err(BuildError::MissingIssuer);
