@@ -14,6 +14,7 @@ use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
 
 use crate::alg::{KeyKind, parse_asymmetric};
+use crate::certificate;
 use crate::error::{InvalidToken, KeySetError};
 
 /// RSA moduli below this many bits are refused, whatever the crypto backend accepts.
@@ -38,6 +39,10 @@ pub struct VerifyingKey {
     alg: Option<Algorithm>,
     key: DecodingKey,
     thumbprint: u64,
+    /// The SHA-1 thumbprint of its certificate (`x5t`), if it has one.
+    x5t: Option<[u8; 20]>,
+    /// The SHA-256 thumbprint of its certificate (`x5t#S256`), if it has one.
+    x5t_s256: Option<[u8; 32]>,
 }
 
 impl VerifyingKey {
@@ -69,6 +74,47 @@ impl VerifyingKey {
     /// A short hash of the key material: equal keys have equal thumbprints.
     pub fn thumbprint(&self) -> u64 {
         self.thumbprint
+    }
+
+    /// The SHA-1 thumbprint of the key's X.509 certificate (`x5t`): from its `x5c`, or as
+    /// the JWK states it.
+    pub fn x5t(&self) -> Option<&[u8; 20]> {
+        self.x5t.as_ref()
+    }
+
+    /// The SHA-256 thumbprint of the key's X.509 certificate (`x5t#S256`).
+    pub fn x5t_s256(&self) -> Option<&[u8; 32]> {
+        self.x5t_s256.as_ref()
+    }
+}
+
+/// How a token names its key: `kid`, else `x5t#S256`, else `x5t` (certificate thumbprints,
+/// as AD FS, Azure DevOps and WSO2 tokens carry).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) enum KeyId {
+    Kid(Box<str>),
+    X5tS256([u8; 32]),
+    X5t([u8; 20]),
+}
+
+impl KeyId {
+    /// The identifier's bytes, for hashing (a kid's bytes, or a thumbprint behind a prefix
+    /// that no kid lookup shares).
+    pub(crate) fn hash_input(&self) -> Vec<u8> {
+        match self {
+            Self::Kid(kid) => kid.as_bytes().to_vec(),
+            Self::X5tS256(thumbprint) => [b"\0x5t#S256\0".as_slice(), thumbprint].concat(),
+            Self::X5t(thumbprint) => [b"\0x5t\0".as_slice(), thumbprint].concat(),
+        }
+    }
+
+    /// Whether `key` has this identifier.
+    pub(crate) fn names(&self, key: &VerifyingKey) -> bool {
+        match self {
+            Self::Kid(kid) => key.kid() == Some(&**kid),
+            Self::X5tS256(thumbprint) => key.x5t_s256() == Some(thumbprint),
+            Self::X5t(thumbprint) => key.x5t() == Some(thumbprint),
+        }
     }
 }
 
@@ -124,6 +170,11 @@ pub enum SkipReason {
     KidTooLong,
     /// The set already had [`MAX_KEYS`] usable keys.
     TooManyKeys,
+    /// The `x5c` leaf certificate is not a readable X.509 certificate (or is too long).
+    Certificate,
+    /// The `x5c` certificate's key differs from the JWK's members, or a stated `x5t` /
+    /// `x5t#S256` differs from the certificate's thumbprint.
+    CertificateMismatch,
 }
 
 impl fmt::Display for SkipReason {
@@ -143,6 +194,8 @@ impl fmt::Display for SkipReason {
             Self::PointNotOnCurve => "the point is not on the curve",
             Self::KidTooLong => "kid too long",
             Self::TooManyKeys => "too many keys",
+            Self::Certificate => "unreadable x5c certificate",
+            Self::CertificateMismatch => "x5c certificate does not match the key",
         })
     }
 }
@@ -154,6 +207,9 @@ impl fmt::Display for SkipReason {
 pub struct KeySet {
     keys: Vec<VerifyingKey>,
     by_kid: HashMap<Box<str>, Vec<usize>>,
+    /// Keys by certificate thumbprint; empty unless keys carry `x5c` or `x5t` members.
+    by_x5t: HashMap<[u8; 20], Vec<usize>>,
+    by_x5t_s256: HashMap<[u8; 32], Vec<usize>>,
     skipped: Vec<SkippedKey>,
     raw: Bytes,
     fingerprint: u64,
@@ -197,6 +253,10 @@ struct RawJwk {
     qi: Option<IgnoredAny>,
     oth: Option<IgnoredAny>,
     k: Option<IgnoredAny>,
+    x5c: Option<Vec<String>>,
+    x5t: Option<String>,
+    #[serde(rename = "x5t#S256")]
+    x5t_s256: Option<String>,
 }
 
 impl RawJwk {
@@ -226,15 +286,25 @@ impl KeySet {
             tracing::warn!(kid = ?skip.kid, reason = %skip.reason, "skipped a key of the JWKS");
         }
         let mut by_kid: HashMap<Box<str>, Vec<usize>> = HashMap::new();
+        let mut by_x5t: HashMap<[u8; 20], Vec<usize>> = HashMap::new();
+        let mut by_x5t_s256: HashMap<[u8; 32], Vec<usize>> = HashMap::new();
         for (index, key) in keys.iter().enumerate() {
             if let Some(kid) = &key.kid {
                 by_kid.entry(kid.clone()).or_default().push(index);
+            }
+            if let Some(x5t) = key.x5t {
+                by_x5t.entry(x5t).or_default().push(index);
+            }
+            if let Some(x5t_s256) = key.x5t_s256 {
+                by_x5t_s256.entry(x5t_s256).or_default().push(index);
             }
         }
         let fingerprint = short_hash([raw.as_ref()]);
         Ok(Self {
             keys,
             by_kid,
+            by_x5t,
+            by_x5t_s256,
             skipped,
             raw,
             fingerprint,
@@ -270,7 +340,17 @@ impl KeySet {
     /// * Without a `kid`: the set's only key of the algorithm's family, if it accepts `alg`;
     ///   otherwise [`InvalidToken::MissingKid`] (at most one signature check per token).
     pub fn find(&self, kid: Option<&str>, alg: Algorithm) -> Result<&VerifyingKey, InvalidToken> {
-        let Some(kid) = kid else {
+        let id = kid.map(|kid| KeyId::Kid(kid.into()));
+        self.find_by(id.as_ref(), alg)
+    }
+
+    /// [`find`](Self::find) by any key identifier: a `kid` or a certificate thumbprint.
+    pub(crate) fn find_by(
+        &self,
+        id: Option<&KeyId>,
+        alg: Algorithm,
+    ) -> Result<&VerifyingKey, InvalidToken> {
+        let Some(id) = id else {
             // Only when the set has a single key of the algorithm's family (and it accepts
             // the algorithm): never a guess between keys.
             let mut of_family = self.keys.iter().filter(|key| key.kind.fits(alg));
@@ -279,7 +359,7 @@ impl KeySet {
                 _ => Err(InvalidToken::MissingKid),
             };
         };
-        let indices = self.by_kid.get(kid).ok_or(InvalidToken::UnknownKid)?;
+        let indices = self.indices(id).ok_or(InvalidToken::UnknownKid)?;
         let mut of_type = indices
             .iter()
             .map(|&i| &self.keys[i])
@@ -307,6 +387,19 @@ impl KeySet {
     /// Whether any key has this `kid`.
     pub fn contains_kid(&self, kid: &str) -> bool {
         self.by_kid.contains_key(kid)
+    }
+
+    /// Whether any key has this identifier.
+    pub(crate) fn contains(&self, id: &KeyId) -> bool {
+        self.indices(id).is_some()
+    }
+
+    fn indices(&self, id: &KeyId) -> Option<&Vec<usize>> {
+        match id {
+            KeyId::Kid(kid) => self.by_kid.get(kid),
+            KeyId::X5tS256(thumbprint) => self.by_x5t_s256.get(thumbprint),
+            KeyId::X5t(thumbprint) => self.by_x5t.get(thumbprint),
+        }
     }
 
     /// The usable keys, in document order.
@@ -368,12 +461,25 @@ fn parse_key(raw: &RawValue) -> Result<VerifyingKey, SkippedKey> {
     {
         return Err(reason(SkipReason::NoVerifyOperation));
     }
-    let (kind, key) = match jwk.kty.as_str() {
-        "RSA" => rsa_key(&jwk).map_err(reason)?,
-        "EC" => ec_key(&jwk).map_err(reason)?,
-        "OKP" => okp_key(&jwk).map_err(reason)?,
-        _ => return Err(reason(SkipReason::UnsupportedKeyType)),
+    if !matches!(jwk.kty.as_str(), "RSA" | "EC" | "OKP") {
+        return Err(reason(SkipReason::UnsupportedKeyType));
+    }
+    let leaf = jwk
+        .x5c
+        .as_deref()
+        .map(certificate::leaf)
+        .transpose()
+        .map_err(reason)?;
+    let material = match (Material::of_members(&jwk).map_err(reason)?, &leaf) {
+        (Some(members), Some(leaf)) if members != leaf.material => {
+            return Err(reason(SkipReason::CertificateMismatch));
+        }
+        (Some(members), _) => members,
+        (None, Some(leaf)) if leaf.material.kty == jwk.kty => leaf.material.clone(),
+        (None, Some(_)) => return Err(reason(SkipReason::CertificateMismatch)),
+        (None, None) => return Err(reason(SkipReason::Malformed)),
     };
+    let (kind, key) = material.verifying_key().map_err(reason)?;
     let alg = match jwk.alg.as_deref() {
         None => None,
         Some(name) => match parse_asymmetric(name) {
@@ -381,31 +487,153 @@ fn parse_key(raw: &RawValue) -> Result<VerifyingKey, SkippedKey> {
             _ => return Err(reason(SkipReason::UnsupportedAlgorithm)),
         },
     };
-    let thumbprint = short_hash([
-        jwk.kty.as_bytes(),
-        b"\0",
-        member(&jwk.crv),
-        b"\0",
-        member(&jwk.n),
-        b"\0",
-        member(&jwk.e),
-        b"\0",
-        member(&jwk.x),
-        b"\0",
-        member(&jwk.y),
-    ]);
+    let x5t = thumbprint_member::<20>(jwk.x5t.as_ref(), leaf.as_ref().map(|leaf| leaf.x5t))
+        .map_err(reason)?;
+    let x5t_s256 = thumbprint_member::<32>(
+        jwk.x5t_s256.as_ref(),
+        leaf.as_ref().map(|leaf| leaf.x5t_s256),
+    )
+    .map_err(reason)?;
     Ok(VerifyingKey {
         kid: jwk.kid.map(String::into_boxed_str),
         kind,
         alg,
         key,
-        thumbprint,
+        thumbprint: material.thumbprint(),
+        x5t,
+        x5t_s256,
     })
 }
 
-/// A member's bytes for hashing (an absent member hashes as empty).
-fn member(value: &Option<String>) -> &[u8] {
-    value.as_deref().unwrap_or_default().as_bytes()
+/// A certificate thumbprint: the certificate's own when the JWK has `x5c` (a stated one must
+/// equal it), else the one the JWK states.
+fn thumbprint_member<const N: usize>(
+    stated: Option<&String>,
+    computed: Option<[u8; N]>,
+) -> Result<Option<[u8; N]>, SkipReason> {
+    let stated = match stated {
+        None => None,
+        Some(_) => {
+            Some(<[u8; N]>::try_from(decode_member(stated)?).map_err(|_| SkipReason::Malformed)?)
+        }
+    };
+    match (stated, computed) {
+        (Some(stated), Some(computed)) if stated != computed => {
+            Err(SkipReason::CertificateMismatch)
+        }
+        (stated, computed) => Ok(computed.or(stated)),
+    }
+}
+
+/// A public key's components, from a JWK's members or from its certificate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Material {
+    pub(crate) kty: &'static str,
+    crv: &'static str,
+    n: Vec<u8>,
+    e: Vec<u8>,
+    x: Vec<u8>,
+    y: Vec<u8>,
+}
+
+impl Material {
+    pub(crate) fn rsa(n: Vec<u8>, e: Vec<u8>) -> Self {
+        Self {
+            kty: "RSA",
+            crv: "",
+            n: strip_leading_zeros(&n).to_vec(),
+            e: strip_leading_zeros(&e).to_vec(),
+            x: Vec::new(),
+            y: Vec::new(),
+        }
+    }
+
+    pub(crate) fn ec(crv: &'static str, x: Vec<u8>, y: Vec<u8>) -> Self {
+        Self {
+            kty: "EC",
+            crv,
+            n: Vec::new(),
+            e: Vec::new(),
+            x,
+            y,
+        }
+    }
+
+    pub(crate) fn okp(crv: &'static str, x: Vec<u8>) -> Self {
+        Self {
+            kty: "OKP",
+            crv,
+            n: Vec::new(),
+            e: Vec::new(),
+            x,
+            y: Vec::new(),
+        }
+    }
+
+    /// The key the JWK's members give, `None` if it has none (its key is in `x5c`).
+    fn of_members(jwk: &RawJwk) -> Result<Option<Self>, SkipReason> {
+        if [&jwk.n, &jwk.e, &jwk.x, &jwk.y]
+            .iter()
+            .all(|member| member.is_none())
+            && jwk.x5c.is_some()
+        {
+            return Ok(None);
+        }
+        let material = match jwk.kty.as_str() {
+            "RSA" => Self::rsa(
+                decode_member(jwk.n.as_ref())?,
+                decode_member(jwk.e.as_ref())?,
+            ),
+            "EC" => {
+                let crv = match jwk.crv.as_deref() {
+                    Some("P-256") => "P-256",
+                    Some("P-384") => "P-384",
+                    Some(_) => return Err(SkipReason::UnsupportedCurve),
+                    None => return Err(SkipReason::Malformed),
+                };
+                Self::ec(
+                    crv,
+                    decode_member(jwk.x.as_ref())?,
+                    decode_member(jwk.y.as_ref())?,
+                )
+            }
+            _ => {
+                match jwk.crv.as_deref() {
+                    Some("Ed25519") => {}
+                    Some(_) => return Err(SkipReason::UnsupportedCurve),
+                    None => return Err(SkipReason::Malformed),
+                }
+                Self::okp("Ed25519", decode_member(jwk.x.as_ref())?)
+            }
+        };
+        Ok(Some(material))
+    }
+
+    /// A short hash of the components: equal keys have equal thumbprints.
+    fn thumbprint(&self) -> u64 {
+        short_hash([
+            self.kty.as_bytes(),
+            b"\0",
+            self.crv.as_bytes(),
+            b"\0",
+            &self.n,
+            b"\0",
+            &self.e,
+            b"\0",
+            &self.x,
+            b"\0",
+            &self.y,
+        ])
+    }
+
+    /// The checked key: sizes, exponent, curve point.
+    fn verifying_key(&self) -> Result<(KeyKind, DecodingKey), SkipReason> {
+        match self.kty {
+            "RSA" => rsa_key(&self.n, &self.e),
+            "EC" => ec_key(self.crv, &self.x, &self.y),
+            _ => okp_key(&self.x),
+        }
+    }
 }
 
 /// The first 8 bytes of the SHA-256 of `parts`, as a number.
@@ -430,10 +658,7 @@ fn strip_leading_zeros(bytes: &[u8]) -> &[u8] {
     &bytes[start..]
 }
 
-fn rsa_key(jwk: &RawJwk) -> Result<(KeyKind, DecodingKey), SkipReason> {
-    let n = decode_member(jwk.n.as_ref())?;
-    let e = decode_member(jwk.e.as_ref())?;
-    let n = strip_leading_zeros(&n);
+fn rsa_key(n: &[u8], e: &[u8]) -> Result<(KeyKind, DecodingKey), SkipReason> {
     let bits = match n.first() {
         Some(first) => (n.len() as u32 - 1) * 8 + (8 - first.leading_zeros()),
         None => 0,
@@ -441,7 +666,6 @@ fn rsa_key(jwk: &RawJwk) -> Result<(KeyKind, DecodingKey), SkipReason> {
     if !(MIN_RSA_BITS..=MAX_RSA_BITS).contains(&bits) {
         return Err(SkipReason::RsaSize);
     }
-    let e = strip_leading_zeros(&e);
     let exponent = match e.len() {
         1..=4 => e.iter().fold(0u64, |acc, b| (acc << 8) | u64::from(*b)),
         _ => 0,
@@ -455,22 +679,18 @@ fn rsa_key(jwk: &RawJwk) -> Result<(KeyKind, DecodingKey), SkipReason> {
     ))
 }
 
-fn ec_key(jwk: &RawJwk) -> Result<(KeyKind, DecodingKey), SkipReason> {
-    let (kind, width) = match jwk.crv.as_deref() {
-        Some("P-256") => (KeyKind::EcP256, 32),
-        Some("P-384") => (KeyKind::EcP384, 48),
-        Some(_) => return Err(SkipReason::UnsupportedCurve),
-        None => return Err(SkipReason::Malformed),
+fn ec_key(crv: &str, x: &[u8], y: &[u8]) -> Result<(KeyKind, DecodingKey), SkipReason> {
+    let (kind, width) = match crv {
+        "P-256" => (KeyKind::EcP256, 32),
+        _ => (KeyKind::EcP384, 48),
     };
-    let x = decode_member(jwk.x.as_ref())?;
-    let y = decode_member(jwk.y.as_ref())?;
     if x.len() != width || y.len() != width {
         return Err(SkipReason::BadCoordinates);
     }
     let mut point = Vec::with_capacity(1 + 2 * width);
     point.push(0x04);
-    point.extend_from_slice(&x);
-    point.extend_from_slice(&y);
+    point.extend_from_slice(x);
+    point.extend_from_slice(y);
     // Checked now, not at the first signature: a key off its curve is no key, and saying so
     // here names it in the parse report (`jwkstash keys`) instead of failing as a bad signature.
     let curve = match kind {
@@ -482,15 +702,9 @@ fn ec_key(jwk: &RawJwk) -> Result<(KeyKind, DecodingKey), SkipReason> {
     Ok((kind, DecodingKey::from_ec_der(&point)))
 }
 
-fn okp_key(jwk: &RawJwk) -> Result<(KeyKind, DecodingKey), SkipReason> {
-    match jwk.crv.as_deref() {
-        Some("Ed25519") => {}
-        Some(_) => return Err(SkipReason::UnsupportedCurve),
-        None => return Err(SkipReason::Malformed),
-    }
-    let x = decode_member(jwk.x.as_ref())?;
+fn okp_key(x: &[u8]) -> Result<(KeyKind, DecodingKey), SkipReason> {
     if x.len() != 32 {
         return Err(SkipReason::BadCoordinates);
     }
-    Ok((KeyKind::Ed25519, DecodingKey::from_ed_der(&x)))
+    Ok((KeyKind::Ed25519, DecodingKey::from_ed_der(x)))
 }

@@ -5,32 +5,32 @@
 
 use sha2::{Digest, Sha256};
 
-use crate::keyset::KeySet;
+use crate::keyset::{KeyId, KeySet};
 
 /// A refetch asked for by one token's `kid`.
 #[derive(Debug, Clone)]
 pub(crate) enum KidQuery {
     /// The kid is not in the set; `absent_slot` marks it absent from that set once a fetched
     /// set shows it still lacks the kid.
-    Unknown { kid: Box<str>, absent_slot: String },
+    Unknown { id: KeyId, absent_slot: String },
     /// The key with `thumbprint` under the kid did not verify a signature. Never remembered:
     /// a forgery must not keep a genuine reuse of the kid out for longer than one cooldown.
-    FailedSignature { kid: Box<str>, thumbprint: u64 },
+    FailedSignature { id: KeyId, thumbprint: u64 },
 }
 
 impl KidQuery {
     /// `kid` is not in `set`.
-    pub(crate) fn unknown(kid: &str, set: &KeySet) -> Self {
+    pub(crate) fn unknown(id: &KeyId, set: &KeySet) -> Self {
         Self::Unknown {
-            kid: kid.into(),
-            absent_slot: absent_slot(set.fingerprint(), kid),
+            id: id.clone(),
+            absent_slot: absent_slot(set.fingerprint(), id),
         }
     }
 
     /// The key with `thumbprint` under `kid` did not verify a token's signature.
-    pub(crate) fn failed_signature(kid: &str, thumbprint: u64) -> Self {
+    pub(crate) fn failed_signature(id: &KeyId, thumbprint: u64) -> Self {
         Self::FailedSignature {
-            kid: kid.into(),
+            id: id.clone(),
             thumbprint,
         }
     }
@@ -60,19 +60,19 @@ impl KidQuery {
     /// of: it has the unknown kid, or another key under the kid whose key failed.
     pub(crate) fn answered_by(&self, set: &KeySet) -> bool {
         match self {
-            Self::Unknown { kid, .. } => set.contains_kid(kid),
-            Self::FailedSignature { kid, thumbprint } => set
+            Self::Unknown { id, .. } => set.contains(id),
+            Self::FailedSignature { id, thumbprint } => set
                 .keys()
                 .iter()
-                .any(|key| key.kid() == Some(&**kid) && key.thumbprint() != *thumbprint),
+                .any(|key| id.names(key) && key.thumbprint() != *thumbprint),
         }
     }
 
     /// The slot that marks the unknown kid absent from `set`, when `set` lacks it.
     pub(crate) fn absent_from(&self, set: &KeySet) -> Option<String> {
         match self {
-            Self::Unknown { kid, .. } if !set.contains_kid(kid) => {
-                Some(absent_slot(set.fingerprint(), kid))
+            Self::Unknown { id, .. } if !set.contains(id) => {
+                Some(absent_slot(set.fingerprint(), id))
             }
             _ => None,
         }
@@ -81,7 +81,7 @@ impl KidQuery {
 
 /// The slot that marks `kid` as looked for, and absent, in the set with `fingerprint`. The kid
 /// is hashed: nothing from a token reaches a shared key raw.
-fn absent_slot(fingerprint: u64, kid: &str) -> String {
-    let kid_hash = Sha256::digest(kid.as_bytes());
+fn absent_slot(fingerprint: u64, id: &KeyId) -> String {
+    let kid_hash = Sha256::digest(id.hash_input());
     format!("absent:{fingerprint:016x}:{}", hex::encode(&kid_hash[..8]))
 }

@@ -23,6 +23,7 @@
 //! ```
 
 mod alg;
+mod certificate;
 mod claims;
 mod discovery;
 mod error;
@@ -48,6 +49,7 @@ mod verifier;
 pub mod testkit;
 
 pub use alg::{DEFAULT_ALGORITHMS, KeyKind};
+pub use certificate::MAX_CERTIFICATE_BYTES;
 pub use discovery::{DEFAULT_DISCOVERY_TTL, Discovery, DiscoverySource, DiscoverySourceBuilder};
 pub use error::{
     BuildError, InvalidToken, KeySetError, KeysUnavailable, RefreshError, VerifyError,

@@ -13,12 +13,13 @@ use serde::de::{self, Deserializer, MapAccess, Visitor};
 use crate::alg::{AlgorithmSet, parse_asymmetric};
 use crate::error::InvalidToken;
 use crate::json::{Checked, Name, SeenNames, StrMember};
-use crate::keyset::MAX_KID_BYTES;
+use crate::keyset::{KeyId, MAX_KID_BYTES};
 
 /// A compact JWS split into its parts, with the header checked.
 pub(crate) struct Token<'t> {
     pub(crate) alg: Algorithm,
-    pub(crate) kid: Option<String>,
+    /// How the token names its key: `kid`, else `x5t#S256`, else `x5t`.
+    pub(crate) key_id: Option<KeyId>,
     /// `header.payload`, the signed message.
     pub(crate) message: &'t str,
     pub(crate) payload: &'t str,
@@ -74,21 +75,39 @@ impl<'t> Token<'t> {
         let alg = parse_asymmetric(header.alg.as_deref().unwrap_or_default())
             .filter(|alg| algorithms.contains(*alg))
             .ok_or(InvalidToken::AlgorithmNotAllowed)?;
-        let kid = match header.kid {
-            None => None,
-            Some(StrMember::Str(kid)) if !kid.is_empty() && kid.len() <= MAX_KID_BYTES => {
-                Some(kid.into_owned())
+        let key_id = match (header.kid, header.x5t_s256, header.x5t) {
+            (Some(StrMember::Str(kid)), _, _) if !kid.is_empty() && kid.len() <= MAX_KID_BYTES => {
+                Some(KeyId::Kid(kid.into()))
             }
-            Some(_) => return Err(InvalidToken::InvalidKid),
+            (Some(_), _, _) => return Err(InvalidToken::InvalidKid),
+            (None, Some(x5t_s256), _) => Some(KeyId::X5tS256(thumbprint(x5t_s256)?)),
+            (None, None, Some(x5t)) => Some(KeyId::X5t(thumbprint(x5t)?)),
+            (None, None, None) => None,
         };
         Ok(Self {
             alg,
-            kid,
+            key_id,
             message,
             payload,
             signature,
         })
     }
+}
+
+/// A certificate thumbprint of `N` bytes, base64url without padding; anything else is an
+/// invalid key identifier.
+fn thumbprint<const N: usize>(member: StrMember<'_>) -> Result<[u8; N], InvalidToken> {
+    let StrMember::Str(text) = member else {
+        return Err(InvalidToken::InvalidKid);
+    };
+    // Checked before decoding: the output is bounded by the expected length.
+    if text.len() != (N * 4).div_ceil(3) {
+        return Err(InvalidToken::InvalidKid);
+    }
+    let bytes = URL_SAFE_NO_PAD
+        .decode(text.as_bytes())
+        .map_err(|_| InvalidToken::InvalidKid)?;
+    <[u8; N]>::try_from(bytes).map_err(|_| InvalidToken::InvalidKid)
 }
 
 /// The base64url alphabet as a table: one load per byte.
@@ -127,11 +146,14 @@ fn same_media_type(typ: &str, required: &str) -> bool {
 }
 
 /// The header members jwkstash acts on. `jku`, `x5u`, `jwk` and `x5c` are read in full and
-/// never followed: keys come only from the configured key set. A `kid` or `typ` that is not a
+/// never followed: keys come only from the configured key set (`x5t` and `x5t#S256` only
+/// name a key of that set). A `kid` or `typ` that is not a
 /// string is kept as such and refused after parsing, as its own error.
 struct Header<'a> {
     alg: Option<Cow<'a, str>>,
     kid: Option<StrMember<'a>>,
+    x5t: Option<StrMember<'a>>,
+    x5t_s256: Option<StrMember<'a>>,
     typ: Option<StrMember<'a>>,
     crit: bool,
     /// `enc` or `zip`: members of a JWE, never of a JWS.
@@ -158,6 +180,8 @@ impl<'de> Visitor<'de> for HeaderVisitor {
         let mut header = Header {
             alg: None,
             kid: None,
+            x5t: None,
+            x5t_s256: None,
             typ: None,
             crit: false,
             jwe: false,
@@ -167,6 +191,8 @@ impl<'de> Visitor<'de> for HeaderVisitor {
             match &*name {
                 "alg" => header.alg = Some(map.next_value::<Name<'de>>()?.0),
                 "kid" => header.kid = Some(map.next_value()?),
+                "x5t" => header.x5t = Some(map.next_value()?),
+                "x5t#S256" => header.x5t_s256 = Some(map.next_value()?),
                 "typ" => header.typ = Some(map.next_value()?),
                 "crit" => {
                     map.next_value::<Checked>()?;

@@ -15,13 +15,13 @@ use jwkstash_core::SharedClock;
 use sha2::{Digest, Sha256};
 
 use crate::claims::{Times, unix_seconds};
-use crate::keyset::KeySet;
+use crate::keyset::{KeyId, KeySet};
 
 /// What a full verification learnt, for the cache.
 pub(crate) struct Checked {
     pub(crate) payload: Vec<u8>,
     pub(crate) times: Times,
-    pub(crate) kid: Option<String>,
+    pub(crate) key_id: Option<KeyId>,
     pub(crate) alg: Algorithm,
     pub(crate) key: u64,
 }
@@ -31,7 +31,7 @@ impl From<Checked> for Verified {
         Self {
             payload: checked.payload.into_boxed_slice(),
             times: checked.times,
-            kid: checked.kid.map(String::into_boxed_str),
+            key_id: checked.key_id,
             alg: checked.alg,
             key: checked.key,
         }
@@ -43,7 +43,7 @@ pub(crate) struct Verified {
     /// The decoded payload, to deserialize the claims from again.
     pub(crate) payload: Box<[u8]>,
     pub(crate) times: Times,
-    pub(crate) kid: Option<Box<str>>,
+    pub(crate) key_id: Option<KeyId>,
     pub(crate) alg: Algorithm,
     /// The thumbprint of the key that verified it.
     pub(crate) key: u64,
@@ -52,7 +52,7 @@ pub(crate) struct Verified {
 impl Verified {
     /// Whether the key that verified the token is still in `set`.
     pub(crate) fn key_still_in(&self, set: &KeySet) -> bool {
-        set.find(self.kid.as_deref(), self.alg)
+        set.find_by(self.key_id.as_ref(), self.alg)
             .is_ok_and(|key| key.thumbprint() == self.key)
     }
 }

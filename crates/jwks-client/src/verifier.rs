@@ -231,10 +231,10 @@ impl Verifier {
         )?;
         let span = tracing::Span::current();
         if !span.is_disabled()
-            && let Some(kid) = &token.kid
+            && let Some(id) = &token.key_id
         {
             // A hash: the kid is attacker input and never reaches a log line raw.
-            let hash = Sha256::digest(kid.as_bytes());
+            let hash = Sha256::digest(id.hash_input());
             span.record("kid", hex::encode(&hash[..6]).as_str());
         }
         let now = inner.clock.now();
@@ -254,18 +254,19 @@ impl Verifier {
             Some((fingerprint, attempt)) if fingerprint == entry.value.fingerprint() => attempt,
             _ => self.attempt(&entry.value, &token, inner.clock.now()),
         };
-        // Only a token with a kid asks for a refetch.
-        let kid = token.kid.as_deref().unwrap_or_default();
-        let (query, refused) = match attempt {
-            Attempt::Checked(outcome) => return Ok(outcome?),
-            Attempt::UnknownKid => (
-                KidQuery::unknown(kid, &entry.value),
+        // Only a token that names its key (kid or certificate thumbprint) asks for a refetch.
+        let (query, refused) = match (attempt, &token.key_id) {
+            (Attempt::Checked(outcome), _) => return Ok(outcome?),
+            (Attempt::UnknownKid, Some(id)) => (
+                KidQuery::unknown(id, &entry.value),
                 InvalidToken::UnknownKid,
             ),
-            Attempt::BadSignature { thumbprint } => (
-                KidQuery::failed_signature(kid, thumbprint),
+            (Attempt::BadSignature { thumbprint }, Some(id)) => (
+                KidQuery::failed_signature(id, thumbprint),
                 InvalidToken::BadSignature,
             ),
+            (Attempt::UnknownKid, None) => return Err(InvalidToken::UnknownKid.into()),
+            (Attempt::BadSignature { .. }, None) => return Err(InvalidToken::BadSignature.into()),
         };
         let newer = inner.store.refetch_for_kid(query.clone(), &entry).await?;
         // Refused without another signature check when the new set changed nothing for this
@@ -287,13 +288,13 @@ impl Verifier {
         token: &Token<'_>,
         now: SystemTime,
     ) -> Attempt<(C, Checked)> {
-        let key = match set.find(token.kid.as_deref(), token.alg) {
+        let key = match set.find_by(token.key_id.as_ref(), token.alg) {
             Ok(key) => key,
             Err(InvalidToken::UnknownKid) => return Attempt::UnknownKid,
             Err(refused) => return Attempt::Checked(Err(refused)),
         };
         match self.check(token, key, now) {
-            Err(InvalidToken::BadSignature) if token.kid.is_some() => Attempt::BadSignature {
+            Err(InvalidToken::BadSignature) if token.key_id.is_some() => Attempt::BadSignature {
                 thumbprint: key.thumbprint(),
             },
             outcome => Attempt::Checked(outcome),
@@ -324,8 +325,8 @@ impl Verifier {
         let checked = Checked {
             payload,
             times,
-            // Only the verified-token cache needs the kid: no copy otherwise.
-            kid: self.inner.verified.as_ref().and(token.kid.clone()),
+            // Only the verified-token cache needs the key's name: no copy otherwise.
+            key_id: self.inner.verified.as_ref().and(token.key_id.clone()),
             alg: token.alg,
             key: key.thumbprint(),
         };

@@ -1,0 +1,298 @@
+//! Keys found by certificate thumbprint (`x5t`, `x5t#S256`) and keys given only as an `x5c`
+//! certificate, with certificates made at run time (rcgen). `x5c` in a token header is never
+//! followed.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::sync::Arc;
+
+use base64::Engine;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use common::*;
+use jsonwebtoken::{Algorithm, EncodingKey, Header};
+use jwkstash_core::TokioClock;
+use jwkstash_jwks::{InvalidToken, KeySet, SkipReason, Verifier, VerifyError};
+use rcgen::{CertificateParams, KeyPair, SignatureAlgorithm};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+/// A key pair with a self-signed certificate.
+struct Certified {
+    pair: KeyPair,
+    der: Vec<u8>,
+    alg: Algorithm,
+}
+
+impl Certified {
+    fn new(signature: &'static SignatureAlgorithm, alg: Algorithm) -> Self {
+        let pair = KeyPair::generate_for(signature).unwrap();
+        let der = CertificateParams::new(vec!["idp.test".into()])
+            .unwrap()
+            .self_signed(&pair)
+            .unwrap()
+            .der()
+            .to_vec();
+        Self { pair, der, alg }
+    }
+
+    fn p256() -> Self {
+        Self::new(&rcgen::PKCS_ECDSA_P256_SHA256, Algorithm::ES256)
+    }
+
+    fn x5t(&self) -> String {
+        let sha1 =
+            aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA1_FOR_LEGACY_USE_ONLY, &self.der);
+        URL_SAFE_NO_PAD.encode(sha1.as_ref())
+    }
+
+    fn x5t_s256(&self) -> String {
+        URL_SAFE_NO_PAD.encode(Sha256::digest(&self.der))
+    }
+
+    fn x5c(&self) -> Value {
+        json!([STANDARD.encode(&self.der)])
+    }
+
+    /// A JWK with the key only in `x5c` (and the thumbprints), as AD FS and WSO2 publish.
+    fn jwk(&self, kid: &str) -> Value {
+        let kty = if self.alg == Algorithm::RS256 {
+            "RSA"
+        } else {
+            "EC"
+        };
+        json!({ "kty": kty, "kid": kid, "use": "sig", "x5c": self.x5c(), "x5t": self.x5t() })
+    }
+
+    /// A JWK with the EC members and the certificate.
+    fn jwk_with_members(&self, kid: &str) -> Value {
+        let point = self.pair.public_key_raw();
+        let (x, y) = point[1..].split_at(32);
+        json!({
+            "kty": "EC", "crv": "P-256", "kid": kid,
+            "x": URL_SAFE_NO_PAD.encode(x), "y": URL_SAFE_NO_PAD.encode(y),
+            "x5c": self.x5c(), "x5t#S256": self.x5t_s256(),
+        })
+    }
+
+    fn sign(&self, header: Header, clock: &TokioClock) -> String {
+        if self.alg == Algorithm::RS256 {
+            return sign_rs256(&self.pair, &header, &claims(clock));
+        }
+        let key = EncodingKey::from_ec_der(&self.pair.serialize_der());
+        jsonwebtoken::encode(&header, &claims(clock), &key).unwrap()
+    }
+
+    fn header(&self) -> Header {
+        Header::new(self.alg)
+    }
+}
+
+/// An RS256 token signed with aws-lc from the PKCS#8 key rcgen gives (jsonwebtoken wants PKCS#1).
+fn sign_rs256(pair: &KeyPair, header: &Header, claims: &Value) -> String {
+    let message = format!(
+        "{}.{}",
+        URL_SAFE_NO_PAD.encode(serde_json::to_vec(header).unwrap()),
+        URL_SAFE_NO_PAD.encode(claims.to_string())
+    );
+    let key = aws_lc_rs::rsa::KeyPair::from_pkcs8(&pair.serialize_der()).unwrap();
+    let mut signature = vec![0; key.public_modulus_len()];
+    key.sign(
+        &aws_lc_rs::signature::RSA_PKCS1_SHA256,
+        &aws_lc_rs::rand::SystemRandom::new(),
+        message.as_bytes(),
+        &mut signature,
+    )
+    .unwrap();
+    format!("{message}.{}", URL_SAFE_NO_PAD.encode(signature))
+}
+
+fn verifier_over(keys: Vec<Value>, clock: &TokioClock) -> Verifier {
+    let body = json!({ "keys": keys }).to_string();
+    let mut source = jwkstash_core::MockKeySource::new();
+    source.expect_id().return_const(JWKS_URL.to_owned());
+    source.expect_fetch().times(1).returning(move |_| {
+        Ok(jwkstash_core::Fetched::Modified {
+            body: body.clone().into(),
+            etag: None,
+            max_age: None,
+        })
+    });
+    builder(source, Arc::new(clock.clone())).build().unwrap()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_token_with_only_a_thumbprint_finds_the_key_of_that_certificate() {
+    let (adfs, other) = (Certified::p256(), Certified::p256());
+    let clock = TokioClock::new();
+    let verifier = verifier_over(
+        vec![adfs.jwk_with_members("adfs-1"), other.jwk("other")],
+        &clock,
+    );
+    let mut by_s256 = adfs.header();
+    by_s256.x5t_s256 = Some(adfs.x5t_s256());
+    let claims: Value = verifier.verify(&adfs.sign(by_s256, &clock)).await.unwrap();
+    assert_eq!(claims["sub"], "user-1");
+    // x5t (SHA-1) of a key whose JWK states only x5t#S256: computed from its x5c.
+    let mut by_sha1 = adfs.header();
+    by_sha1.x5t = Some(adfs.x5t());
+    verifier
+        .verify::<Value>(&adfs.sign(by_sha1, &clock))
+        .await
+        .unwrap();
+    // The other key by its thumbprint; a kid takes precedence over a thumbprint.
+    let mut other_header = other.header();
+    other_header.x5t = Some(other.x5t());
+    verifier
+        .verify::<Value>(&other.sign(other_header, &clock))
+        .await
+        .unwrap();
+    let mut both = adfs.header();
+    both.kid = Some("adfs-1".into());
+    both.x5t = Some(other.x5t());
+    verifier
+        .verify::<Value>(&adfs.sign(both, &clock))
+        .await
+        .unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_rsa_key_given_only_as_a_certificate_verifies_by_kid_and_by_x5t() {
+    let rsa = Certified::new(&rcgen::PKCS_RSA_SHA256, Algorithm::RS256);
+    let clock = TokioClock::new();
+    let verifier = verifier_over(vec![rsa.jwk("rsa-cert")], &clock);
+    let set = verifier.key_set().await.unwrap();
+    let key = &set.keys()[0];
+    assert!(matches!(
+        key.kind(),
+        jwkstash_jwks::KeyKind::Rsa { bits: 2048 }
+    ));
+    let mut by_kid = rsa.header();
+    by_kid.kid = Some("rsa-cert".into());
+    verifier
+        .verify::<Value>(&rsa.sign(by_kid, &clock))
+        .await
+        .unwrap();
+    let mut by_x5t = rsa.header();
+    by_x5t.x5t = Some(rsa.x5t());
+    verifier
+        .verify::<Value>(&rsa.sign(by_x5t, &clock))
+        .await
+        .unwrap();
+}
+
+#[test]
+fn a_certificate_that_contradicts_its_jwk_is_refused() {
+    let (one, two) = (Certified::p256(), Certified::p256());
+    let explain = |jwk: Value| {
+        let document = json!({ "keys": [jwk] }).to_string();
+        let (usable, skipped) = KeySet::explain(document.as_bytes()).unwrap();
+        assert!(usable.is_empty());
+        skipped[0].reason
+    };
+    // Members of one key, certificate of another.
+    let mut swapped = one.jwk_with_members("k");
+    swapped["x5c"] = two.x5c();
+    swapped.as_object_mut().unwrap().remove("x5t#S256");
+    assert_eq!(explain(swapped), SkipReason::CertificateMismatch);
+    // A stated thumbprint that is not the certificate's.
+    let mut wrong_x5t = one.jwk("k");
+    wrong_x5t["x5t"] = json!(two.x5t());
+    assert_eq!(explain(wrong_x5t), SkipReason::CertificateMismatch);
+    // A certificate of an EC key under kty RSA.
+    let mut wrong_kty = one.jwk("k");
+    wrong_kty["kty"] = json!("RSA");
+    assert_eq!(explain(wrong_kty), SkipReason::CertificateMismatch);
+    // Not a certificate at all, and a truncated one.
+    let mut garbage = one.jwk("k");
+    garbage["x5c"] = json!(["bm90IGEgY2VydGlmaWNhdGU="]);
+    assert_eq!(explain(garbage), SkipReason::Certificate);
+    let mut truncated = one.jwk("k");
+    truncated["x5c"] = json!([STANDARD.encode(&one.der[..one.der.len() / 2])]);
+    assert_eq!(explain(truncated), SkipReason::Certificate);
+    let mut empty = one.jwk("k");
+    empty["x5c"] = json!([]);
+    assert_eq!(explain(empty), SkipReason::Certificate);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_certificate_in_the_token_header_is_never_followed() {
+    let (published, attacker) = (Certified::p256(), Certified::p256());
+    let clock = TokioClock::new();
+    let verifier = verifier_over(
+        vec![published.jwk("k1"), Certified::p256().jwk("k2")],
+        &clock,
+    );
+    // The attacker's token carries its own certificate and thumbprint.
+    let mut header = attacker.header();
+    header.x5c = Some(vec![STANDARD.encode(&attacker.der)]);
+    let outcome = verifier
+        .verify::<Value>(&attacker.sign(header, &clock))
+        .await;
+    assert!(
+        matches!(
+            outcome,
+            Err(VerifyError::InvalidToken(InvalidToken::MissingKid))
+        ),
+        "{outcome:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn malformed_thumbprints_in_a_token_are_an_invalid_key_id() {
+    let cert = Certified::p256();
+    let clock = TokioClock::new();
+    let verifier = builder(silent_source(), Arc::new(clock.clone()))
+        .build()
+        .unwrap();
+    let valid = cert.sign(cert.header(), &clock);
+    let (_, rest) = valid.split_once('.').unwrap();
+    for header in [
+        json!({ "alg": "ES256", "x5t": 20 }),
+        json!({ "alg": "ES256", "x5t": "too-short" }),
+        json!({ "alg": "ES256", "x5t#S256": cert.x5t() }),
+        json!({ "alg": "ES256", "x5t#S256": format!("{}=", cert.x5t_s256()) }),
+    ] {
+        let token = format!("{}.{rest}", URL_SAFE_NO_PAD.encode(header.to_string()));
+        let outcome = verifier.verify::<Value>(&token).await;
+        assert!(
+            matches!(
+                outcome,
+                Err(VerifyError::InvalidToken(InvalidToken::InvalidKid))
+            ),
+            "{header}: {outcome:?}"
+        );
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_unknown_thumbprint_is_refetched_once_like_an_unknown_kid() {
+    let (old, new) = (Certified::p256(), Certified::p256());
+    let clock = TokioClock::new();
+    let mut source = jwkstash_core::MockKeySource::new();
+    source.expect_id().return_const(JWKS_URL.to_owned());
+    let mut order = mockall::Sequence::new();
+    for keys in [vec![old.jwk("old")], vec![old.jwk("old"), new.jwk("new")]] {
+        let body = json!({ "keys": keys }).to_string();
+        source
+            .expect_fetch()
+            .times(1)
+            .in_sequence(&mut order)
+            .returning(move |_| {
+                Ok(jwkstash_core::Fetched::Modified {
+                    body: body.clone().into(),
+                    etag: None,
+                    max_age: None,
+                })
+            });
+    }
+    let verifier = builder(source, Arc::new(clock.clone())).build().unwrap();
+    verifier.prefetch().await.unwrap();
+    let mut header = new.header();
+    header.x5t_s256 = Some(new.x5t_s256());
+    let token = new.sign(header, &clock);
+    for _ in 0..5 {
+        verifier.verify::<Value>(&token).await.unwrap();
+    }
+    assert_eq!(verifier.stats().fetches_unknown_kid, 1);
+}
