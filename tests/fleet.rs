@@ -175,6 +175,33 @@ struct Fleet {
 }
 
 impl Fleet {
+    /// `size` instances built by `configure` (source, issuer, audience) on one shared tier,
+    /// all reading `clock`.
+    async fn start_with(
+        size: usize,
+        shared: &Shared,
+        clock: ManualClock,
+        upstream: Upstream,
+        configure: impl Fn() -> jwkstash::VerifierBuilder,
+    ) -> Self {
+        let mut instances = Vec::new();
+        for _ in 0..size {
+            instances.push(
+                configure()
+                    .clock(Arc::new(clock.clone()))
+                    .shared_tier(shared.connect(&clock).await)
+                    .lease_ttl(LEASE_TTL)
+                    .build()
+                    .unwrap(),
+            );
+        }
+        Self {
+            clock,
+            upstream,
+            instances,
+        }
+    }
+
     async fn start(size: usize, shared: &Shared, clock: ManualClock, upstream: Upstream) -> Self {
         let mut instances = Vec::new();
         for _ in 0..size {
@@ -624,28 +651,16 @@ async fn failover_in_a_fleet(shared: Shared, clock: ManualClock) {
     let key = TestKey::ec_p256("k1");
     let (primary, secondary) = (Upstream::serving(&[&key]), Upstream::serving(&[&key]));
     primary.fail();
-    let mut instances = Vec::new();
-    for _ in 0..4 {
-        instances.push(
-            Verifier::builder()
-                .key_source(jwkstash::Failover::new(
-                    primary.source(),
-                    secondary.source(),
-                ))
-                .issuer(ISSUER)
-                .audience(AUDIENCE)
-                .clock(Arc::new(clock.clone()))
-                .shared_tier(shared.connect(&clock).await)
-                .lease_ttl(LEASE_TTL)
-                .build()
-                .unwrap(),
-        );
-    }
-    let fleet = Fleet {
-        clock,
-        upstream: secondary,
-        instances,
+    let configure = || {
+        Verifier::builder()
+            .key_source(jwkstash::Failover::new(
+                primary.source(),
+                secondary.source(),
+            ))
+            .issuer(ISSUER)
+            .audience(AUDIENCE)
     };
+    let fleet = Fleet::start_with(4, &shared, clock, secondary.clone(), configure).await;
     fleet
         .expect_valid(&vec![key.sign(&claims(&fleet.clock)); 400])
         .await;
@@ -664,6 +679,50 @@ async fn a_failover_source_serves_a_fleet_on_redis() {
         return;
     };
     failover_in_a_fleet(Shared::redis(redis.url()), ManualClock::default()).await;
+}
+
+/// 1,000 tenants of one provider across a fleet: one template verifier per instance, one
+/// shared entry, one upstream fetch for all of them.
+async fn tenants_in_a_fleet(shared: Shared, clock: ManualClock) {
+    const ENTRA: &str = "https://login.microsoftonline.com/{tenantid}/v2.0";
+    let key = TestKey::ec_p256("common");
+    let upstream = Upstream::serving(&[&key]);
+    let configure = || {
+        Verifier::builder()
+            .key_source(upstream.source())
+            .issuer_template(jwkstash::IssuerTemplate::new(ENTRA, "tid").unwrap())
+            .audience(AUDIENCE)
+    };
+    let fleet = Fleet::start_with(4, &shared, clock, upstream.clone(), configure).await;
+    let tokens: Vec<String> = (0..1000)
+        .map(|n| {
+            let tid = format!("tenant-{n:04}");
+            let mut claims = claims(&fleet.clock);
+            claims["iss"] = json!(ENTRA.replace("{tenantid}", &tid));
+            claims["tid"] = json!(tid);
+            key.sign(&claims)
+        })
+        .collect();
+    fleet.expect_valid(&tokens).await;
+    assert_eq!(
+        fleet.upstream.calls(),
+        1,
+        "one fetch for 1,000 tenants on 4 instances"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_tenants_cost_one_fetch_for_the_fleet_on_the_memory_tier() {
+    let clock = ManualClock::default();
+    tenants_in_a_fleet(Shared::memory(&clock), clock).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_tenants_cost_one_fetch_for_the_fleet_on_redis() {
+    let Some(redis) = with_redis().await else {
+        return;
+    };
+    tenants_in_a_fleet(Shared::redis(redis.url()), ManualClock::default()).await;
 }
 
 // ---------------------------------------------------------------- every scenario on every tier

@@ -5,12 +5,12 @@ use std::borrow::Cow;
 use std::fmt;
 use std::time::{Duration, SystemTime};
 
-use serde::Deserialize;
 use serde::de::{Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
 use crate::error::InvalidToken;
 use crate::json::{Checked, Name, SeenNames};
+use crate::template::{self, IssuerTemplate};
 
 /// The registered claims of a payload, borrowed as raw JSON and typed only when checked, so
 /// that a wrong JSON type is a clear refusal and a valid payload costs no allocation.
@@ -21,25 +21,41 @@ pub(crate) struct Registered<'a> {
     iat: Option<&'a RawValue>,
     iss: Option<&'a RawValue>,
     aud: Option<&'a RawValue>,
+    /// The claim an issuer template binds its value to (Entra: `tid`), when there is one.
+    bound: Option<&'a RawValue>,
 }
 
 impl<'a> Registered<'a> {
     /// Reads the registered claims; refuses non-objects and duplicate members.
+    #[cfg(test)]
     pub(crate) fn parse(payload: &'a [u8]) -> Result<Self, InvalidToken> {
-        serde_json::from_slice(payload)
-            .map_err(|_| InvalidToken::Malformed("payload is not a valid JSON object"))
+        Self::parse_with(payload, None)
+    }
+
+    /// Reads the registered claims and the claim named `bound` (an issuer template's).
+    pub(crate) fn parse_with(payload: &'a [u8], bound: Option<&str>) -> Result<Self, InvalidToken> {
+        let mut deserializer = serde_json::Deserializer::from_slice(payload);
+        let claims =
+            serde::de::DeserializeSeed::deserialize(RegisteredVisitor { bound }, &mut deserializer)
+                .and_then(|claims| deserializer.end().map(|()| claims))
+                .map_err(|_| InvalidToken::Malformed("payload is not a valid JSON object"))?;
+        Ok(claims)
     }
 }
 
-impl<'de> Deserialize<'de> for Registered<'de> {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        deserializer.deserialize_map(RegisteredVisitor)
+struct RegisteredVisitor<'n> {
+    bound: Option<&'n str>,
+}
+
+impl<'de> serde::de::DeserializeSeed<'de> for RegisteredVisitor<'_> {
+    type Value = Registered<'de>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_map(self)
     }
 }
 
-struct RegisteredVisitor;
-
-impl<'de> Visitor<'de> for RegisteredVisitor {
+impl<'de> Visitor<'de> for RegisteredVisitor<'_> {
     type Value = Registered<'de>;
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -51,18 +67,24 @@ impl<'de> Visitor<'de> for RegisteredVisitor {
         let mut claims = Registered::default();
         while let Some(Name(name)) = map.next_key::<Name<'de>>()? {
             seen.insert(name.clone())?;
+            let bound = self.bound == Some(&*name);
             let slot = match &*name {
                 "exp" => &mut claims.exp,
                 "nbf" => &mut claims.nbf,
                 "iat" => &mut claims.iat,
                 "iss" => &mut claims.iss,
                 "aud" => &mut claims.aud,
+                _ if bound => &mut claims.bound,
                 _ => {
                     map.next_value::<Checked>()?;
                     continue;
                 }
             };
-            *slot = Some(map.next_value()?);
+            let value: &'de RawValue = map.next_value()?;
+            *slot = Some(value);
+            if bound {
+                claims.bound = Some(value);
+            }
         }
         Ok(claims)
     }
@@ -112,6 +134,8 @@ pub(crate) struct Times {
 #[derive(Debug, Clone)]
 pub(crate) struct ClaimRules {
     pub(crate) issuers: Vec<String>,
+    /// Issuers by pattern, sharing this verifier's keys (multi-tenant applications).
+    pub(crate) template: Option<IssuerTemplate>,
     /// `None` accepts any audience (an explicit opt-out).
     pub(crate) audiences: Option<Vec<String>>,
     pub(crate) leeway: Duration,
@@ -126,10 +150,14 @@ impl ClaimRules {
     ///
     /// Time rules (RFC 7519 §4.1.4, §4.1.5), in whole seconds with the leeway `L`:
     /// valid while `now < exp + L` and from `now + L >= nbf`.
+    ///
+    /// `key_issuer` is the `issuer` member of the key that verified the signature, if it has
+    /// one: the token's `iss` must be that issuer.
     pub(crate) fn check(
         &self,
         claims: &Registered<'_>,
         now: SystemTime,
+        key_issuer: Option<&str>,
     ) -> Result<Times, InvalidToken> {
         let date =
             |raw: Option<&RawValue>, name| raw.map(|raw| numeric_date(raw, name)).transpose();
@@ -156,7 +184,7 @@ impl ClaimRules {
                 return Err(InvalidToken::LifetimeTooLong);
             }
         }
-        self.check_issuer(claims.iss)?;
+        self.check_issuer(claims, key_issuer)?;
         self.check_audience(claims.aud)?;
         Ok(times)
     }
@@ -179,11 +207,31 @@ impl ClaimRules {
         Ok(())
     }
 
-    fn check_issuer(&self, iss: Option<&RawValue>) -> Result<(), InvalidToken> {
-        let iss = iss.ok_or(InvalidToken::MissingClaim("iss"))?;
-        match json_str(iss) {
-            Some(iss) if self.issuers.iter().any(|ours| *ours == iss) => Ok(()),
-            _ => Err(InvalidToken::InvalidIssuer),
+    /// `iss` is one of ours, byte for byte, or matches the template with a value equal to the
+    /// template's claim; and the key that verified the token is bound to that issuer, if bound.
+    fn check_issuer(
+        &self,
+        claims: &Registered<'_>,
+        key_issuer: Option<&str>,
+    ) -> Result<(), InvalidToken> {
+        let iss = claims.iss.ok_or(InvalidToken::MissingClaim("iss"))?;
+        let iss = json_str(iss).ok_or(InvalidToken::InvalidIssuer)?;
+        let tenant = if self.issuers.iter().any(|ours| *ours == iss) {
+            None
+        } else {
+            let template = self.template.as_ref().ok_or(InvalidToken::InvalidIssuer)?;
+            let value = template.value_of(&iss).ok_or(InvalidToken::InvalidIssuer)?;
+            let claimed = claims.bound.and_then(json_str);
+            if claimed.as_deref() != Some(value) {
+                return Err(InvalidToken::TenantMismatch);
+            }
+            Some(value)
+        };
+        match key_issuer {
+            Some(bound) if !template::key_admits(bound, &iss, tenant) => {
+                Err(InvalidToken::KeyNotForIssuer)
+            }
+            _ => Ok(()),
         }
     }
 
@@ -220,6 +268,7 @@ mod tests {
     fn rules() -> ClaimRules {
         ClaimRules {
             issuers: vec!["https://iss.example.com".into()],
+            template: None,
             audiences: Some(vec!["api".into()]),
             leeway: Duration::from_secs(60),
             require_exp: true,
@@ -234,7 +283,7 @@ mod tests {
 
     fn check(payload: &str, now: u64) -> Result<(), InvalidToken> {
         rules()
-            .check(&Registered::parse(payload.as_bytes())?, at(now))
+            .check(&Registered::parse(payload.as_bytes())?, at(now), None)
             .map(drop)
     }
 
@@ -317,7 +366,7 @@ mod tests {
         let long = format!(r#"{{{OK},"iat":0,"exp":7200}}"#);
         let claims = Registered::parse(long.as_bytes()).unwrap_or_default();
         assert_eq!(
-            rules.check(&claims, at(10)),
+            rules.check(&claims, at(10), None),
             Err(InvalidToken::LifetimeTooLong)
         );
     }

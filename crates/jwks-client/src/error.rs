@@ -67,6 +67,13 @@ pub enum InvalidToken {
     /// `iss` is not the configured issuer.
     #[error("issuer not accepted")]
     InvalidIssuer,
+    /// `iss` matches the verifier's issuer template, but its value is not the token's claim
+    /// that the template names (Entra: `tid`).
+    #[error("the tenant in iss is not the token's tenant claim")]
+    TenantMismatch,
+    /// The key that verified the signature is bound to another issuer (its JWK's `issuer`).
+    #[error("the key is not for this issuer")]
+    KeyNotForIssuer,
     /// `iss` is absent or names no issuer of the registry ([`Issuers`](crate::Issuers)).
     #[error("unknown issuer")]
     UnknownIssuer,
@@ -102,6 +109,8 @@ impl InvalidToken {
             Self::InvalidClaim(_) => "invalid_claim",
             Self::InvalidIssuer => "invalid_issuer",
             Self::UnknownIssuer => "unknown_issuer",
+            Self::TenantMismatch => "tenant_mismatch",
+            Self::KeyNotForIssuer => "key_not_for_issuer",
             Self::InvalidAudience => "invalid_audience",
             Self::ClaimsType => "claims_type",
         }

@@ -56,10 +56,11 @@ pub enum KeyEvent {
     },
 }
 
-/// The sending side, held by the key store.
+/// The sending side, held by the key store. The channel is made at the first subscription:
+/// most verifiers never have one, and its slots cost memory up front.
 #[derive(Debug)]
 pub(crate) struct Events {
-    sender: broadcast::Sender<KeyEvent>,
+    sender: std::sync::OnceLock<broadcast::Sender<KeyEvent>>,
     /// The `fresh_until` (ms) of the last set reported as served stale.
     stale_reported: AtomicU64,
 }
@@ -67,7 +68,7 @@ pub(crate) struct Events {
 impl Default for Events {
     fn default() -> Self {
         Self {
-            sender: broadcast::Sender::new(EVENT_CAPACITY),
+            sender: std::sync::OnceLock::new(),
             stale_reported: AtomicU64::new(0),
         }
     }
@@ -75,14 +76,18 @@ impl Default for Events {
 
 impl Events {
     pub(crate) fn subscribe(&self) -> broadcast::Receiver<KeyEvent> {
-        self.sender.subscribe()
+        self.sender
+            .get_or_init(|| broadcast::Sender::new(EVENT_CAPACITY))
+            .subscribe()
     }
 
     /// Sends `event` to the current subscribers, if any; never waits.
     pub(crate) fn send(&self, event: impl FnOnce() -> KeyEvent) {
-        if self.sender.receiver_count() > 0 {
+        if let Some(sender) = self.sender.get()
+            && sender.receiver_count() > 0
+        {
             // An error only says that every subscriber has gone since the check.
-            let _ = self.sender.send(event());
+            let _ = sender.send(event());
         }
     }
 

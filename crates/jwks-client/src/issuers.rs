@@ -1,16 +1,59 @@
 //! [`Issuers`]: many issuers (tenants) in one process. A token's `iss` selects the verifier of
-//! that issuer; an `iss` that is not configured is refused without any network request.
+//! that issuer: one configured for it, a template verifier whose pattern it matches, or one the
+//! application's [`IssuerResolver`] builds on first sight. An `iss` that none of them accepts is
+//! refused without any network request, and remembered (bounded, expiring) so that random
+//! issuers cost nothing more.
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use arc_swap::ArcSwap;
+use async_trait::async_trait;
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
+
+use jwkstash_core::SingleFlight;
 
 use crate::error::{InvalidToken, VerifyError};
 use crate::token::decode_segment;
 use crate::verifier::{DEFAULT_MAX_TOKEN_BYTES, KeySetCache, Verifier, VerifierBuilder};
+
+/// The longest `iss` the registry looks up or resolves, in bytes.
+pub const MAX_ISSUER_BYTES: usize = 512;
+/// Default bound on issuers built by a resolver and kept at once.
+pub const DEFAULT_MAX_RESOLVED: u64 = 10_000;
+/// Default time after which an unused resolved issuer is dropped.
+pub const DEFAULT_RESOLVED_IDLE: Duration = Duration::from_secs(3600);
+/// Default bound on refused issuers remembered.
+pub const DEFAULT_MAX_REFUSED: u64 = 10_000;
+/// Default time a refused issuer is remembered (and not asked about again).
+pub const DEFAULT_REFUSED_TTL: Duration = Duration::from_secs(300);
+
+/// Decides, on the first token of an issuer the registry does not know, whether to accept it
+/// and how: `Some(builder)` with the key source, audience and policy for that issuer (the
+/// builder given already names the issuer and carries the registry's near tier), or `None` to
+/// refuse it. Called at most once per issuer at a time; its answer is kept (a refusal for
+/// `refused_ttl`, a verifier until it is idle for `resolved_idle`).
+///
+/// It sees the issuer of a token whose signature is not yet checked: decide from the
+/// application's own tenant table, never by fetching a URL derived from the issuer unless
+/// that issuer is known to be trusted.
+#[async_trait]
+pub trait IssuerResolver: Send + Sync {
+    /// The settings for `issuer`, or `None` to refuse it.
+    async fn resolve(&self, issuer: &str, builder: VerifierBuilder) -> Option<VerifierBuilder>;
+}
+
+#[async_trait]
+impl<F> IssuerResolver for F
+where
+    F: Fn(&str, VerifierBuilder) -> Option<VerifierBuilder> + Send + Sync,
+{
+    async fn resolve(&self, issuer: &str, builder: VerifierBuilder) -> Option<VerifierBuilder> {
+        self(issuer, builder)
+    }
+}
 
 /// A registry of verifiers by issuer. Cheap to clone; clones share the registry.
 ///
@@ -21,8 +64,58 @@ use crate::verifier::{DEFAULT_MAX_TOKEN_BYTES, KeySetCache, Verifier, VerifierBu
 #[derive(Clone)]
 pub struct Issuers {
     verifiers: Arc<ArcSwap<HashMap<Box<str>, Verifier>>>,
+    /// Verifiers with an issuer template, tried in order after an exact match fails.
+    templates: Arc<ArcSwap<Vec<Verifier>>>,
+    resolver: Option<Resolution>,
     near: Option<KeySetCache>,
     max_token_bytes: usize,
+}
+
+/// Issuers resolved on first sight, and those refused.
+#[derive(Clone)]
+struct Resolution {
+    resolver: Arc<dyn IssuerResolver>,
+    resolved: moka::sync::Cache<Box<str>, Verifier>,
+    refused: moka::sync::Cache<Box<str>, ()>,
+    /// One resolution per issuer at a time, however many first tokens arrive together.
+    flights: Arc<SingleFlight<Box<str>, Option<Verifier>>>,
+}
+
+impl Resolution {
+    fn new(resolver: Arc<dyn IssuerResolver>, limits: &Limits) -> Self {
+        Self {
+            resolver,
+            resolved: moka::sync::Cache::builder()
+                .max_capacity(limits.max_resolved)
+                .time_to_idle(limits.resolved_idle)
+                .build(),
+            refused: moka::sync::Cache::builder()
+                .max_capacity(limits.max_refused)
+                .time_to_live(limits.refused_ttl)
+                .build(),
+            flights: Arc::new(SingleFlight::new()),
+        }
+    }
+}
+
+/// The bounds of a resolving registry.
+#[derive(Debug, Clone, Copy)]
+struct Limits {
+    max_resolved: u64,
+    resolved_idle: Duration,
+    max_refused: u64,
+    refused_ttl: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_resolved: DEFAULT_MAX_RESOLVED,
+            resolved_idle: DEFAULT_RESOLVED_IDLE,
+            max_refused: DEFAULT_MAX_REFUSED,
+            refused_ttl: DEFAULT_REFUSED_TTL,
+        }
+    }
 }
 
 impl std::fmt::Debug for Issuers {
@@ -30,8 +123,16 @@ impl std::fmt::Debug for Issuers {
         let verifiers = self.verifiers.load();
         let mut issuers: Vec<&str> = verifiers.keys().map(AsRef::as_ref).collect();
         issuers.sort_unstable();
+        let templates: Vec<String> = self
+            .templates
+            .load()
+            .iter()
+            .filter_map(|verifier| Some(verifier.issuer_template()?.as_str().to_owned()))
+            .collect();
         f.debug_struct("Issuers")
             .field("issuers", &issuers)
+            .field("templates", &templates)
+            .field("resolver", &self.resolver.is_some())
             .finish()
     }
 }
@@ -54,6 +155,8 @@ impl Issuers {
     pub fn new() -> Self {
         Self {
             verifiers: Arc::new(ArcSwap::from_pointee(HashMap::new())),
+            templates: Arc::new(ArcSwap::from_pointee(Vec::new())),
+            resolver: None,
             near: None,
             max_token_bytes: DEFAULT_MAX_TOKEN_BYTES,
         }
@@ -66,6 +169,50 @@ impl Issuers {
             near: Some(near),
             ..Self::new()
         }
+    }
+
+    /// Builds verifiers on first sight: a token whose `iss` no configured verifier accepts asks
+    /// `resolver` (once, however many such tokens arrive at once). At most
+    /// [`DEFAULT_MAX_RESOLVED`] resolved issuers are kept, each dropped after
+    /// [`DEFAULT_RESOLVED_IDLE`] without a token; refusals are remembered for
+    /// [`DEFAULT_REFUSED_TTL`], at most [`DEFAULT_MAX_REFUSED`] of them (see
+    /// [`resolver_limits`](Self::resolver_limits)).
+    ///
+    /// Resolved verifiers share the registry's near tier: the one given to
+    /// [`with_cache`](Self::with_cache), else one in-process tier made here (feature
+    /// `memory`, on the system clock), so that each costs kilobytes rather than a tier of its
+    /// own.
+    #[must_use]
+    pub fn resolver(mut self, resolver: impl IssuerResolver + 'static) -> Self {
+        if self.near.is_none() {
+            let clock: jwkstash_core::SharedClock = Arc::new(jwkstash_core::SystemClock);
+            self.near = crate::verifier::default_cache(&clock).ok();
+        }
+        self.resolver = Some(Resolution::new(Arc::new(resolver), &Limits::default()));
+        self
+    }
+
+    /// The bounds of the resolver: how many resolved issuers are kept and for how long without
+    /// a token, and how many refused issuers are remembered and for how long. Call after
+    /// [`resolver`](Self::resolver).
+    #[must_use]
+    pub fn resolver_limits(
+        mut self,
+        max_resolved: u64,
+        resolved_idle: Duration,
+        max_refused: u64,
+        refused_ttl: Duration,
+    ) -> Self {
+        let limits = Limits {
+            max_resolved,
+            resolved_idle,
+            max_refused,
+            refused_ttl,
+        };
+        self.resolver = self
+            .resolver
+            .map(|resolution| Resolution::new(resolution.resolver, &limits));
+        self
     }
 
     /// The longest token the registry routes, in bytes (default 16 KiB, like
@@ -85,8 +232,21 @@ impl Issuers {
         }
     }
 
-    /// Adds (or replaces) the verifier of each of its issuers.
+    /// Adds (or replaces) the verifier of each of its issuers; a verifier with an issuer
+    /// template also serves every issuer its template matches.
     pub fn insert(&self, verifier: Verifier) {
+        if let Some(template) = verifier.issuer_template() {
+            let pattern = template.as_str().to_owned();
+            self.templates.rcu(|current| {
+                let mut next: Vec<Verifier> = current
+                    .iter()
+                    .filter(|other| other.issuer_template().map(|t| t.as_str()) != Some(&pattern))
+                    .cloned()
+                    .collect();
+                next.push(verifier.clone());
+                next
+            });
+        }
         self.verifiers.rcu(|current| {
             let mut next = HashMap::clone(current);
             for issuer in verifier.issuers() {
@@ -96,21 +256,37 @@ impl Issuers {
         });
     }
 
-    /// The health of every issuer's keys (see [`Verifier::health`]), sorted by issuer: read
-    /// from memory, no I/O.
+    /// The health of every issuer's keys (see [`Verifier::health`]), sorted by issuer (a
+    /// template verifier under its pattern): read from memory, no I/O.
     pub fn health(&self) -> Vec<(String, crate::KeyHealth)> {
-        let verifiers = self.verifiers.load();
-        let mut health: Vec<(String, crate::KeyHealth)> = verifiers
+        let mut health: Vec<(String, crate::KeyHealth)> = self
+            .verifiers
+            .load()
             .iter()
             .map(|(issuer, verifier)| (issuer.to_string(), verifier.health()))
             .collect();
+        for verifier in self.templates.load().iter() {
+            if let Some(template) = verifier.issuer_template() {
+                health.push((template.as_str().to_owned(), verifier.health()));
+            }
+        }
+        if let Some(resolution) = &self.resolver {
+            for (issuer, verifier) in resolution.resolved.iter() {
+                health.push((issuer.to_string(), verifier.health()));
+            }
+        }
         health.sort_by(|a, b| a.0.cmp(&b.0));
         health
     }
 
-    /// Removes the verifier of `issuer` (under all its issuers), returning it.
+    /// Removes the verifier of `issuer` (under all its issuers, or a resolved one), returning it.
     pub fn remove(&self, issuer: &str) -> Option<Verifier> {
-        let removed = self.get(issuer)?;
+        if let Some(resolution) = &self.resolver
+            && let Some(resolved) = resolution.resolved.remove(issuer)
+        {
+            return Some(resolved);
+        }
+        let removed = self.verifiers.load().get(issuer).cloned()?;
         self.verifiers.rcu(|current| {
             let mut next = HashMap::clone(current);
             for issuer in removed.issuers() {
@@ -121,35 +297,133 @@ impl Issuers {
         Some(removed)
     }
 
-    /// The verifier of `issuer`.
+    /// Removes the verifier of the issuer template `pattern`, returning it.
+    pub fn remove_template(&self, pattern: &str) -> Option<Verifier> {
+        let removed = self
+            .templates
+            .load()
+            .iter()
+            .find(|verifier| verifier.issuer_template().map(|t| t.as_str()) == Some(pattern))
+            .cloned()?;
+        self.templates.rcu(|current| {
+            current
+                .iter()
+                .filter(|other| other.issuer_template().map(|t| t.as_str()) != Some(pattern))
+                .cloned()
+                .collect::<Vec<_>>()
+        });
+        Some(removed)
+    }
+
+    /// The verifier that serves `issuer` now (configured, matched by a template, or resolved
+    /// earlier), without resolving.
     pub fn get(&self, issuer: &str) -> Option<Verifier> {
-        self.verifiers.load().get(issuer).cloned()
+        self.lookup(issuer).or_else(|| {
+            let resolution = self.resolver.as_ref()?;
+            resolution.resolved.get(issuer)
+        })
     }
 
-    /// How many issuers are configured.
+    /// How many verifiers serve: configured issuers, templates and resolved issuers.
     pub fn len(&self) -> usize {
+        let resolved = self.resolver.as_ref().map_or(0, |resolution| {
+            // moka counts lazily: settle evictions first, so the count respects the bound.
+            resolution.resolved.run_pending_tasks();
+            resolution.resolved.entry_count()
+        });
         self.verifiers.load().len()
+            + self.templates.load().len()
+            + usize::try_from(resolved).unwrap_or(usize::MAX)
     }
 
-    /// Whether no issuer is configured.
+    /// Whether no verifier serves.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
+    /// How many refused issuers are remembered now (bounded by the resolver's limits).
+    pub fn refused_count(&self) -> u64 {
+        self.resolver.as_ref().map_or(0, |resolution| {
+            resolution.refused.run_pending_tasks();
+            resolution.refused.entry_count()
+        })
+    }
+
     /// Verifies `token` with the verifier of its `iss`.
     ///
-    /// A token without `iss`, or whose `iss` is not configured, is refused
+    /// A token without `iss`, or whose `iss` no verifier accepts (nor the resolver), is refused
     /// ([`InvalidToken::UnknownIssuer`]) before any key lookup or network request.
     pub async fn verify<C: DeserializeOwned>(&self, token: &str) -> Result<C, VerifyError> {
-        let verifier = {
-            let issuer = self.peek_issuer(token)?;
-            self.verifiers
-                .load()
-                .get(issuer.as_str())
-                .cloned()
-                .ok_or(InvalidToken::UnknownIssuer)?
+        let issuer = self.peek_issuer(token)?;
+        let verifier = match self.lookup(&issuer) {
+            Some(verifier) => verifier,
+            None => self.resolve(issuer).await?,
         };
         verifier.verify(token).await
+    }
+
+    /// A configured verifier of `issuer`, or a template verifier that matches it.
+    fn lookup(&self, issuer: &str) -> Option<Verifier> {
+        if let Some(verifier) = self.verifiers.load().get(issuer) {
+            return Some(verifier.clone());
+        }
+        self.templates
+            .load()
+            .iter()
+            .find(|verifier| {
+                verifier
+                    .issuer_template()
+                    .is_some_and(|template| template.matches(issuer))
+            })
+            .cloned()
+    }
+
+    /// The resolved verifier of `issuer`, asking the resolver once if needed.
+    async fn resolve(&self, issuer: String) -> Result<Verifier, InvalidToken> {
+        let resolution = self.resolver.as_ref().ok_or(InvalidToken::UnknownIssuer)?;
+        if issuer.len() > MAX_ISSUER_BYTES || resolution.refused.contains_key(issuer.as_str()) {
+            return Err(InvalidToken::UnknownIssuer);
+        }
+        if let Some(verifier) = resolution.resolved.get(issuer.as_str()) {
+            return Ok(verifier);
+        }
+        let key: Box<str> = issuer.into();
+        let builder = self.verifier_builder().issuer(&*key);
+        let Resolution {
+            resolver,
+            resolved,
+            refused,
+            ..
+        } = resolution.clone();
+        let name = key.clone();
+        let outcome = resolution
+            .flights
+            .run(key, move || async move {
+                // Resolved or refused while this caller looked: no second question.
+                if let Some(verifier) = resolved.get(&name) {
+                    return Some(verifier);
+                }
+                if refused.contains_key(&name) {
+                    return None;
+                }
+                match resolver.resolve(&name, builder).await.map(VerifierBuilder::build) {
+                    Some(Ok(verifier)) => {
+                        resolved.insert(name, verifier.clone());
+                        Some(verifier)
+                    }
+                    Some(Err(error)) => {
+                        tracing::warn!(%error, "the resolver's settings for an issuer do not build");
+                        refused.insert(name, ());
+                        None
+                    }
+                    None => {
+                        refused.insert(name, ());
+                        None
+                    }
+                }
+            })
+            .await;
+        outcome.ok().flatten().ok_or(InvalidToken::UnknownIssuer)
     }
 
     fn peek_issuer(&self, token: &str) -> Result<String, InvalidToken> {

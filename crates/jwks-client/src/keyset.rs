@@ -25,6 +25,8 @@ pub const MAX_RSA_BITS: u32 = 8192;
 pub const MAX_KEYS: usize = 100;
 /// A `kid` longer than this (in bytes) is refused, in a key set and in a token.
 pub const MAX_KID_BYTES: usize = 256;
+/// A JWK whose `issuer` member is longer than this (in bytes) is skipped.
+const MAX_KEY_ISSUER_BYTES: usize = 1024;
 
 /// JWK members are base64url; tolerate padding there (some providers send it), unlike in tokens.
 const JWK_BASE64: GeneralPurpose = GeneralPurpose::new(
@@ -39,6 +41,8 @@ pub struct VerifyingKey {
     alg: Option<Algorithm>,
     key: DecodingKey,
     thumbprint: u64,
+    /// The issuer this key is bound to (the JWK's `issuer`, as Entra publishes), if any.
+    issuer: Option<Box<str>>,
     /// The SHA-1 thumbprint of its certificate (`x5t`), if it has one.
     x5t: Option<[u8; 20]>,
     /// The SHA-256 thumbprint of its certificate (`x5t#S256`), if it has one.
@@ -74,6 +78,13 @@ impl VerifyingKey {
     /// A short hash of the key material: equal keys have equal thumbprints.
     pub fn thumbprint(&self) -> u64 {
         self.thumbprint
+    }
+
+    /// The issuer the key is bound to (its JWK's `issuer` member, e.g. Entra's
+    /// `https://login.microsoftonline.com/{tenantid}/v2.0`): it verifies only tokens of that
+    /// issuer.
+    pub fn issuer(&self) -> Option<&str> {
+        self.issuer.as_deref()
     }
 
     /// The SHA-1 thumbprint of the key's X.509 certificate (`x5t`): from its `x5c`, or as
@@ -253,6 +264,7 @@ struct RawJwk {
     qi: Option<IgnoredAny>,
     oth: Option<IgnoredAny>,
     k: Option<IgnoredAny>,
+    issuer: Option<String>,
     x5c: Option<Vec<String>>,
     x5t: Option<String>,
     #[serde(rename = "x5t#S256")]
@@ -461,6 +473,13 @@ fn parse_key(raw: &RawValue) -> Result<VerifyingKey, SkippedKey> {
     {
         return Err(reason(SkipReason::NoVerifyOperation));
     }
+    if jwk
+        .issuer
+        .as_ref()
+        .is_some_and(|issuer| issuer.is_empty() || issuer.len() > MAX_KEY_ISSUER_BYTES)
+    {
+        return Err(reason(SkipReason::Malformed));
+    }
     if !matches!(jwk.kty.as_str(), "RSA" | "EC" | "OKP") {
         return Err(reason(SkipReason::UnsupportedKeyType));
     }
@@ -500,6 +519,7 @@ fn parse_key(raw: &RawValue) -> Result<VerifyingKey, SkippedKey> {
         alg,
         key,
         thumbprint: material.thumbprint(),
+        issuer: jwk.issuer.map(String::into_boxed_str),
         x5t,
         x5t_s256,
     })

@@ -41,6 +41,7 @@ mod policy;
 mod sources;
 mod stats;
 mod store;
+mod template;
 mod token;
 mod verified;
 mod verifier;
@@ -58,7 +59,10 @@ pub use events::{EVENT_CAPACITY, KeyEvent};
 pub use fetcher::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_BODY_BYTES, DEFAULT_TOTAL_TIMEOUT};
 pub use freshness::KeyHealth;
 pub use http::{HttpKeySource, HttpKeySourceBuilder};
-pub use issuers::Issuers;
+pub use issuers::{
+    DEFAULT_MAX_REFUSED, DEFAULT_MAX_RESOLVED, DEFAULT_REFUSED_TTL, DEFAULT_RESOLVED_IDLE,
+    IssuerResolver, Issuers, MAX_ISSUER_BYTES,
+};
 pub use jsonwebtoken::Algorithm;
 pub use keyset::{
     KeySet, MAX_KEYS, MAX_KID_BYTES, MAX_RSA_BITS, MIN_RSA_BITS, SkipReason, SkippedKey,
@@ -67,6 +71,7 @@ pub use keyset::{
 pub use policy::FreshnessPolicy;
 pub use sources::{Failover, StaticKeySource, WithPinnedKeys};
 pub use stats::Stats;
+pub use template::{IssuerTemplate, MAX_TEMPLATE_VALUE_BYTES};
 pub use verifier::{
     DEFAULT_LEASE_TTL, DEFAULT_LEEWAY, DEFAULT_MAX_TOKEN_BYTES, KeySetCache, Refreshed,
     SharedKeySetTier, Verifier, VerifierBuilder,

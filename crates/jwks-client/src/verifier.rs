@@ -20,6 +20,7 @@ use crate::kid_query::KidQuery;
 use crate::policy::FreshnessPolicy;
 use crate::stats::{Counters, Stats};
 use crate::store::{KeyStore, StoreParts};
+use crate::template::IssuerTemplate;
 use crate::token::{Token, decode_segment};
 use crate::verified::{Checked, TokenHash, VerifiedTokens};
 
@@ -51,6 +52,8 @@ pub struct Verifier {
 
 struct Inner {
     store: Arc<KeyStore>,
+    /// The issuer (or issuer template) named in logs and metrics.
+    label: Box<str>,
     verified: Option<VerifiedTokens>,
     rules: ClaimRules,
     algorithms: AlgorithmSet,
@@ -87,7 +90,7 @@ impl Verifier {
     pub async fn verify<C: DeserializeOwned>(&self, token: &str) -> Result<C, VerifyError> {
         let span = tracing::debug_span!(
             "jwkstash.verify",
-            issuer = self.inner.rules.issuers[0].as_str(),
+            issuer = &*self.inner.label,
             kid = tracing::field::Empty,
             outcome = tracing::field::Empty,
         );
@@ -165,7 +168,13 @@ impl Verifier {
         self.inner.store.events.subscribe()
     }
 
-    /// The issuers whose tokens this verifier accepts.
+    /// The issuer template whose issuers this verifier also accepts, if it has one.
+    pub fn issuer_template(&self) -> Option<&IssuerTemplate> {
+        self.inner.rules.template.as_ref()
+    }
+
+    /// The issuers whose tokens this verifier accepts, byte for byte (see also
+    /// [`issuer_template`](Self::issuer_template)).
     pub fn issuers(&self) -> &[String] {
         &self.inner.rules.issuers
     }
@@ -320,7 +329,10 @@ impl Verifier {
             return Err(InvalidToken::BadSignature);
         }
         let payload = decode_segment(token.payload)?;
-        let times = self.inner.rules.check(&Registered::parse(&payload)?, now)?;
+        let rules = &self.inner.rules;
+        let bound = rules.template.as_ref().map(IssuerTemplate::claim);
+        let claims = Registered::parse_with(&payload, bound)?;
+        let times = rules.check(&claims, now, key.issuer())?;
         let claims = serde_json::from_slice(&payload).map_err(|_| InvalidToken::ClaimsType)?;
         let checked = Checked {
             payload,
@@ -338,6 +350,7 @@ impl Verifier {
 #[must_use]
 pub struct VerifierBuilder {
     source: Option<SourceSpec>,
+    template: Option<IssuerTemplate>,
     pinned_keys: Option<Vec<u8>>,
     http_loopback: bool,
     issuers: Vec<String>,
@@ -372,6 +385,7 @@ impl Default for VerifierBuilder {
     fn default() -> Self {
         Self {
             source: None,
+            template: None,
             pinned_keys: None,
             http_loopback: false,
             issuers: Vec::new(),
@@ -444,6 +458,17 @@ impl VerifierBuilder {
     /// spellings of one issuer; the keys of this source verify tokens of these issuers only.
     pub fn issuer(mut self, issuer: impl Into<String>) -> Self {
         self.issuers.push(issuer.into());
+        self
+    }
+
+    /// Accepts every issuer that matches `template` (with a value equal to the token's claim
+    /// the template names, and allowed), all verified with this verifier's one key set: a
+    /// multi-tenant application whose tenants share their provider's keys, such as Entra ID's
+    /// `https://login.microsoftonline.com/{tenantid}/v2.0` with the `common` JWKS. One cache
+    /// entry and one fetch per refresh serve every tenant. With a template,
+    /// [`issuer`](Self::issuer) is optional.
+    pub fn issuer_template(mut self, template: IssuerTemplate) -> Self {
+        self.template = Some(template);
         self
     }
 
@@ -579,9 +604,16 @@ impl VerifierBuilder {
             ),
             None => source,
         };
-        if self.issuers.is_empty() || self.issuers.iter().any(String::is_empty) {
+        if (self.issuers.is_empty() && self.template.is_none())
+            || self.issuers.iter().any(String::is_empty)
+        {
             return Err(BuildError::MissingIssuer);
         }
+        let label: Box<str> = match (self.issuers.first(), &self.template) {
+            (Some(issuer), _) => issuer.as_str().into(),
+            (None, Some(template)) => template.as_str().into(),
+            (None, None) => return Err(BuildError::MissingIssuer),
+        };
         if self.audiences.iter().any(String::is_empty) {
             return Err(BuildError::InvalidSetting("an audience must not be empty"));
         }
@@ -635,9 +667,17 @@ impl VerifierBuilder {
         let verified = self
             .verified_tokens
             .map(|(capacity, ttl)| VerifiedTokens::new(capacity, ttl, Arc::clone(&clock)));
-        let counters = Arc::new(Counters::new(&self.issuers[0]));
+        let counters = Arc::new(Counters::new(&label));
+        // The template is part of the entry's name: its keys serve its tenants, one entry
+        // for all of them.
+        let mut named: Vec<String> = self.issuers.clone();
+        named.extend(
+            self.template
+                .as_ref()
+                .map(|t| format!("template:{}", t.as_str())),
+        );
         let store = KeyStore::new(StoreParts {
-            cache_key: cache_key(&self.issuers, source.id()),
+            cache_key: cache_key(&named, source.id()),
             source,
             cache,
             clock: Arc::clone(&clock),
@@ -649,8 +689,10 @@ impl VerifierBuilder {
             inner: Arc::new(Inner {
                 store,
                 verified,
+                label,
                 rules: ClaimRules {
                     issuers: self.issuers,
+                    template: self.template,
                     audiences: (!self.any_audience).then_some(self.audiences),
                     leeway: self.leeway,
                     require_exp: self.require_exp,
@@ -697,7 +739,7 @@ enum SourceSpec {
 }
 
 #[cfg(feature = "memory")]
-fn default_cache(clock: &SharedClock) -> Result<KeySetCache, BuildError> {
+pub(crate) fn default_cache(clock: &SharedClock) -> Result<KeySetCache, BuildError> {
     Ok(Arc::new(
         jwkstash_memory::MemoryCache::builder()
             .clock(Arc::clone(clock))
@@ -706,7 +748,7 @@ fn default_cache(clock: &SharedClock) -> Result<KeySetCache, BuildError> {
 }
 
 #[cfg(not(feature = "memory"))]
-fn default_cache(_: &SharedClock) -> Result<KeySetCache, BuildError> {
+pub(crate) fn default_cache(_: &SharedClock) -> Result<KeySetCache, BuildError> {
     Err(BuildError::MissingCache)
 }
 

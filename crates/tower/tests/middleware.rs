@@ -170,3 +170,35 @@ async fn a_registry_of_issuers_behind_one_layer() {
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(stranger.jwks_requests(), 0);
 }
+
+#[tokio::test]
+async fn a_registry_with_an_issuer_template_behind_one_layer() {
+    const ENTRA: &str = "https://login.microsoftonline.com/{tenantid}/v2.0";
+    let idp = Idp::start().await.unwrap();
+    let issuers = Issuers::new();
+    issuers.insert(
+        idp.verifier_builder()
+            .issuer_template(jwkstash_jwks::IssuerTemplate::new(ENTRA, "tid").unwrap())
+            .build()
+            .unwrap(),
+    );
+    let router = Router::new()
+        .route("/me", get(me))
+        .layer(JwtLayer::<Value, Issuers>::new(issuers));
+    let base = serve(router).await;
+    let token = |iss: String, tid: &str| idp.mint_with(json!({ "iss": iss, "tid": tid }));
+    for tid in ["tenant-a", "tenant-b", "tenant-c"] {
+        let iss = ENTRA.replace("{tenantid}", tid);
+        let response = get_with(
+            &format!("{base}/me"),
+            &[&format!("Bearer {}", token(iss, tid))],
+        )
+        .await;
+        assert_eq!(response.status(), StatusCode::OK, "{tid}");
+    }
+    // Tenant A's issuer with tenant B's id: 401 with the reason in the challenge.
+    let mixed = token(ENTRA.replace("{tenantid}", "tenant-a"), "tenant-b");
+    let response = get_with(&format!("{base}/me"), &[&format!("Bearer {mixed}")]).await;
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(idp.jwks_requests(), 1, "one fetch for every tenant");
+}

@@ -144,3 +144,20 @@ impl std::io::Write for Logs {
         Ok(())
     }
 }
+
+/// The id of the `n`th test tenant (with a letter, so that case matters).
+pub fn tenant(n: usize) -> String {
+    format!("0000000a-0000-4000-8000-{n:012}")
+}
+
+/// A token of issuer `iss` claiming tenant `tid`, for the multi-tenant audience, valid for an
+/// hour by the system clock.
+pub fn tenant_token(key: &TestKey, iss: &str, tid: &str) -> String {
+    let now = seconds(SystemTime::now());
+    key.sign(&json!({
+        "iss": iss, "tid": tid, "aud": TENANT_AUDIENCE, "sub": "user", "iat": now, "exp": now + 3600,
+    }))
+}
+
+/// The audience of [`tenant_token`]s.
+pub const TENANT_AUDIENCE: &str = "api://multi-tenant-app";
