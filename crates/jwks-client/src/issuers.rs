@@ -15,9 +15,10 @@ use serde::de::DeserializeOwned;
 
 use jwkstash_core::SingleFlight;
 
+use crate::builder::VerifierBuilder;
 use crate::error::{InvalidToken, VerifyError};
 use crate::token::decode_segment;
-use crate::verifier::{DEFAULT_MAX_TOKEN_BYTES, KeySetCache, Verifier, VerifierBuilder};
+use crate::verifier::{DEFAULT_MAX_TOKEN_BYTES, KeySetCache, Verifier};
 
 /// The longest `iss` the registry looks up or resolves, in bytes.
 pub const MAX_ISSUER_BYTES: usize = 512;
@@ -186,7 +187,7 @@ impl Issuers {
     pub fn resolver(mut self, resolver: impl IssuerResolver + 'static) -> Self {
         if self.near.is_none() {
             let clock: jwkstash_core::SharedClock = Arc::new(jwkstash_core::SystemClock);
-            self.near = crate::verifier::default_cache(&clock).ok();
+            self.near = crate::builder::default_cache(&clock).ok();
         }
         self.resolver = Some(Resolution::new(Arc::new(resolver), &Limits::default()));
         self

@@ -23,6 +23,7 @@
 //! ```
 
 mod alg;
+mod builder;
 mod certificate;
 mod claims;
 mod discovery;
@@ -50,6 +51,7 @@ mod verifier;
 pub mod testkit;
 
 pub use alg::{DEFAULT_ALGORITHMS, KeyKind};
+pub use builder::VerifierBuilder;
 pub use certificate::MAX_CERTIFICATE_BYTES;
 pub use discovery::{DEFAULT_DISCOVERY_TTL, Discovery, DiscoverySource, DiscoverySourceBuilder};
 pub use error::{
@@ -74,5 +76,5 @@ pub use stats::Stats;
 pub use template::{IssuerTemplate, MAX_TEMPLATE_VALUE_BYTES};
 pub use verifier::{
     DEFAULT_LEASE_TTL, DEFAULT_LEEWAY, DEFAULT_MAX_TOKEN_BYTES, KeySetCache, Refreshed,
-    SharedKeySetTier, Verifier, VerifierBuilder,
+    SharedKeySetTier, Verifier,
 };
