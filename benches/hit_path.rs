@@ -23,7 +23,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
-use jsonwebtoken::{Algorithm, DecodingKey, Validation, jwk::Jwk};
+use jsonwebtoken::{DecodingKey, Validation, jwk::Jwk};
+use jwkstash::Algorithm;
 use jwkstash::testkit::{Behaviour, IdpBuilder, StaticSource, TestKey, jwks};
 use jwkstash::{Cache, Entry, KeySet, MemoryCache, RedisCache, Tiered, Verifier};
 use jwkstash_core::ManualClock;
@@ -78,7 +79,7 @@ impl Case {
         let token = key.sign(&claims());
         runtime.block_on(verifier.verify::<Claims>(&token)).unwrap();
         let jwk: Jwk = serde_json::from_value(key.public_jwk()).unwrap();
-        let mut validation = Validation::new(key.alg());
+        let mut validation = Validation::new(key.alg().into());
         validation.set_issuer(&[ISSUER]);
         validation.set_audience(&[AUDIENCE]);
         validation.set_required_spec_claims(&["exp", "iss", "aud"]);
@@ -359,7 +360,7 @@ fn verify_stale_while_refreshing(c: &mut Criterion) {
     });
     let jwk: Jwk = serde_json::from_value(idp.signing_key().public_jwk()).unwrap();
     let key = DecodingKey::from_jwk(&jwk).unwrap();
-    let mut validation = Validation::new(Algorithm::RS256);
+    let mut validation = Validation::new(Algorithm::RS256.into());
     validation.set_issuer(&[idp.issuer()]);
     validation.set_audience(&[idp.audience()]);
     validation.set_required_spec_claims(&["exp", "iss", "aud"]);

@@ -1,6 +1,91 @@
 //! The asymmetric JWS algorithms jwkstash accepts, and which keys fit them.
 
-use jsonwebtoken::Algorithm;
+use std::fmt;
+use std::str::FromStr;
+
+/// An asymmetric JWS algorithm (RFC 7518, RFC 8037) that jwkstash verifies. There is no HMAC
+/// and no `none`: a remote key set never verifies a shared-secret signature.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Algorithm {
+    /// RSASSA-PKCS1-v1_5 with SHA-256.
+    RS256,
+    /// RSASSA-PKCS1-v1_5 with SHA-384.
+    RS384,
+    /// RSASSA-PKCS1-v1_5 with SHA-512.
+    RS512,
+    /// RSASSA-PSS with SHA-256.
+    PS256,
+    /// RSASSA-PSS with SHA-384.
+    PS384,
+    /// RSASSA-PSS with SHA-512.
+    PS512,
+    /// ECDSA on P-256 with SHA-256.
+    ES256,
+    /// ECDSA on P-384 with SHA-384.
+    ES384,
+    /// Ed25519.
+    EdDSA,
+}
+
+impl Algorithm {
+    /// The JOSE name (`RS256`, ..., `EdDSA`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::RS256 => "RS256",
+            Self::RS384 => "RS384",
+            Self::RS512 => "RS512",
+            Self::PS256 => "PS256",
+            Self::PS384 => "PS384",
+            Self::PS512 => "PS512",
+            Self::ES256 => "ES256",
+            Self::ES384 => "ES384",
+            Self::EdDSA => "EdDSA",
+        }
+    }
+}
+
+impl fmt::Display for Algorithm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The error of parsing an algorithm name jwkstash does not verify.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("not an asymmetric JWS algorithm jwkstash verifies")]
+pub struct UnsupportedAlgorithm;
+
+impl FromStr for Algorithm {
+    type Err = UnsupportedAlgorithm;
+
+    /// Parses a JOSE name, byte for byte (case matters).
+    fn from_str(name: &str) -> Result<Self, Self::Err> {
+        parse_asymmetric(name).ok_or(UnsupportedAlgorithm)
+    }
+}
+
+impl From<Algorithm> for jsonwebtoken::Algorithm {
+    fn from(alg: Algorithm) -> Self {
+        match alg {
+            Algorithm::RS256 => Self::RS256,
+            Algorithm::RS384 => Self::RS384,
+            Algorithm::RS512 => Self::RS512,
+            Algorithm::PS256 => Self::PS256,
+            Algorithm::PS384 => Self::PS384,
+            Algorithm::PS512 => Self::PS512,
+            Algorithm::ES256 => Self::ES256,
+            Algorithm::ES384 => Self::ES384,
+            Algorithm::EdDSA => Self::EdDSA,
+        }
+    }
+}
+
+impl serde::Serialize for Algorithm {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
 
 /// The algorithms accepted by default: every asymmetric algorithm the crypto backend verifies.
 /// `none` and the HMAC family are never accepted against a remote key set.

@@ -5,7 +5,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use jsonwebtoken::Algorithm;
+use crate::alg::Algorithm;
 use jwkstash_core::{KeySource, SharedClock, SystemClock, Tiered};
 use sha2::{Digest, Sha256};
 

@@ -6,14 +6,14 @@ use std::fmt;
 use base64::Engine;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use bytes::Bytes;
-use jsonwebtoken::{Algorithm, DecodingKey};
+use jsonwebtoken::DecodingKey;
 use jwkstash_core::{CacheValue, DecodeError};
 use serde::Deserialize;
 use serde::de::IgnoredAny;
 use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
 
-use crate::alg::{KeyKind, parse_asymmetric};
+use crate::alg::{Algorithm, KeyKind, parse_asymmetric};
 use crate::certificate;
 use crate::error::{InvalidToken, KeySetError};
 

@@ -50,7 +50,7 @@ mod verifier;
 #[cfg(feature = "testkit")]
 pub mod testkit;
 
-pub use alg::{DEFAULT_ALGORITHMS, KeyKind};
+pub use alg::{Algorithm, DEFAULT_ALGORITHMS, KeyKind, UnsupportedAlgorithm};
 pub use builder::VerifierBuilder;
 pub use certificate::MAX_CERTIFICATE_BYTES;
 pub use discovery::{DEFAULT_DISCOVERY_TTL, Discovery, DiscoverySource, DiscoverySourceBuilder};
@@ -65,7 +65,6 @@ pub use issuers::{
     DEFAULT_MAX_REFUSED, DEFAULT_MAX_RESOLVED, DEFAULT_REFUSED_TTL, DEFAULT_RESOLVED_IDLE,
     IssuerResolver, Issuers, MAX_ISSUER_BYTES,
 };
-pub use jsonwebtoken::Algorithm;
 pub use keyset::{
     KeySet, MAX_KEYS, MAX_KID_BYTES, MAX_RSA_BITS, MIN_RSA_BITS, SkipReason, SkippedKey,
     VerifyingKey,

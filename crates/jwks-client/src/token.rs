@@ -4,9 +4,9 @@
 use std::borrow::Cow;
 use std::fmt;
 
+use crate::alg::Algorithm;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use jsonwebtoken::Algorithm;
 use serde::Deserialize;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 

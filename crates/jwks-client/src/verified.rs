@@ -10,7 +10,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use jsonwebtoken::Algorithm;
+use crate::alg::Algorithm;
 use jwkstash_core::SharedClock;
 use sha2::{Digest, Sha256};
 

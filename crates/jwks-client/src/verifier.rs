@@ -326,7 +326,7 @@ impl Verifier {
             token.signature,
             token.message.as_bytes(),
             key.decoding_key(),
-            token.alg,
+            token.alg.into(),
         )
         .unwrap_or(false);
         if !valid {

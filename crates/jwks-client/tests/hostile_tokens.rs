@@ -11,7 +11,7 @@ use common::*;
 use jsonwebtoken::{EncodingKey, Header};
 use jwkstash_core::{Clock, ManualClock, MockKeySource};
 use jwkstash_jwks::testkit::{Idp, IdpBuilder, TestKey, b64};
-use jwkstash_jwks::{Algorithm, InvalidToken, Verifier, VerifyError};
+use jwkstash_jwks::{InvalidToken, Verifier, VerifyError};
 use serde_json::{Value, json};
 
 /// A verifier over a fixed set of keys, with a manual clock.
@@ -97,7 +97,11 @@ async fn hmac_with_the_public_key_as_secret_is_refused() {
         jwk.to_string().into_bytes(),
         jwk["n"].as_str().unwrap().as_bytes().to_vec(),
     ];
-    for alg in [Algorithm::HS256, Algorithm::HS384, Algorithm::HS512] {
+    for alg in [
+        jsonwebtoken::Algorithm::HS256,
+        jsonwebtoken::Algorithm::HS384,
+        jsonwebtoken::Algorithm::HS512,
+    ] {
         for secret in &secrets {
             let mut header = Header::new(alg);
             header.kid = Some("k1".into());

@@ -222,7 +222,7 @@ async fn restricting_algorithms_refuses_the_others() {
     let clock = ManualClock::default();
     let key = TestKey::ed25519("k");
     let verifier = builder(silent_source(), Arc::new(clock.clone()))
-        .algorithms(&[Algorithm::RS256, Algorithm::HS256])
+        .algorithms(&[Algorithm::RS256])
         .build()
         .unwrap();
     assert_eq!(
@@ -254,13 +254,18 @@ fn dangerous_configurations_are_refused() {
         Err(BuildError::InvalidSetting(_))
     ));
     assert!(matches!(
-        base()
-            .issuer(ISSUER)
-            .audience("a")
-            .algorithms(&[Algorithm::HS256])
-            .build(),
+        base().issuer(ISSUER).audience("a").algorithms(&[]).build(),
         Err(BuildError::InvalidSetting(_))
     ));
+    // HMAC and `none` cannot even be named.
+    for name in ["HS256", "HS384", "HS512", "none", "rs256", ""] {
+        assert_eq!(
+            name.parse::<Algorithm>(),
+            Err(jwkstash_jwks::UnsupportedAlgorithm),
+            "{name}"
+        );
+    }
+    assert_eq!("PS384".parse::<Algorithm>(), Ok(Algorithm::PS384));
     assert!(matches!(
         Verifier::builder().issuer(ISSUER).audience("a").build(),
         Err(BuildError::MissingKeySource)

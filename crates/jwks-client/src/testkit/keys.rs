@@ -1,12 +1,12 @@
 //! Real keys (RSA 2048, EC P-256/P-384, Ed25519) generated with aws-lc, and token signing with
 //! full control over the header and payload bytes.
 
+use crate::alg::Algorithm;
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::rsa::{KeyPair as RsaKeyPair, KeySize};
 use aws_lc_rs::signature::{self, EcdsaKeyPair, Ed25519KeyPair, KeyPair};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use jsonwebtoken::Algorithm;
 use serde_json::{Value, json};
 
 /// base64url without padding.
