@@ -181,7 +181,7 @@ async fn verify(
         None => source(issuer, false, http)?,
     };
     let mut builder = Verifier::builder()
-        .shared_key_source(source)
+        .key_source(source)
         .issuer(issuer)
         .leeway(Duration::from_secs(leeway));
     if audiences.is_empty() {
@@ -230,7 +230,7 @@ async fn refresh(fleet: &FleetArgs, drop: bool) -> Result<(), Failure> {
         None => source(&fleet.issuers[0], false, &fleet.http)?,
     };
     let mut builder = Verifier::builder()
-        .shared_key_source(source)
+        .key_source(source)
         .shared_tier(Arc::new(tier))
         .any_audience();
     for issuer in &fleet.issuers {

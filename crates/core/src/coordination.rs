@@ -68,11 +68,22 @@ pub trait Lease: Send + Sync + fmt::Debug {
 /// A change of the entry under `key` to the one fetched at `version` (milliseconds since the
 /// epoch of its `fetched_at`).
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Invalidation {
     /// The cache key whose entry changed.
     pub key: String,
     /// The `fetched_at` of the new entry, in milliseconds since the epoch.
     pub version: u64,
+}
+
+impl Invalidation {
+    /// An announcement that the entry `key` now holds `version`.
+    pub fn new(key: impl Into<String>, version: u64) -> Self {
+        Self {
+            key: key.into(),
+            version,
+        }
+    }
 }
 
 /// Publish/subscribe of [`Invalidation`]s among the instances that share a tier.

@@ -7,12 +7,23 @@ use crate::FetchError;
 
 /// What a [`KeySource`] is told about the copy the caller already has.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Validators {
     /// The entity tag of the cached copy, sent back as `If-None-Match`.
     pub etag: Option<String>,
 }
 
+impl Validators {
+    /// Validators naming the cached copy by its entity tag.
+    pub fn with_etag(etag: Option<String>) -> Self {
+        Self { etag }
+    }
+}
+
 /// The outcome of a successful [`KeySource::fetch`].
+///
+/// Exhaustive on purpose: these two answers are the whole of the [`KeySource`] contract, and
+/// every cache stack must handle both.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Fetched {
     /// A (possibly) new key set.

@@ -34,7 +34,7 @@ pub struct VerifierBuilder {
     issuers: Vec<String>,
     audiences: Vec<String>,
     any_audience: bool,
-    cache: Option<KeySetCache>,
+    near: Option<KeySetCache>,
     shared: Option<SharedKeySetTier>,
     lease_ttl: Duration,
     clock: Option<SharedClock>,
@@ -69,7 +69,7 @@ impl Default for VerifierBuilder {
             issuers: Vec::new(),
             audiences: Vec::new(),
             any_audience: false,
-            cache: None,
+            near: None,
             shared: None,
             lease_ttl: DEFAULT_LEASE_TTL,
             clock: None,
@@ -112,14 +112,11 @@ impl VerifierBuilder {
         self
     }
 
-    /// A key source of the caller's (an [`HttpKeySource`] with other settings, a mock).
-    pub fn key_source(self, source: impl KeySource + 'static) -> Self {
-        self.shared_key_source(Arc::new(source))
-    }
-
-    /// A shared key source.
-    pub fn shared_key_source(mut self, source: Arc<dyn KeySource>) -> Self {
-        self.source = Some(SourceSpec::Ready(source));
+    /// A key source of the caller's: an [`HttpKeySource`] with other settings, a
+    /// [`StaticKeySource`](crate::StaticKeySource), a [`Failover`](crate::Failover), a mock,
+    /// or an `Arc` of one shared with other verifiers.
+    pub fn key_source(mut self, source: impl KeySource + 'static) -> Self {
+        self.source = Some(SourceSpec::Ready(Arc::new(source)));
         self
     }
 
@@ -162,9 +159,10 @@ impl VerifierBuilder {
         self
     }
 
-    /// The near (in-process) tier (default: a moka tier, with the `memory` feature).
-    pub fn cache(mut self, cache: KeySetCache) -> Self {
-        self.cache = Some(cache);
+    /// The near tier: in-process, read first (default: a moka tier, with the `memory`
+    /// feature).
+    pub fn near_tier(mut self, tier: KeySetCache) -> Self {
+        self.near = Some(tier);
         self
     }
 
@@ -317,17 +315,17 @@ impl VerifierBuilder {
         if self.lease_ttl.is_zero() {
             return Err(BuildError::InvalidSetting("lease_ttl must be positive"));
         }
-        let near = match self.cache {
+        let near = match self.near {
             Some(cache) => cache,
             None => default_cache(&clock)?,
         };
         let (cache, fleet) = match self.shared {
-            Some(far) => {
-                let far_cache: KeySetCache = far.clone();
-                let stack: KeySetCache = Arc::new(Tiered::new(Arc::clone(&near), far_cache));
+            Some(shared) => {
+                let shared_cache: KeySetCache = shared.clone();
+                let stack: KeySetCache = Arc::new(Tiered::new(Arc::clone(&near), shared_cache));
                 let fleet = Fleet {
                     near,
-                    far,
+                    shared,
                     lease_ttl: self.lease_ttl,
                 };
                 (stack, Some(fleet))

@@ -27,6 +27,7 @@ const WELL_KNOWN: &str = "/.well-known/openid-configuration";
 
 /// The members of an OpenID Provider configuration that jwkstash uses.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub struct Discovery {
     /// The provider's issuer identifier.
     pub issuer: String,

@@ -153,9 +153,9 @@ pub enum RefreshError {
     /// The key source answered with a document that holds no usable key set.
     #[error(transparent)]
     KeySet(#[from] KeySetError),
-    /// The shared refresh task did not finish.
-    #[error(transparent)]
-    Flight(#[from] FlightError),
+    /// The fetch stopped before it ended: it panicked, or its runtime shut down.
+    #[error("the key set fetch stopped before it ended")]
+    Interrupted,
     /// The refetch for an unknown `kid` did not finish within `unknown_kid_wait`; it goes on in
     /// the background and its set serves later tokens.
     #[error("the key set refetch did not finish within {waited:?}")]
@@ -169,6 +169,12 @@ pub enum RefreshError {
     /// Another instance of the fleet tried the provider within the fleet's backoff period.
     #[error("the fleet is backing off after failed fetches")]
     FleetBackingOff,
+}
+
+impl From<FlightError> for RefreshError {
+    fn from(_: FlightError) -> Self {
+        Self::Interrupted
+    }
 }
 
 /// Why a JWKS document was refused as a whole.

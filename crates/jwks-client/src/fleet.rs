@@ -39,7 +39,7 @@ const FORCED_SLOT: &str = "forced";
 /// The near tier and the shared tier of a fleet member.
 pub(crate) struct Fleet {
     pub(crate) near: KeySetCache,
-    pub(crate) far: Arc<dyn SharedTier<Arc<KeySet>>>,
+    pub(crate) shared: Arc<dyn SharedTier<Arc<KeySet>>>,
     pub(crate) lease_ttl: Duration,
 }
 
@@ -55,11 +55,11 @@ impl Fleet {
         // A forced refresh must fetch, whatever the shared tier holds (the interval between
         // two is claimed as holder).
         if !matches!(reason, Reason::Forced)
-            && let Some(newer) = self.newer_in_far(store, current.as_ref()).await
+            && let Some(newer) = self.newer_in_shared(store, current.as_ref()).await
         {
             return Ok(newer);
         }
-        let token = match self.far.acquire(key, self.lease_ttl).await {
+        let token = match self.shared.acquire(key, self.lease_ttl).await {
             Ok(Some(token)) => token,
             Ok(None) => match self.wait_for_holder(store, current.as_ref()).await {
                 Waited::Delivered(entry) => return Ok(entry),
@@ -93,7 +93,7 @@ impl Fleet {
                  (set lease_ttl above the key source's deadline)"
             );
         }
-        if let Err(error) = self.far.release(key, &token).await {
+        if let Err(error) = self.shared.release(key, &token).await {
             tracing::debug!(%error, "lease release failed; it expires by itself");
         }
         outcome
@@ -109,7 +109,7 @@ impl Fleet {
         if matches!(reason, Reason::Forced) {
             if !self.may_force(store).await {
                 // Another instance refreshed within the interval: its set is the one to use.
-                let shared = self.newer_in_far(store, current.as_ref()).await;
+                let shared = self.newer_in_shared(store, current.as_ref()).await;
                 return shared
                     .or(current)
                     .ok_or_else(|| Arc::new(RefreshError::FleetFetchFailed));
@@ -117,7 +117,7 @@ impl Fleet {
             let outcome = self.fetch_as_holder(store, current, reason).await;
             return self.mark_if_absent(store, reason, outcome).await;
         }
-        if let Some(newer) = self.newer_in_far(store, current.as_ref()).await {
+        if let Some(newer) = self.newer_in_shared(store, current.as_ref()).await {
             return Ok(newer);
         }
         if let (Reason::Kid(query), Some(current)) = (reason, &current)
@@ -140,7 +140,7 @@ impl Fleet {
     async fn may_attempt(&self, store: &KeyStore) -> bool {
         let period = store.attempt_period();
         let now = store.clock.now();
-        self.far
+        self.shared
             .claim_period(&store.cache_key, ATTEMPT_SLOT, now, period)
             .await
             .unwrap_or(true)
@@ -153,7 +153,7 @@ impl Fleet {
         let (key, now) = (store.cache_key.as_str(), store.clock.now());
         let period = store.policy.min_refresh_interval;
         let forced = self
-            .far
+            .shared
             .claim_period(key, FORCED_SLOT, now, period)
             .await
             .unwrap_or(true);
@@ -161,7 +161,7 @@ impl Fleet {
             // The set fetched now answers unknown kids as well as a refetch for them would:
             // it counts as the fleet's unknown-kid refetch for this cooldown.
             let _ = self
-                .far
+                .shared
                 .claim_period(key, KID_REFETCH_SLOT, now, Duration::ZERO)
                 .await;
         }
@@ -180,7 +180,7 @@ impl Fleet {
             && let Some(slot) = query.absent_from(&entry.value)
         {
             let marked = self
-                .far
+                .shared
                 .claim_period(
                     &store.cache_key,
                     &slot,
@@ -205,14 +205,11 @@ impl Fleet {
         let outcome = store.fetch(current, reason).await;
         let published = match &outcome {
             Ok(entry) => {
-                let invalidation = Invalidation {
-                    key: key.to_owned(),
-                    version: unix_millis(entry.fetched_at),
-                };
-                self.far.publish(invalidation).await
+                let invalidation = Invalidation::new(key, unix_millis(entry.fetched_at));
+                self.shared.publish(invalidation).await
             }
             Err(_) => self
-                .far
+                .shared
                 .claim_period(key, FETCH_FAILED_SLOT, store.clock.now(), Duration::ZERO)
                 .await
                 .map(drop),
@@ -224,9 +221,9 @@ impl Fleet {
     }
 
     /// An entry of the shared tier that is fresh and newer than `current`, copied to the near tier.
-    async fn newer_in_far(&self, store: &KeyStore, current: Option<&KeyEntry>) -> Option<KeyEntry> {
+    async fn newer_in_shared(&self, store: &KeyStore, current: Option<&KeyEntry>) -> Option<KeyEntry> {
         let key = store.cache_key.as_str();
-        let entry = match self.far.get(key).await {
+        let entry = match self.shared.get(key).await {
             Ok(Some(entry)) => store.clamp_shared(entry)?,
             Ok(None) => return None,
             Err(error) => {
@@ -251,7 +248,7 @@ impl Fleet {
         let key = store.cache_key.as_str();
         let now = store.clock.now();
         if let Some(slot) = absent_slot
-            && let Ok(Some(marked)) = self.far.last_claimed(key, slot).await
+            && let Ok(Some(marked)) = self.shared.last_claimed(key, slot).await
             && now < marked + store.policy.negative_ttl
         {
             return false;
@@ -259,7 +256,7 @@ impl Fleet {
         let cooldown = store.policy.unknown_kid_cooldown;
         // A failing shared tier does not block the refetch: the local cooldown still holds.
         let claimed = self
-            .far
+            .shared
             .claim_period(key, KID_REFETCH_SLOT, now, cooldown)
             .await;
         if claimed.as_ref().is_ok_and(|claimed| !claimed)
@@ -274,7 +271,7 @@ impl Fleet {
                 "the fleet's unknown-kid refetch never delivered; fetching again"
             );
             let _ = self
-                .far
+                .shared
                 .claim_period(key, KID_REFETCH_SLOT, now, Duration::ZERO)
                 .await;
             return true;
@@ -286,10 +283,10 @@ impl Fleet {
     /// claim is in the shared tier.
     async fn kid_refetch_delivered(&self, store: &KeyStore) -> bool {
         let key = store.cache_key.as_str();
-        let Ok(Some(claimed_at)) = self.far.last_claimed(key, KID_REFETCH_SLOT).await else {
+        let Ok(Some(claimed_at)) = self.shared.last_claimed(key, KID_REFETCH_SLOT).await else {
             return true;
         };
-        match self.far.get(key).await {
+        match self.shared.get(key).await {
             Ok(Some(entry)) => entry.fetched_at >= claimed_at,
             Ok(None) => false,
             // The tier cannot tell: assume delivered (the local cooldown still bounds refetches).
@@ -301,20 +298,20 @@ impl Fleet {
     /// the lease go (released, or expired with a dead holder) so that this instance takes it.
     async fn wait_for_holder(&self, store: &KeyStore, current: Option<&KeyEntry>) -> Waited {
         let key = store.cache_key.as_str();
-        let mut invalidations = self.far.subscribe();
+        let mut invalidations = self.shared.subscribe();
         let started = store.clock.now();
         // The lease ends by itself after its TTL; twice that means the tier is not answering.
         let deadline = Instant::now() + 2 * self.lease_ttl;
         loop {
-            if let Some(entry) = self.newer_in_far(store, current).await {
+            if let Some(entry) = self.newer_in_shared(store, current).await {
                 return Waited::Delivered(entry);
             }
-            if let Ok(Some(failed)) = self.far.last_claimed(key, FETCH_FAILED_SLOT).await
+            if let Ok(Some(failed)) = self.shared.last_claimed(key, FETCH_FAILED_SLOT).await
                 && failed >= started
             {
                 return Waited::Failed;
             }
-            if let Ok(Some(token)) = self.far.acquire(key, self.lease_ttl).await {
+            if let Ok(Some(token)) = self.shared.acquire(key, self.lease_ttl).await {
                 return Waited::Acquired(token);
             }
             let now = Instant::now();
@@ -329,8 +326,8 @@ impl Fleet {
 
     /// Listens for invalidations and copies newer sets from the shared tier to the near tier.
     pub(crate) fn spawn_listener(&self, store: Weak<KeyStore>) -> tokio::task::JoinHandle<()> {
-        let mut invalidations = self.far.subscribe();
-        let (near, far) = (Arc::clone(&self.near), Arc::clone(&self.far));
+        let mut invalidations = self.shared.subscribe();
+        let (near, shared) = (Arc::clone(&self.near), Arc::clone(&self.shared));
         tokio::spawn(async move {
             loop {
                 let first = match invalidations.recv().await {
@@ -350,7 +347,7 @@ impl Fleet {
                 {
                     continue;
                 }
-                match far.get(&store.cache_key).await {
+                match shared.get(&store.cache_key).await {
                     Ok(Some(entry)) => {
                         let Some(entry) = store.clamp_shared(entry) else {
                             continue;

@@ -228,7 +228,7 @@ impl Issuers {
     /// A verifier builder with the registry's shared near tier (if any).
     pub fn verifier_builder(&self) -> VerifierBuilder {
         match &self.near {
-            Some(near) => Verifier::builder().cache(Arc::clone(near)),
+            Some(near) => Verifier::builder().near_tier(Arc::clone(near)),
             None => Verifier::builder(),
         }
     }

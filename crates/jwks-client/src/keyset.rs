@@ -142,6 +142,7 @@ impl fmt::Debug for VerifyingKey {
 
 /// A key that was left out of the set, and why.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct SkippedKey {
     /// Its `kid` if it had a usable one (at most [`MAX_KID_BYTES`]).
     pub kid: Option<String>,

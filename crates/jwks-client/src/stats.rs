@@ -54,7 +54,7 @@ pub struct Stats {
     /// Key set reads answered by the in-process tier.
     pub near_hits: u64,
     /// Key set reads answered by the shared tier (Redis).
-    pub far_hits: u64,
+    pub shared_hits: u64,
     /// Key set reads that found nothing usable in any tier.
     pub cache_misses: u64,
 }
@@ -185,7 +185,7 @@ counters! {
     unavailable: AtomicU64 => unavailable ["jwkstash_verifications_total", "outcome" => "unavailable"],
     pinned_hits: Sharded => pinned_hit ["jwkstash_cache_hits_total", "tier" => "pinned"],
     near_hits: AtomicU64 => near_hit ["jwkstash_cache_hits_total", "tier" => "near"],
-    far_hits: AtomicU64 => far_hit ["jwkstash_cache_hits_total", "tier" => "far"],
+    shared_hits: AtomicU64 => shared_hit ["jwkstash_cache_hits_total", "tier" => "shared"],
     cache_misses: AtomicU64 => cache_miss ["jwkstash_cache_misses_total"],
     fetches: AtomicU64 => fetch ["jwkstash_fetches_total", "result" => "started"],
     fetch_failures: AtomicU64 => fetch_failed ["jwkstash_fetches_total", "result" => "failed"],

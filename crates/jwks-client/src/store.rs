@@ -72,7 +72,7 @@ pub(crate) struct KeyStore {
     /// due for refresh: a hit costs one atomic load, no lock and no allocation.
     pinned: ArcSwapOption<Pinned>,
     source: Arc<dyn KeySource>,
-    /// The cache stack: the near tier, or near over far with a fleet.
+    /// The cache stack: the near tier, or the near tier over the shared tier in a fleet.
     cache: KeySetCache,
     pub(crate) cache_key: String,
     pub(crate) clock: SharedClock,
@@ -342,11 +342,11 @@ impl KeyStore {
             Some(fleet) => match read_tier(&*fleet.near, key).await {
                 Some(entry) => Some(entry),
                 None => {
-                    let entry = read_tier(&*fleet.far, key)
+                    let entry = read_tier(&*fleet.shared, key)
                         .await
                         .and_then(|entry| self.clamp_shared(entry));
                     if let Some(entry) = &entry {
-                        self.counters.far_hit();
+                        self.counters.shared_hit();
                         if let Err(error) = fleet.near.put(key, entry.clone()).await {
                             tracing::warn!(%error, "near tier write failed");
                         }
@@ -529,12 +529,12 @@ impl KeyStore {
 
     /// Fetches, parses and stores a new set (or extends `current` on 304).
     pub(crate) async fn fetch(&self, current: Option<KeyEntry>, reason: &Reason) -> LoadResult {
-        let validators = Validators {
-            etag: current
+        let validators = Validators::with_etag(
+            current
                 .as_ref()
                 .and_then(|entry| entry.etag.as_deref())
                 .map(str::to_owned),
-        };
+        );
         tracing::debug!(
             source = self.source.id(),
             instance = self.instance,

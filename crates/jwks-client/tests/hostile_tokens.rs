@@ -448,7 +448,7 @@ async fn keys_are_bound_to_their_issuer() {
             .issuer(issuer)
             .audience(AUDIENCE)
             .clock(Arc::new(clock.clone()))
-            .cache(Arc::clone(&shared_cache))
+            .near_tier(Arc::clone(&shared_cache))
             .build()
             .unwrap()
     };

@@ -68,7 +68,7 @@ async fn a_200_carries_etag_and_a_conditional_request_gets_304() {
     assert!(etag.is_some());
     assert_eq!(max_age, Some(Duration::from_secs(300)));
     assert!(jwkstash_jwks::KeySet::parse(body).is_ok());
-    let again = source.fetch(&Validators { etag }).await.unwrap();
+    let again = source.fetch(&Validators::with_etag(etag)).await.unwrap();
     assert_eq!(
         again,
         Fetched::NotModified {

@@ -462,7 +462,7 @@ async fn a_caller_that_read_the_old_set_before_a_refetch_landed_retries_with_the
     };
     let cache = Arc::new(SlowReads::new(&clock, 0, 1));
     let verifier = builder(source, Arc::new(clock.clone()))
-        .cache(cache.clone())
+        .near_tier(cache.clone())
         .build()
         .unwrap();
     verifier
@@ -500,7 +500,7 @@ async fn every_cold_stampede_fetches_exactly_once() {
     for round in 0..200 {
         let cache = Arc::new(SlowReads::new(&clock, 0, 5));
         let verifier = builder(once_source(&[&key]), Arc::new(clock.clone()))
-            .cache(cache)
+            .near_tier(cache)
             .build()
             .unwrap();
         // One caller in ten verifies a token; the others ask for the key set, the step of a

@@ -108,10 +108,10 @@ fn parse_message(message: &str) -> Option<Invalidation> {
         && key
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"_-.:".contains(&b));
-    Some(Invalidation {
-        key: key_ok.then(|| key.to_owned())?,
-        version: version.parse().ok()?,
-    })
+    Some(Invalidation::new(
+        key_ok.then(|| key.to_owned())?,
+        version.parse().ok()?,
+    ))
 }
 
 /// Subscribes to the channel (retrying until Redis is there) and forwards its messages.
@@ -155,10 +155,7 @@ mod tests {
     fn messages_are_parsed_strictly() {
         assert_eq!(
             parse_message("jwks:abc 17"),
-            Some(Invalidation {
-                key: "jwks:abc".into(),
-                version: 17
-            })
+            Some(Invalidation::new("jwks:abc", 17))
         );
         for bad in [
             "",

@@ -326,10 +326,7 @@ async fn invalidations_reach_every_subscriber() {
     let a = cache(&redis.url(), "pubsub", &clock).await;
     let b = cache(&redis.url(), "pubsub", &clock).await;
     let mut received = b.subscribe();
-    let sent = Invalidation {
-        key: "jwks:abc".into(),
-        version: 42,
-    };
+    let sent = Invalidation::new("jwks:abc", 42);
     // The subscription is made in the background: publish until it is there.
     let got = tokio::time::timeout(Duration::from_secs(5), async {
         loop {
