@@ -23,8 +23,8 @@ PAIRS = [
     ("verify_hit ES256", "verify_hit", "es256_floor", "es256_jwkstash", 1.02, "jwkstash / floor"),
     ("verify_hit EdDSA", "verify_hit", "eddsa_floor", "eddsa_jwkstash", None, "jwkstash / floor"),
     ("verify_hit_concurrent RS256 (16 tasks, 2 workers)", "verify_hit_concurrent", "rs256_floor", "rs256_jwkstash", 1.03, "jwkstash / floor, per verification"),
-    ("key_lookup (L1 hit through Tiered<Memory, Redis>)", "key_lookup", "hashmap", "tiered_memory_redis", 10.0, "stack / HashMap"),
-    ("l2_hit (L1 cold, Redis warm)", "l2_hit", "get_and_parse_floor", "jwkstash", 1.5, "jwkstash / (GET + parse)"),
+    ("key_lookup (near-tier hit through Tiered<Memory, Redis>)", "key_lookup", "hashmap", "tiered_memory_redis", 10.0, "stack / HashMap"),
+    ("l2_hit (near tier cold, Redis warm)", "l2_hit", "get_and_parse_floor", "jwkstash", 1.5, "jwkstash / (GET + parse)"),
     ("verified_token_cache_hit", "verified_token_cache_hit", "rs256_floor", "rs256_cached", 0.1, "cached / RS256 floor"),
     ("verify_stale_while_refreshing RS256 (refresh hanging)", "verify_stale_while_refreshing", "rs256_floor", "rs256_jwkstash", 1.05, "jwkstash / floor"),
 ]

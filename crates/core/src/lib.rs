@@ -42,7 +42,7 @@ pub use flight::{FlightError, SingleFlight};
 #[cfg(any(test, feature = "mock"))]
 pub use source::MockKeySource;
 pub use source::{Fetched, KeySource, Validators};
-pub use tiered::Tiered;
+pub use tiered::{Tier, Tiered};
 
 /// Re-exported so that implementors of [`Cache`] and [`KeySource`] use the same macro version.
 pub use async_trait::async_trait;

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use jwkstash_core::testkit::{self, FailingCache, MapCache, TestCache, entry_now};
-use jwkstash_core::{Cache, ManualClock, Tiered};
+use jwkstash_core::{Cache, ManualClock, Tier, Tiered};
 
 fn map(clock: &ManualClock) -> Arc<MapCache<Vec<u8>>> {
     Arc::new(MapCache::new(Arc::new(clock.clone())))
@@ -25,7 +25,7 @@ async fn tiered_passes_the_suite() {
 }
 
 #[tokio::test]
-async fn a_far_hit_fills_the_near_tier() {
+async fn a_shared_hit_fills_the_near_tier() {
     let clock = ManualClock::default();
     let (near, far) = (map(&clock), map(&clock));
     let entry = entry_now(&clock, b"keys");
@@ -49,7 +49,7 @@ async fn writes_go_to_both_tiers() {
 }
 
 #[tokio::test]
-async fn a_failing_far_tier_is_a_miss_not_an_error() {
+async fn a_failing_shared_tier_is_a_miss_not_an_error_and_is_counted() {
     let clock = ManualClock::default();
     let far = Arc::new(FailingCache::default());
     let tiered = Tiered::new(map(&clock), Arc::clone(&far));
@@ -58,4 +58,60 @@ async fn a_failing_far_tier_is_a_miss_not_an_error() {
     assert_eq!(tiered.get("k").await.unwrap().unwrap().value, b"v");
     Cache::<Vec<u8>>::remove(&tiered, "k").await.unwrap();
     assert_eq!(far.calls(), 3);
+    assert_eq!(tiered.shared_failures(), 3);
+}
+
+#[tokio::test]
+async fn a_read_says_which_tier_answered() {
+    let clock = ManualClock::default();
+    let (near, shared) = (map(&clock), map(&clock));
+    let tiered = Tiered::new(Arc::clone(&near), Arc::clone(&shared));
+    assert_eq!(tiered.read::<Vec<u8>>("k", Some).await.unwrap(), None);
+    let entry = entry_now(&clock, b"keys");
+    shared.put("k", entry.clone()).await.unwrap();
+    let (read, tier) = tiered.read("k", Some).await.unwrap().unwrap();
+    assert_eq!((read, tier), (entry.clone(), Tier::Shared));
+    let (read, tier) = tiered.read("k", Some).await.unwrap().unwrap();
+    assert_eq!((read, tier), (entry, Tier::Near));
+}
+
+#[tokio::test]
+async fn the_shared_tiers_entry_passes_admission_before_it_is_kept() {
+    let clock = ManualClock::default();
+    let (near, shared) = (map(&clock), map(&clock));
+    shared
+        .put("k", entry_now(&clock, b"planted"))
+        .await
+        .unwrap();
+    let tiered = Tiered::new(Arc::clone(&near), Arc::clone(&shared));
+    // Refused: not returned, not copied to the near tier.
+    assert_eq!(tiered.read::<Vec<u8>>("k", |_| None).await.unwrap(), None);
+    assert_eq!(near.get("k").await.unwrap(), None);
+    // Changed by the reader (a clamp): the changed entry is what is kept.
+    let clamped = entry_now(&clock, b"clamped");
+    let kept = clamped.clone();
+    let (read, _) = tiered
+        .read("k", move |_| Some(kept))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(read, clamped);
+    assert_eq!(near.get("k").await.unwrap(), Some(clamped));
+    // read_shared skips the near tier.
+    let fresh = entry_now(&clock, b"newer");
+    shared.put("k", fresh.clone()).await.unwrap();
+    assert_eq!(tiered.read_shared("k", Some).await, Some(fresh.clone()));
+    assert_eq!(near.get("k").await.unwrap(), Some(fresh));
+}
+
+#[tokio::test]
+async fn the_near_tier_alone_needs_no_shared_tier() {
+    let clock = ManualClock::default();
+    let near = map(&clock);
+    let tiered: Tiered<_, Arc<MapCache<Vec<u8>>>> = Tiered::alone(Arc::clone(&near));
+    tiered.put("k", entry_now(&clock, b"v")).await.unwrap();
+    let (_, tier) = tiered.read::<Vec<u8>>("k", Some).await.unwrap().unwrap();
+    assert_eq!(tier, Tier::Near);
+    assert_eq!(tiered.read_shared::<Vec<u8>>("k", Some).await, None);
+    assert!(tiered.shared().is_none());
 }

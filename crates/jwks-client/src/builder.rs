@@ -319,18 +319,15 @@ impl VerifierBuilder {
             Some(cache) => cache,
             None => default_cache(&clock)?,
         };
-        let (cache, fleet) = match self.shared {
+        let (tiers, fleet) = match self.shared {
             Some(shared) => {
-                let shared_cache: KeySetCache = shared.clone();
-                let stack: KeySetCache = Arc::new(Tiered::new(Arc::clone(&near), shared_cache));
                 let fleet = Fleet {
-                    near,
-                    shared,
+                    shared: Arc::clone(&shared),
                     lease_ttl: self.lease_ttl,
                 };
-                (stack, Some(fleet))
+                (Tiered::new(near, shared), Some(fleet))
             }
-            None => (near, None),
+            None => (Tiered::alone(near), None),
         };
         if self
             .verified_tokens
@@ -355,7 +352,7 @@ impl VerifierBuilder {
         let store = KeyStore::new(StoreParts {
             cache_key: cache_key(&named, source.id()),
             source,
-            cache,
+            tiers,
             clock: Arc::clone(&clock),
             policy: self.policy,
             fleet,

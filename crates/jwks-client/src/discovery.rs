@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use jwkstash_core::{
-    Cache, CacheValue, DecodeError, Entry, FetchError, Fetched, KeySource, SharedClock,
-    SystemClock, Validators,
+    Cache, CacheError, CacheValue, DecodeError, Entry, FetchError, Fetched, KeySource, SharedClock,
+    SystemClock, Tiered, Validators,
 };
 use reqwest::Url;
 use serde::{Deserialize, Serialize};
@@ -53,8 +53,41 @@ pub struct DiscoverySource {
     fetcher: Fetcher,
     ttl: Duration,
     clock: SharedClock,
-    local: Mutex<Option<Entry<Discovery>>>,
-    shared: Option<(Arc<dyn Cache<Discovery>>, String)>,
+    /// This source's copy of the document over the fleet's, if one is shared.
+    tiers: Tiered<Slot, Arc<dyn Cache<Discovery>>>,
+    /// The document's name in the shared tier.
+    key: String,
+}
+
+/// The near tier of a discovery source: the one document it knows.
+#[derive(Debug, Default)]
+struct Slot(Mutex<Option<Entry<Discovery>>>);
+
+impl Slot {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<Entry<Discovery>>> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+#[async_trait]
+impl Cache<Discovery> for Slot {
+    async fn get(&self, _: &str) -> Result<Option<Entry<Discovery>>, CacheError> {
+        Ok(self.lock().clone())
+    }
+
+    async fn put(&self, _: &str, entry: Entry<Discovery>) -> Result<(), CacheError> {
+        *self.lock() = Some(entry);
+        Ok(())
+    }
+
+    async fn remove(&self, _: &str) -> Result<(), CacheError> {
+        *self.lock() = None;
+        Ok(())
+    }
+
+    fn name(&self) -> &'static str {
+        "discovery"
+    }
 }
 
 impl std::fmt::Debug for DiscoverySource {
@@ -122,32 +155,15 @@ impl DiscoverySource {
         }
     }
 
+    /// The document this source or, through the shared tier, its fleet discovered.
     async fn kept(&self) -> Option<Entry<Discovery>> {
-        let local = self
-            .local
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone();
-        if local.is_some() {
-            return local;
-        }
-        let (shared, key) = self.shared.as_ref()?;
-        let entry = shared.get(key).await.ok().flatten()?;
-        self.keep_locally(&entry);
-        Some(entry)
-    }
-
-    fn keep_locally(&self, entry: &Entry<Discovery>) {
-        *self.local.lock().unwrap_or_else(PoisonError::into_inner) = Some(entry.clone());
+        let read = self.tiers.read(&self.key, Some).await;
+        read.ok().flatten().map(|(entry, _)| entry)
     }
 
     async fn forget(&self) {
-        *self.local.lock().unwrap_or_else(PoisonError::into_inner) = None;
-        if let Some((shared, key)) = &self.shared
-            && let Err(error) = shared.remove(key).await
-        {
-            tracing::debug!(%error, "could not forget the shared discovery document");
-        }
+        // The slot never fails; the shared tier's failures are counted and logged by `Tiered`.
+        let _ = self.tiers.remove(&self.key).await;
     }
 
     fn usable_uri(&self, discovery: &Discovery) -> Result<Url, FetchError> {
@@ -181,12 +197,8 @@ impl DiscoverySource {
         let url = self.usable_uri(&discovery)?;
         let now = self.clock.now();
         let entry = Entry::new(discovery, now, now + self.ttl, now + 2 * self.ttl);
-        self.keep_locally(&entry);
-        if let Some((shared, key)) = &self.shared
-            && let Err(error) = shared.put(key, entry).await
-        {
-            tracing::debug!(%error, "could not share the discovery document");
-        }
+        // The slot never fails; the shared tier's failures are counted and logged by `Tiered`.
+        let _ = self.tiers.put(&self.key, entry).await;
         tracing::debug!(issuer = self.issuer, "discovered the JWKS URL");
         Ok(url)
     }
@@ -251,8 +263,11 @@ impl DiscoverySourceBuilder {
             fetcher: self.http.build()?,
             ttl: self.ttl,
             clock: self.clock.unwrap_or_else(|| Arc::new(SystemClock)),
-            local: Mutex::new(None),
-            shared: self.shared.map(|cache| (cache, key)),
+            tiers: match self.shared {
+                Some(shared) => Tiered::new(Slot::default(), shared),
+                None => Tiered::alone(Slot::default()),
+            },
+            key,
             issuer: self.issuer,
         })
     }

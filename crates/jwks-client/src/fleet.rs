@@ -23,7 +23,6 @@ use crate::error::RefreshError;
 use crate::events::KeyEvent;
 use crate::keyset::KeySet;
 use crate::store::{KeyEntry, KeyStore, LoadResult, Reason, supersedes};
-use crate::verifier::KeySetCache;
 
 /// How often a waiting instance reads the shared tier when no invalidation arrives.
 const POLL_INTERVAL: Duration = Duration::from_millis(50);
@@ -36,9 +35,9 @@ const ATTEMPT_SLOT: &str = "attempt";
 /// When the fleet last made a forced refresh.
 const FORCED_SLOT: &str = "forced";
 
-/// The near tier and the shared tier of a fleet member.
+/// The shared tier of a fleet member, for the lease, the claims and the invalidations; its
+/// entries are read through the store's [`Tiered`](jwkstash_core::Tiered).
 pub(crate) struct Fleet {
-    pub(crate) near: KeySetCache,
     pub(crate) shared: Arc<dyn SharedTier<Arc<KeySet>>>,
     pub(crate) lease_ttl: Duration,
 }
@@ -221,24 +220,18 @@ impl Fleet {
     }
 
     /// An entry of the shared tier that is fresh and newer than `current`, copied to the near tier.
-    async fn newer_in_shared(&self, store: &KeyStore, current: Option<&KeyEntry>) -> Option<KeyEntry> {
-        let key = store.cache_key.as_str();
-        let entry = match self.shared.get(key).await {
-            Ok(Some(entry)) => store.clamp_shared(entry)?,
-            Ok(None) => return None,
-            Err(error) => {
-                tracing::debug!(%error, "shared tier read failed");
-                return None;
-            }
+    async fn newer_in_shared(
+        &self,
+        store: &KeyStore,
+        current: Option<&KeyEntry>,
+    ) -> Option<KeyEntry> {
+        let now = store.clock.now();
+        let newer = |entry: KeyEntry| {
+            let entry = store.clamp_shared(entry)?;
+            let newer = current.is_none_or(|current| supersedes(&entry, current));
+            (newer && entry.is_fresh(now)).then_some(entry)
         };
-        let newer = current.is_none_or(|current| supersedes(&entry, current));
-        if !newer || !entry.is_fresh(store.clock.now()) {
-            return None;
-        }
-        if let Err(error) = self.near.put(key, entry.clone()).await {
-            tracing::warn!(%error, "near tier write failed");
-        }
-        Some(entry)
+        store.tiers.read_shared(&store.cache_key, newer).await
     }
 
     /// Whether this instance may refetch for a kid: not if an unknown kid was already found
@@ -327,7 +320,6 @@ impl Fleet {
     /// Listens for invalidations and copies newer sets from the shared tier to the near tier.
     pub(crate) fn spawn_listener(&self, store: Weak<KeyStore>) -> tokio::task::JoinHandle<()> {
         let mut invalidations = self.shared.subscribe();
-        let (near, shared) = (Arc::clone(&self.near), Arc::clone(&self.shared));
         tokio::spawn(async move {
             loop {
                 let first = match invalidations.recv().await {
@@ -340,6 +332,7 @@ impl Fleet {
                 // behind the first message changes nothing that one read will not see.
                 let version = drain_newest(&mut invalidations, first, &store.cache_key);
                 let Some(version) = version else { continue };
+                let near = store.tiers.near();
                 let held = near.get(&store.cache_key).await.ok().flatten();
                 if held
                     .as_ref()
@@ -347,21 +340,14 @@ impl Fleet {
                 {
                     continue;
                 }
-                match shared.get(&store.cache_key).await {
-                    Ok(Some(entry)) => {
-                        let Some(entry) = store.clamp_shared(entry) else {
-                            continue;
-                        };
-                        if held.as_ref().is_some_and(|held| !supersedes(&entry, held)) {
-                            continue;
-                        }
-                        store.pin(&entry);
-                        if let Err(error) = near.put(&store.cache_key, entry).await {
-                            tracing::warn!(%error, "near tier write failed");
-                        }
-                    }
-                    Ok(_) => {}
-                    Err(error) => tracing::debug!(%error, "shared tier read failed"),
+                let newer = |entry: KeyEntry| {
+                    let entry = store.clamp_shared(entry)?;
+                    held.as_ref()
+                        .is_none_or(|held| supersedes(&entry, held))
+                        .then_some(entry)
+                };
+                if let Some(entry) = store.tiers.read_shared(&store.cache_key, newer).await {
+                    store.pin(&entry);
                 }
                 drop(store);
                 // At most one read per spacing, however fast messages come.

@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwapOption;
 use jwkstash_core::{
-    Entry, Fetched, KeySource, SharedClock, SingleFlight, Validators, unix_millis,
+    Cache, Entry, Fetched, KeySource, SharedClock, SingleFlight, Tier, Validators, unix_millis,
 };
 
 use crate::error::{KeySetError, KeysUnavailable, RefreshError};
@@ -20,7 +20,7 @@ use crate::keyset::KeySet;
 use crate::kid_query::KidQuery;
 use crate::policy::FreshnessPolicy;
 use crate::stats::Counters;
-use crate::verifier::KeySetCache;
+use crate::verifier::KeyTiers;
 
 /// A cached key set with its times.
 pub(crate) type KeyEntry = Entry<Arc<KeySet>>;
@@ -72,8 +72,8 @@ pub(crate) struct KeyStore {
     /// due for refresh: a hit costs one atomic load, no lock and no allocation.
     pinned: ArcSwapOption<Pinned>,
     source: Arc<dyn KeySource>,
-    /// The cache stack: the near tier, or the near tier over the shared tier in a fleet.
-    cache: KeySetCache,
+    /// The cache stack: the near tier, over the shared tier in a fleet. The only reader of both.
+    pub(crate) tiers: KeyTiers,
     pub(crate) cache_key: String,
     pub(crate) clock: SharedClock,
     pub(crate) policy: FreshnessPolicy,
@@ -106,7 +106,7 @@ impl std::fmt::Debug for KeyStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("KeyStore")
             .field("source", &self.source.id())
-            .field("cache", &self.cache.name())
+            .field("shared_tier", &self.tiers.shared().is_some())
             .field("fleet", &self.fleet.is_some())
             .field("policy", &self.policy)
             .finish_non_exhaustive()
@@ -116,7 +116,7 @@ impl std::fmt::Debug for KeyStore {
 /// The parts a store is built from.
 pub(crate) struct StoreParts {
     pub(crate) source: Arc<dyn KeySource>,
-    pub(crate) cache: KeySetCache,
+    pub(crate) tiers: KeyTiers,
     pub(crate) cache_key: String,
     pub(crate) clock: SharedClock,
     pub(crate) policy: FreshnessPolicy,
@@ -129,7 +129,7 @@ impl KeyStore {
         let store = Arc::new(Self {
             pinned: ArcSwapOption::empty(),
             source: parts.source,
-            cache: parts.cache,
+            tiers: parts.tiers,
             cache_key: parts.cache_key,
             clock: parts.clock,
             policy: parts.policy,
@@ -331,36 +331,35 @@ impl KeyStore {
     /// next verification loads afresh and waits for it.
     pub(crate) async fn invalidate(&self) -> Result<(), jwkstash_core::CacheError> {
         self.pinned.store(None);
-        self.cache.remove(&self.cache_key).await
+        Cache::<Arc<KeySet>>::remove(&self.tiers, &self.cache_key).await
     }
 
-    /// Reads the cache stack, counting which tier answered.
+    /// Reads the cache stack, counting which tier answered. A set from the shared tier is held
+    /// to this verifier's policy first ([`clamp_shared`](Self::clamp_shared)).
     async fn cached(&self) -> Option<KeyEntry> {
-        let key = self.cache_key.as_str();
-        let found = match &self.fleet {
-            None => read_tier(&*self.cache, key).await,
-            Some(fleet) => match read_tier(&*fleet.near, key).await {
-                Some(entry) => Some(entry),
-                None => {
-                    let entry = read_tier(&*fleet.shared, key)
-                        .await
-                        .and_then(|entry| self.clamp_shared(entry));
-                    if let Some(entry) = &entry {
-                        self.counters.shared_hit();
-                        if let Err(error) = fleet.near.put(key, entry.clone()).await {
-                            tracing::warn!(%error, "near tier write failed");
-                        }
-                        return Some(entry.clone());
-                    }
-                    entry
-                }
-            },
-        };
-        match &found {
-            Some(_) => self.counters.near_hit(),
-            None => self.counters.cache_miss(),
+        let read = self
+            .tiers
+            .read(&self.cache_key, |entry| self.clamp_shared(entry))
+            .await;
+        match read {
+            Ok(Some((entry, Tier::Near))) => {
+                self.counters.near_hit();
+                Some(entry)
+            }
+            Ok(Some((entry, _))) => {
+                self.counters.shared_hit();
+                Some(entry)
+            }
+            Ok(None) => {
+                self.counters.cache_miss();
+                None
+            }
+            Err(error) => {
+                tracing::warn!(%error, "near tier read failed; treated as a miss");
+                self.counters.cache_miss();
+                None
+            }
         }
-        found
     }
 
     /// Runs `f` on the pinned set if it is fresh and not yet due for refresh at `now`: the hit
@@ -512,8 +511,8 @@ impl KeyStore {
         {
             return Some(pinned.entry.clone());
         }
-        let near = self.fleet.as_ref().map_or(&self.cache, |fleet| &fleet.near);
-        read_tier(&**near, &self.cache_key).await.filter(landed)
+        let near = self.tiers.near().get(&self.cache_key).await;
+        near.ok().flatten().filter(landed)
     }
 
     /// Remembers an unknown kid as absent, but only from a set the provider sent after the
@@ -565,7 +564,7 @@ impl KeyStore {
             self.counters.fetch_failed();
             Arc::new(error)
         })?;
-        if let Err(error) = self.cache.put(&self.cache_key, entry.clone()).await {
+        if let Err(error) = self.tiers.put(&self.cache_key, entry.clone()).await {
             tracing::warn!(%error, "could not store the key set");
         }
         self.counters.fetch_succeeded();
@@ -674,17 +673,6 @@ impl Drop for KeyStore {
             .take()
         {
             listener.abort();
-        }
-    }
-}
-
-/// One tier's answer; a failing tier is a miss (logged).
-async fn read_tier(tier: &dyn jwkstash_core::Cache<Arc<KeySet>>, key: &str) -> Option<KeyEntry> {
-    match tier.get(key).await {
-        Ok(entry) => entry,
-        Err(error) => {
-            tracing::warn!(%error, tier = tier.name(), "key cache read failed; treated as a miss");
-            None
         }
     }
 }

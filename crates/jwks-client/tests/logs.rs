@@ -213,3 +213,28 @@ async fn fetches_name_their_instance_and_reason_and_an_outlasted_lease_warns() {
         (1, 0, 0)
     );
 }
+
+/// The cache stack's one error policy: a failing shared tier is a miss, counted, and warned
+/// about at most once per 10 s however many reads fail.
+#[tokio::test]
+async fn a_failing_shared_tier_warns_once_however_many_reads_fail() {
+    let (logs, lock) = logs();
+    let _one_at_a_time = lock.lock().await;
+    logs.0.lock().unwrap().clear();
+    let clock = ManualClock::default();
+    let near = Arc::new(jwkstash_core::testkit::MapCache::<Vec<u8>>::new(Arc::new(
+        clock,
+    )));
+    let shared = Arc::new(jwkstash_core::testkit::FailingCache::default());
+    let tiered = jwkstash_core::Tiered::new(near, Arc::clone(&shared));
+    for _ in 0..100 {
+        assert_eq!(tiered.read::<Vec<u8>>("k", Some).await.unwrap(), None);
+    }
+    assert_eq!((shared.calls(), tiered.shared_failures()), (100, 100));
+    let logged = logs.text();
+    let warnings = logged
+        .lines()
+        .filter(|line| line.contains(" WARN ") && line.contains("shared tier failed"))
+        .count();
+    assert_eq!(warnings, 1, "{logged}");
+}
