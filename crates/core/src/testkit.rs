@@ -271,3 +271,184 @@ impl<V: Send + 'static> Cache<V> for FailingCache {
         "failing"
     }
 }
+
+/// A key of its own for each run, so that suites can share one server.
+fn unique(name: &str) -> String {
+    format!("{name}-{:016x}", fastrand::u64(..))
+}
+
+/// The [`Lease`](crate::Lease) contract, on two handles `a` and `b` to one shared tier (two
+/// instances of a fleet): exclusive, released only with the holder's token, ended by its TTL
+/// (measured by the tier, so this takes about 300 ms of real time on a remote tier), and
+/// claims that follow the caller's clock.
+pub async fn run_lease_suite(a: &dyn crate::Lease, b: &dyn crate::Lease, clock: &ManualClock) {
+    lease_is_exclusive_and_released_by_its_holder(a, b).await;
+    lease_ends_by_itself(a, b).await;
+    claims_once_per_period(a, b, clock).await;
+    claims_are_per_key_and_slot(a, b, clock).await;
+}
+
+/// One holder at a time; a stranger's token releases nothing; the holder's does.
+pub async fn lease_is_exclusive_and_released_by_its_holder(
+    a: &dyn crate::Lease,
+    b: &dyn crate::Lease,
+) {
+    let key = unique("lease");
+    let token = a
+        .acquire(&key, 5 * SECOND)
+        .await
+        .unwrap()
+        .expect("a free lease");
+    assert!(
+        b.acquire(&key, 5 * SECOND).await.unwrap().is_none(),
+        "two holders"
+    );
+    assert!(
+        a.acquire(&key, 5 * SECOND).await.unwrap().is_none(),
+        "taken twice"
+    );
+    b.release(&key, &crate::LeaseToken::random()).await.unwrap();
+    assert!(
+        b.acquire(&key, 5 * SECOND).await.unwrap().is_none(),
+        "a stranger's token released the lease"
+    );
+    a.release(&key, &token).await.unwrap();
+    let token = b.acquire(&key, 5 * SECOND).await.unwrap();
+    assert!(
+        token.is_some(),
+        "the holder's release did not free the lease"
+    );
+}
+
+/// A holder that never releases: the lease ends after its TTL, not before.
+pub async fn lease_ends_by_itself(a: &dyn crate::Lease, b: &dyn crate::Lease) {
+    let key = unique("lease-ttl");
+    let ttl = Duration::from_millis(300);
+    assert!(a.acquire(&key, ttl).await.unwrap().is_some());
+    assert!(
+        b.acquire(&key, 5 * SECOND).await.unwrap().is_none(),
+        "ended at once"
+    );
+    let freed = tokio::time::timeout(5 * SECOND, async {
+        while b.acquire(&key, 5 * SECOND).await.unwrap().is_none() {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert!(freed.is_ok(), "a lease outlived its TTL by seconds");
+}
+
+/// A period is claimed once per period, by the caller's clock, whoever claims; a zero period
+/// always claims; `last_claimed` reads the claim without changing it.
+pub async fn claims_once_per_period(
+    a: &dyn crate::Lease,
+    b: &dyn crate::Lease,
+    clock: &ManualClock,
+) {
+    let key = unique("claims");
+    let period = 30 * SECOND;
+    assert_eq!(a.last_claimed(&key, "kid-refetch").await.unwrap(), None);
+    assert!(
+        a.claim_period(&key, "kid-refetch", clock.now(), period)
+            .await
+            .unwrap()
+    );
+    let claimed_at = clock.now();
+    assert!(
+        !b.claim_period(&key, "kid-refetch", clock.now(), period)
+            .await
+            .unwrap()
+    );
+    clock.advance(29 * SECOND);
+    assert!(
+        !b.claim_period(&key, "kid-refetch", clock.now(), period)
+            .await
+            .unwrap(),
+        "claimed twice within the period"
+    );
+    assert_eq!(
+        a.last_claimed(&key, "kid-refetch").await.unwrap(),
+        Some(claimed_at)
+    );
+    clock.advance(SECOND);
+    assert!(
+        b.claim_period(&key, "kid-refetch", clock.now(), period)
+            .await
+            .unwrap(),
+        "not claimable once the period passed"
+    );
+    assert_eq!(
+        a.last_claimed(&key, "kid-refetch").await.unwrap(),
+        Some(clock.now())
+    );
+    for _ in 0..3 {
+        assert!(
+            a.claim_period(&key, "attempt", clock.now(), Duration::ZERO)
+                .await
+                .unwrap()
+        );
+    }
+}
+
+/// Claims of one slot do not claim another slot or another key.
+pub async fn claims_are_per_key_and_slot(
+    a: &dyn crate::Lease,
+    b: &dyn crate::Lease,
+    clock: &ManualClock,
+) {
+    let (key, other) = (unique("claims"), unique("claims"));
+    let period = 30 * SECOND;
+    assert!(
+        a.claim_period(&key, "forced", clock.now(), period)
+            .await
+            .unwrap()
+    );
+    assert!(
+        b.claim_period(&key, "attempt", clock.now(), period)
+            .await
+            .unwrap()
+    );
+    assert!(
+        b.claim_period(&other, "forced", clock.now(), period)
+            .await
+            .unwrap()
+    );
+    assert_eq!(b.last_claimed(&other, "attempt").await.unwrap(), None);
+}
+
+/// The [`Invalidations`](crate::Invalidations) contract, on two handles `a` and `b` to one
+/// shared tier: what one publishes, every subscriber of either receives, unchanged.
+pub async fn run_invalidations_suite(a: &dyn crate::Invalidations, b: &dyn crate::Invalidations) {
+    let (mut on_a, mut on_b) = (a.subscribe(), b.subscribe());
+    let sent = crate::Invalidation::new(unique("jwks:suite"), 42);
+    // A remote tier subscribes in the background: publish until both subscribers have it.
+    let heard = tokio::time::timeout(5 * SECOND, async {
+        let (mut got_a, mut got_b) = (None, None);
+        loop {
+            a.publish(sent.clone()).await.unwrap();
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            got_a = got_a.or_else(|| next_for(&mut on_a, &sent.key));
+            got_b = got_b.or_else(|| next_for(&mut on_b, &sent.key));
+            if let (Some(a), Some(b)) = (&got_a, &got_b) {
+                return (a.clone(), b.clone());
+            }
+        }
+    })
+    .await
+    .expect("an invalidation never reached a subscriber");
+    assert_eq!(heard, (sent.clone(), sent));
+}
+
+/// The first queued invalidation of `key`, if any.
+fn next_for(
+    received: &mut tokio::sync::broadcast::Receiver<crate::Invalidation>,
+    key: &str,
+) -> Option<crate::Invalidation> {
+    loop {
+        match received.try_recv() {
+            Ok(invalidation) if invalidation.key == key => return Some(invalidation),
+            Ok(_) | Err(tokio::sync::broadcast::error::TryRecvError::Lagged(_)) => {}
+            Err(_) => return None,
+        }
+    }
+}

@@ -19,6 +19,18 @@ async fn memory_cache_passes_the_conformance_suite() {
     testkit::run_all(cache(&clock), cache(&clock), &clock).await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_cache_passes_the_lease_and_invalidations_suites() {
+    let clock = ManualClock::default();
+    let cache = MemoryCache::<Vec<u8>>::builder()
+        .clock(Arc::new(clock.clone()))
+        .build();
+    // Two handles to one process's tier, as two verifiers sharing it.
+    let other = cache.clone();
+    testkit::run_lease_suite(&cache, &other, &clock).await;
+    testkit::run_invalidations_suite(&cache, &other).await;
+}
+
 #[tokio::test]
 async fn capacity_is_bounded() {
     let clock = ManualClock::default();

@@ -7,9 +7,7 @@ use std::time::{Duration, Instant};
 
 use fred::prelude::{Builder, ClientLike, Config, KeysInterface};
 use jwkstash_core::testkit::{self, entry_now};
-use jwkstash_core::{
-    Cache, CacheErrorKind, Clock, Entry, Invalidation, Invalidations, Lease, ManualClock,
-};
+use jwkstash_core::{Cache, CacheErrorKind, Clock, Entry, Lease, ManualClock};
 use jwkstash_redis::testkit::{RedisCluster, RedisSentinel, RedisServer, TestCa, tls_config};
 use jwkstash_redis::{BuildError, RedisCache};
 
@@ -67,6 +65,11 @@ async fn conformance(url: &str, tag: &str, secret: Option<&[u8]>) {
         ),
     };
     testkit::run_all(Arc::new(a), Arc::new(b), &clock).await;
+    // Two instances of one fleet: the same prefix.
+    let a = signed_cache(url, tag, &clock, SECRET).await;
+    let b = signed_cache(url, tag, &clock, SECRET).await;
+    testkit::run_lease_suite(&a, &b, &clock).await;
+    testkit::run_invalidations_suite(&a, &b).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -233,114 +236,21 @@ async fn a_foreign_set_with_a_bad_mac_is_rejected() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn leases_are_exclusive_and_expire() {
-    let Some(redis) = RedisServer::start().await else {
-        return;
-    };
-    let clock = ManualClock::default();
-    let a = cache(&redis.url(), "lease", &clock).await;
-    let b = cache(&redis.url(), "lease", &clock).await;
-    let token = a
-        .acquire("k", Duration::from_millis(300))
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(
-        b.acquire("k", Duration::from_secs(5))
-            .await
-            .unwrap()
-            .is_none()
-    );
-    // Releasing with a stranger's token does nothing.
-    let stranger = jwkstash_core::LeaseToken::random();
-    b.release("k", &stranger).await.unwrap();
-    assert!(
-        b.acquire("k", Duration::from_secs(5))
-            .await
-            .unwrap()
-            .is_none()
-    );
-    a.release("k", &token).await.unwrap();
-    let held = b.acquire("k", Duration::from_millis(300)).await.unwrap();
-    assert!(held.is_some());
-    // A holder that never releases: the lease ends by itself.
-    tokio::time::sleep(Duration::from_millis(400)).await;
-    assert!(
-        a.acquire("k", Duration::from_secs(5))
-            .await
-            .unwrap()
-            .is_some()
-    );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn claims_follow_the_callers_clock() {
+async fn slot_names_are_checked() {
     let Some(redis) = RedisServer::start().await else {
         return;
     };
     let clock = ManualClock::default();
     let a = cache(&redis.url(), "claims", &clock).await;
-    let b = cache(&redis.url(), "claims", &clock).await;
-    let period = Duration::from_secs(30);
-    assert!(
-        a.claim_period("k", "kid-refetch", clock.now(), period)
-            .await
-            .unwrap()
-    );
-    assert!(
-        !b.claim_period("k", "kid-refetch", clock.now(), period)
-            .await
-            .unwrap()
-    );
-    clock.advance(Duration::from_secs(29));
-    assert!(
-        !b.claim_period("k", "kid-refetch", clock.now(), period)
-            .await
-            .unwrap()
-    );
-    clock.advance(Duration::from_secs(1));
-    assert!(
-        b.claim_period("k", "kid-refetch", clock.now(), period)
-            .await
-            .unwrap()
-    );
-    assert_eq!(
-        a.last_claimed("k", "kid-refetch").await.unwrap(),
-        Some(clock.now())
-    );
-    assert_eq!(a.last_claimed("k", "never").await.unwrap(), None);
-    // Slot names are checked: no raw input reaches a key.
-    assert!(
-        a.claim_period("k", "../x y", clock.now(), period)
-            .await
-            .is_err()
-    );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn invalidations_reach_every_subscriber() {
-    let Some(redis) = RedisServer::start().await else {
-        return;
-    };
-    let clock = ManualClock::default();
-    let a = cache(&redis.url(), "pubsub", &clock).await;
-    let b = cache(&redis.url(), "pubsub", &clock).await;
-    let mut received = b.subscribe();
-    let sent = Invalidation::new("jwks:abc", 42);
-    // The subscription is made in the background: publish until it is there.
-    let got = tokio::time::timeout(Duration::from_secs(5), async {
-        loop {
-            a.publish(sent.clone()).await.unwrap();
-            if let Ok(Ok(got)) =
-                tokio::time::timeout(Duration::from_millis(100), received.recv()).await
-            {
-                return got;
-            }
-        }
-    })
-    .await
-    .unwrap();
-    assert_eq!(got, sent);
+    // No raw input reaches a key.
+    for slot in ["../x y", "", "a\nb"] {
+        assert!(
+            a.claim_period("k", slot, clock.now(), Duration::from_secs(30))
+                .await
+                .is_err(),
+            "{slot:?}"
+        );
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
