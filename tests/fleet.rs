@@ -93,21 +93,49 @@ async fn redis_handle(
         .unwrap()
 }
 
-/// The upstream: scripted answers, counted across the whole fleet, each taking `FETCH_TIME`.
+/// The upstream: one mockall mock shared by every instance of the fleet (each holds an `Arc`
+/// of it), with scripted answers, each taking `FETCH_TIME`. Built with [`Upstream::expecting`],
+/// the mock fails the test by itself when the fleet fetched another number of times.
 #[derive(Clone)]
 struct Upstream {
     calls: Arc<AtomicUsize>,
     answers: Arc<std::sync::Mutex<Vec<Fetched>>>,
     /// While set, every fetch answers 500.
     failing: Arc<std::sync::atomic::AtomicBool>,
+    source: Arc<Slow>,
 }
 
 impl Upstream {
+    /// An upstream serving `keys`, counted but with no expected total.
     fn serving(keys: &[&TestKey]) -> Self {
+        Self::expecting(keys, 0..)
+    }
+
+    /// An upstream serving `keys` that the whole fleet must call `times` times.
+    fn expecting(keys: &[&TestKey], times: impl Into<mockall::TimesRange>) -> Self {
+        let calls: Arc<AtomicUsize> = Arc::default();
+        let answers = Arc::new(std::sync::Mutex::new(vec![answer(keys)]));
+        let failing: Arc<std::sync::atomic::AtomicBool> = Arc::default();
+        let mut mock = MockKeySource::new();
+        mock.expect_id()
+            .return_const("https://idp.test/jwks".to_owned());
+        let (counted, scripted, down) = (
+            Arc::clone(&calls),
+            Arc::clone(&answers),
+            Arc::clone(&failing),
+        );
+        mock.expect_fetch().times(times).returning(move |_| {
+            counted.fetch_add(1, Ordering::SeqCst);
+            if down.load(Ordering::SeqCst) {
+                return Err(jwkstash::FetchError::Status(500));
+            }
+            Ok(scripted.lock().unwrap().last().cloned().expect("an answer"))
+        });
         Self {
-            calls: Arc::default(),
-            answers: Arc::new(std::sync::Mutex::new(vec![answer(keys)])),
-            failing: Arc::default(),
+            calls,
+            answers,
+            failing,
+            source: Arc::new(Slow(mock)),
         }
     }
 
@@ -125,20 +153,9 @@ impl Upstream {
         self.calls.load(Ordering::SeqCst)
     }
 
-    fn source(&self) -> Slow {
-        let mut mock = MockKeySource::new();
-        mock.expect_id()
-            .return_const("https://idp.test/jwks".to_owned());
-        let (calls, answers) = (Arc::clone(&self.calls), Arc::clone(&self.answers));
-        let failing = Arc::clone(&self.failing);
-        mock.expect_fetch().returning(move |_| {
-            calls.fetch_add(1, Ordering::SeqCst);
-            if failing.load(Ordering::SeqCst) {
-                return Err(jwkstash::FetchError::Status(500));
-            }
-            Ok(answers.lock().unwrap().last().cloned().expect("an answer"))
-        });
-        Slow(mock)
+    /// The fleet's one source (an instance holds an `Arc` of it).
+    fn source(&self) -> Arc<Slow> {
+        Arc::clone(&self.source)
     }
 }
 
@@ -278,7 +295,7 @@ async fn with_redis() -> Option<RedisServer> {
 /// more for the whole fleet.
 async fn cold_start_and_expiry(shared: Shared, clock: ManualClock) {
     let key = TestKey::ec_p256("k1");
-    let fleet = Fleet::start(8, &shared, clock, Upstream::serving(&[&key])).await;
+    let fleet = Fleet::start(8, &shared, clock, Upstream::expecting(&[&key], 2)).await;
     let token = key.sign(&claims(&fleet.clock));
     let outcomes = fleet.verify_all(&vec![token.clone(); 1000]).await;
     assert!(
@@ -305,7 +322,7 @@ async fn cold_start_and_expiry(shared: Shared, clock: ManualClock) {
 /// valid tokens do not wait for it.
 async fn unknown_kid_flood(shared: Shared, clock: ManualClock) {
     let key = TestKey::ec_p256("k1");
-    let fleet = Fleet::start(8, &shared, clock, Upstream::serving(&[&key])).await;
+    let fleet = Fleet::start(8, &shared, clock, Upstream::expecting(&[&key], 2..=3)).await;
     let valid = key.sign(&claims(&fleet.clock));
     fleet.expect_valid(&vec![valid.clone(); 8]).await;
     assert_eq!(fleet.upstream.calls(), 1);
@@ -379,7 +396,7 @@ async fn reused_kid(shared: Shared, clock: ManualClock) {
         TestKey::ec_p256("k1"),
         TestKey::ec_p256("k1"),
     );
-    let fleet = Fleet::start(8, &shared, clock, Upstream::serving(&[&key])).await;
+    let fleet = Fleet::start(8, &shared, clock, Upstream::expecting(&[&key], 3)).await;
     let valid = key.sign(&claims(&fleet.clock));
     fleet.expect_valid(&vec![valid.clone(); 8]).await;
     assert_eq!(fleet.upstream.calls(), 1);
@@ -410,7 +427,13 @@ async fn reused_kid(shared: Shared, clock: ManualClock) {
 /// key's tokens; a second `refresh()` elsewhere within the interval shares the first.
 async fn forced_refresh(shared: Shared, clock: ManualClock) {
     let (compromised, kept) = (TestKey::ec_p256("k1"), TestKey::ed25519("k2"));
-    let fleet = Fleet::start(4, &shared, clock, Upstream::serving(&[&compromised, &kept])).await;
+    let fleet = Fleet::start(
+        4,
+        &shared,
+        clock,
+        Upstream::expecting(&[&compromised, &kept], 2),
+    )
+    .await;
     let stolen = compromised.sign(&claims(&fleet.clock));
     fleet.expect_valid(&vec![stolen.clone(); 4]).await;
     assert_eq!(fleet.upstream.calls(), 1);
@@ -471,7 +494,7 @@ async fn forced_refresh(shared: Shared, clock: ManualClock) {
 /// of the new set by invalidation.
 async fn rotation_reaches_the_fleet(shared: Shared, clock: ManualClock) {
     let (old, new) = (TestKey::ec_p256("old"), TestKey::ed25519("new"));
-    let fleet = Fleet::start(8, &shared, clock, Upstream::serving(&[&old])).await;
+    let fleet = Fleet::start(8, &shared, clock, Upstream::expecting(&[&old], 2)).await;
     let old_token = old.sign(&claims(&fleet.clock));
     fleet.expect_valid(&vec![old_token; 8]).await;
     assert_eq!(fleet.upstream.calls(), 1);
@@ -507,10 +530,15 @@ async fn rotation_reaches_the_fleet(shared: Shared, clock: ManualClock) {
 /// provider sees one request for the whole fleet; no verification waits for it.
 async fn refresh_ahead_once_per_fleet(shared: Shared, clock: ManualClock) {
     let key = TestKey::ec_p256("k1");
-    let fleet = Fleet::start(8, &shared, clock, Upstream::serving(&[&key])).await;
+    let fleet = Fleet::start(8, &shared, clock, Upstream::expecting(&[&key], 2)).await;
     let token = key.sign(&claims(&fleet.clock));
     fleet.expect_valid(&vec![token.clone(); 8]).await;
     assert_eq!(fleet.upstream.calls(), 1);
+    let fresh_until = |instance: &Verifier| match instance.health() {
+        jwkstash::KeyHealth::Fresh { until } => Some(until),
+        _ => None,
+    };
+    let first_until = fresh_until(&fleet.instances[0]).expect("a fresh set");
     // 9.5 minutes in: within the last minute of the 10-minute TTL.
     fleet.clock.advance(9 * MINUTE + Duration::from_secs(30));
     for instance in &fleet.instances {
@@ -522,15 +550,22 @@ async fn refresh_ahead_once_per_fleet(shared: Shared, clock: ManualClock) {
             started.elapsed()
         );
     }
-    // Let the background refreshes land: one fetch, the others read the shared tier.
-    let fetched = tokio::time::timeout(Duration::from_secs(5), async {
-        while fleet.upstream.calls() < 2 {
+    // Wait until every instance holds the refreshed set (then none has a reason to fetch):
+    // one fetch, the others read the shared tier.
+    let refreshed = tokio::time::timeout(Duration::from_secs(5), async {
+        while !fleet
+            .instances
+            .iter()
+            .all(|instance| fresh_until(instance).is_some_and(|until| until > first_until))
+        {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     })
     .await;
-    assert!(fetched.is_ok(), "no background refresh happened");
-    tokio::time::sleep(3 * FETCH_TIME).await;
+    assert!(
+        refreshed.is_ok(),
+        "an instance never took the refreshed set"
+    );
     assert_eq!(
         fleet.upstream.calls(),
         2,
@@ -546,7 +581,7 @@ async fn refresh_ahead_once_per_fleet(shared: Shared, clock: ManualClock) {
 /// verifies (the instances that lose the claim wait for the one that fetches).
 async fn simultaneous_rotation(shared: Shared, clock: ManualClock) {
     let (old, new) = (TestKey::ec_p256("old"), TestKey::ec_p256("new"));
-    let fleet = Fleet::start(8, &shared, clock, Upstream::serving(&[&old])).await;
+    let fleet = Fleet::start(8, &shared, clock, Upstream::expecting(&[&old], 2)).await;
     let old_token = old.sign(&claims(&fleet.clock));
     fleet.expect_valid(&vec![old_token; 8]).await;
     fleet.upstream.publish(&[&new]);
@@ -649,7 +684,10 @@ async fn an_outage_costs_the_provider_what_one_instance_costs_on_redis() {
 /// the secondary for the whole fleet, and every instance verifies.
 async fn failover_in_a_fleet(shared: Shared, clock: ManualClock) {
     let key = TestKey::ec_p256("k1");
-    let (primary, secondary) = (Upstream::serving(&[&key]), Upstream::serving(&[&key]));
+    let (primary, secondary) = (
+        Upstream::expecting(&[&key], 1),
+        Upstream::expecting(&[&key], 1),
+    );
     primary.fail();
     let configure = || {
         Verifier::builder()
@@ -686,7 +724,7 @@ async fn a_failover_source_serves_a_fleet_on_redis() {
 async fn tenants_in_a_fleet(shared: Shared, clock: ManualClock) {
     const ENTRA: &str = "https://login.microsoftonline.com/{tenantid}/v2.0";
     let key = TestKey::ec_p256("common");
-    let upstream = Upstream::serving(&[&key]);
+    let upstream = Upstream::expecting(&[&key], 1);
     let configure = || {
         Verifier::builder()
             .key_source(upstream.source())

@@ -34,10 +34,21 @@ pub fn scripted_source(
     answers: Vec<Result<Fetched, ()>>,
     calls: Arc<AtomicUsize>,
 ) -> MockKeySource {
+    scripted_source_expecting(answers, calls, 0..)
+}
+
+/// [`scripted_source`] that must be asked exactly `times` times (or a number in a range) over
+/// its life: mockall fails the test by itself on one call too many, and on too few when the
+/// mock is dropped.
+pub fn scripted_source_expecting(
+    answers: Vec<Result<Fetched, ()>>,
+    calls: Arc<AtomicUsize>,
+    times: impl Into<mockall::TimesRange>,
+) -> MockKeySource {
     let mut source = MockKeySource::new();
     source.expect_id().return_const(JWKS_URL.to_owned());
     let answers = Mutex::new(answers);
-    source.expect_fetch().returning(move |_| {
+    source.expect_fetch().times(times).returning(move |_| {
         let n = calls.fetch_add(1, Ordering::SeqCst);
         let answers = answers.lock().unwrap();
         let answer = answers
