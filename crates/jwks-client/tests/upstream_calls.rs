@@ -117,8 +117,11 @@ async fn refresh_ahead_runs_in_the_background_and_hits_never_wait() {
         Duration::ZERO,
         "a hit waited on the network"
     );
-    // Let the one background refresh finish.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // The one background refresh lands (2 s on the paused clock).
+    eventually("the refresh landed", || {
+        verifier.stats().fetch_successes == 2
+    })
+    .await;
     assert_eq!(calls.load(Ordering::SeqCst), 2);
     // The set is fresh again: past the old expiry nothing waits.
     advance(MINUTE).await;

@@ -109,7 +109,8 @@ fn mac(secret: &[u8], bytes: &[u8]) -> Option<HmacSha256> {
     Some(mac)
 }
 
-/// Seals an entry stored under `key`; `None` if it cannot be authenticated.
+/// Seals an entry stored under `key`; `None` if it cannot be authenticated or a length does
+/// not fit its field (a key or etag of 64 KiB or more, a value of 4 GiB or more).
 pub(crate) fn seal<V>(
     key: &str,
     entry: &Entry<V>,
@@ -125,12 +126,13 @@ pub(crate) fn seal<V>(
     for time in [entry.fetched_at, entry.fresh_until, entry.usable_until] {
         out.extend_from_slice(format!("{:016x}", unix_millis(time)).as_bytes());
     }
-    // Lengths are bounded by the callers (keys ≤ 256 B, etags ≤ 1 KiB, values by the size cap).
-    out.extend_from_slice(&(key.len() as u16).to_be_bytes());
+    // Each length must fit its field: an entry that does not is not sealed (the write is
+    // skipped), never written with a truncated length.
+    out.extend_from_slice(&u16::try_from(key.len()).ok()?.to_be_bytes());
     out.extend_from_slice(key.as_bytes());
-    out.extend_from_slice(&(etag.len() as u16).to_be_bytes());
+    out.extend_from_slice(&u16::try_from(etag.len()).ok()?.to_be_bytes());
     out.extend_from_slice(etag);
-    out.extend_from_slice(&(value.len() as u32).to_be_bytes());
+    out.extend_from_slice(&u32::try_from(value.len()).ok()?.to_be_bytes());
     out.extend_from_slice(value);
     if let Some(secret) = secret {
         let tag = mac(secret, &out)?.finalize().into_bytes();
@@ -256,6 +258,16 @@ mod tests {
             now + Duration::from_secs(4200),
         )
         .with_etag(Some("\"abc\""))
+    }
+
+    #[test]
+    fn lengths_that_do_not_fit_their_field_are_not_sealed() {
+        let long_etag = entry().with_etag(Some("e".repeat(usize::from(u16::MAX) + 1)));
+        assert!(seal("k", &long_etag, b"value", Some(b"secret")).is_none());
+        let long_key = "k".repeat(usize::from(u16::MAX) + 1);
+        assert!(seal(&long_key, &entry(), b"value", None).is_none());
+        let fits = entry().with_etag(Some("e".repeat(usize::from(u16::MAX))));
+        assert!(seal("k", &fits, b"value", None).is_some());
     }
 
     const SKEW: Duration = Duration::from_secs(5);

@@ -129,7 +129,8 @@ pub fn token_with_random_kid(key: &TestKey, clock: &dyn Clock) -> String {
     key.sign_with_header(&header, &claims(clock))
 }
 
-/// One RSA key per test binary: generation costs tens of milliseconds.
+/// A fresh RSA-2048 key per call (generation costs tens of milliseconds in debug builds: call
+/// it once per test, not per token).
 pub fn rsa_key(kid: &str) -> TestKey {
     TestKey::rsa(kid)
 }
