@@ -16,7 +16,7 @@ use crate::fleet::Fleet;
 use crate::http::HttpKeySource;
 use crate::policy::FreshnessPolicy;
 use crate::stats::Counters;
-use crate::store::{KeyStore, StoreParts};
+use crate::store::{Alone, KeyStore, Loader, StoreParts};
 use crate::template::IssuerTemplate;
 use crate::verified::VerifiedTokens;
 use crate::verifier::{
@@ -319,15 +319,15 @@ impl VerifierBuilder {
             Some(cache) => cache,
             None => default_cache(&clock)?,
         };
-        let (tiers, fleet) = match self.shared {
+        let (tiers, loader): (_, Box<dyn Loader>) = match self.shared {
             Some(shared) => {
                 let fleet = Fleet {
                     shared: Arc::clone(&shared),
                     lease_ttl: self.lease_ttl,
                 };
-                (Tiered::new(near, shared), Some(fleet))
+                (Tiered::new(near, shared), Box::new(fleet))
             }
-            None => (Tiered::alone(near), None),
+            None => (Tiered::alone(near), Box::new(Alone)),
         };
         if self
             .verified_tokens
@@ -355,7 +355,7 @@ impl VerifierBuilder {
             tiers,
             clock: Arc::clone(&clock),
             policy: self.policy,
-            fleet,
+            loader,
             counters: Arc::clone(&counters),
         });
         Ok(Verifier::from_parts(Inner {

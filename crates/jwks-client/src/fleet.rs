@@ -22,7 +22,7 @@ use tokio::time::Instant;
 use crate::error::RefreshError;
 use crate::events::KeyEvent;
 use crate::keyset::KeySet;
-use crate::store::{KeyEntry, KeyStore, LoadResult, Reason, supersedes};
+use crate::store::{KeyEntry, KeyStore, LoadResult, Loader, Reason, supersedes};
 
 /// How often a waiting instance reads the shared tier when no invalidation arrives.
 const POLL_INTERVAL: Duration = Duration::from_millis(50);
@@ -42,9 +42,29 @@ pub(crate) struct Fleet {
     pub(crate) lease_ttl: Duration,
 }
 
-impl Fleet {
+#[async_trait::async_trait]
+impl Loader for Fleet {
+    fn name(&self) -> &'static str {
+        "fleet"
+    }
+
     /// Brings a set newer than `current`, fetching upstream only if no other instance does.
-    pub(crate) async fn load(
+    async fn load(
+        &self,
+        store: &KeyStore,
+        current: Option<KeyEntry>,
+        reason: Reason,
+    ) -> LoadResult {
+        self.load_for_fleet(store, current, reason).await
+    }
+
+    fn spawn_listener(&self, store: Weak<KeyStore>) -> Option<tokio::task::JoinHandle<()>> {
+        Some(self.listen(store))
+    }
+}
+
+impl Fleet {
+    async fn load_for_fleet(
         &self,
         store: &KeyStore,
         current: Option<KeyEntry>,
@@ -318,7 +338,7 @@ impl Fleet {
     }
 
     /// Listens for invalidations and copies newer sets from the shared tier to the near tier.
-    pub(crate) fn spawn_listener(&self, store: Weak<KeyStore>) -> tokio::task::JoinHandle<()> {
+    fn listen(&self, store: Weak<KeyStore>) -> tokio::task::JoinHandle<()> {
         let mut invalidations = self.shared.subscribe();
         tokio::spawn(async move {
             loop {

@@ -13,7 +13,6 @@ use jwkstash_core::{
 
 use crate::error::{KeySetError, KeysUnavailable, RefreshError};
 use crate::events::{Events, KeyEvent};
-use crate::fleet::Fleet;
 use crate::freshness::{self, Action, SetTimes, Situation};
 use crate::health::Health;
 use crate::keyset::KeySet;
@@ -77,7 +76,8 @@ pub(crate) struct KeyStore {
     pub(crate) cache_key: String,
     pub(crate) clock: SharedClock,
     pub(crate) policy: FreshnessPolicy,
-    fleet: Option<Fleet>,
+    /// How sets are brought: from the source, or through the fleet.
+    loader: Box<dyn Loader>,
     /// One load at a time for this source, whatever started it.
     flights: SingleFlight<(), LoadResult>,
     /// Set while a background refresh is pending, so hits in the refresh window do not all
@@ -107,9 +107,50 @@ impl std::fmt::Debug for KeyStore {
         f.debug_struct("KeyStore")
             .field("source", &self.source.id())
             .field("shared_tier", &self.tiers.shared().is_some())
-            .field("fleet", &self.fleet.is_some())
+            .field("loader", &self.loader.name())
             .field("policy", &self.policy)
             .finish_non_exhaustive()
+    }
+}
+
+/// How a store brings a set newer than the one it holds: one small trait, so that the store
+/// knows nothing of fleets ([`Fleet`](crate::fleet::Fleet) implements it over a shared tier).
+#[async_trait::async_trait]
+pub(crate) trait Loader: Send + Sync {
+    /// A short name for `Debug`.
+    fn name(&self) -> &'static str;
+
+    /// Brings a set newer than `current` for `reason` (a fetch, or another instance's).
+    async fn load(&self, store: &KeyStore, current: Option<KeyEntry>, reason: Reason)
+    -> LoadResult;
+
+    /// Starts what keeps the store up to date between loads, if anything.
+    fn spawn_listener(
+        &self,
+        store: std::sync::Weak<KeyStore>,
+    ) -> Option<tokio::task::JoinHandle<()>>;
+}
+
+/// A store on its own: every load is a fetch from the source.
+pub(crate) struct Alone;
+
+#[async_trait::async_trait]
+impl Loader for Alone {
+    fn name(&self) -> &'static str {
+        "alone"
+    }
+
+    async fn load(
+        &self,
+        store: &KeyStore,
+        current: Option<KeyEntry>,
+        reason: Reason,
+    ) -> LoadResult {
+        store.fetch(current, &reason).await
+    }
+
+    fn spawn_listener(&self, _: std::sync::Weak<KeyStore>) -> Option<tokio::task::JoinHandle<()>> {
+        None
     }
 }
 
@@ -120,7 +161,7 @@ pub(crate) struct StoreParts {
     pub(crate) cache_key: String,
     pub(crate) clock: SharedClock,
     pub(crate) policy: FreshnessPolicy,
-    pub(crate) fleet: Option<Fleet>,
+    pub(crate) loader: Box<dyn Loader>,
     pub(crate) counters: Arc<Counters>,
 }
 
@@ -133,7 +174,7 @@ impl KeyStore {
             cache_key: parts.cache_key,
             clock: parts.clock,
             policy: parts.policy,
-            fleet: parts.fleet,
+            loader: parts.loader,
             flights: SingleFlight::new(),
             refresh_claimed: AtomicBool::new(false),
             loads: AtomicUsize::new(0),
@@ -466,10 +507,7 @@ impl KeyStore {
         {
             return Ok(landed);
         }
-        let outcome = match &self.fleet {
-            Some(fleet) => fleet.load(&self, current, reason.clone()).await,
-            None => self.fetch(current, &reason).await,
-        };
+        let outcome = self.loader.load(&self, current, reason.clone()).await;
         match &outcome {
             Ok(entry) => {
                 self.health.succeeded();
@@ -654,12 +692,11 @@ impl KeyStore {
             .is_some_and(|since| now < since + self.policy.negative_ttl)
     }
 
-    /// Starts the fleet's invalidation listener once (no-op without a fleet).
+    /// Starts the loader's listener once (a fleet's invalidations; nothing alone).
     pub(crate) fn listen(self: &Arc<Self>) {
-        let Some(fleet) = &self.fleet else { return };
         let mut listener = self.listener.lock().unwrap_or_else(PoisonError::into_inner);
         if listener.is_none() {
-            *listener = Some(fleet.spawn_listener(Arc::downgrade(self)));
+            *listener = self.loader.spawn_listener(Arc::downgrade(self));
         }
     }
 }
