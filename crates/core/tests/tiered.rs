@@ -27,10 +27,10 @@ async fn tiered_passes_the_suite() {
 #[tokio::test]
 async fn a_shared_hit_fills_the_near_tier() {
     let clock = ManualClock::default();
-    let (near, far) = (map(&clock), map(&clock));
+    let (near, shared) = (map(&clock), map(&clock));
     let entry = entry_now(&clock, b"keys");
-    far.put("k", entry.clone()).await.unwrap();
-    let tiered = Tiered::new(Arc::clone(&near), Arc::clone(&far));
+    shared.put("k", entry.clone()).await.unwrap();
+    let tiered = Tiered::new(Arc::clone(&near), Arc::clone(&shared));
     assert_eq!(tiered.get("k").await.unwrap(), Some(entry.clone()));
     assert_eq!(near.get("k").await.unwrap(), Some(entry));
 }
@@ -38,26 +38,26 @@ async fn a_shared_hit_fills_the_near_tier() {
 #[tokio::test]
 async fn writes_go_to_both_tiers() {
     let clock = ManualClock::default();
-    let (near, far) = (map(&clock), map(&clock));
-    let tiered = Tiered::new(Arc::clone(&near), Arc::clone(&far));
+    let (near, shared) = (map(&clock), map(&clock));
+    let tiered = Tiered::new(Arc::clone(&near), Arc::clone(&shared));
     tiered.put("k", entry_now(&clock, b"v")).await.unwrap();
     assert!(near.get("k").await.unwrap().is_some());
-    assert!(far.get("k").await.unwrap().is_some());
+    assert!(shared.get("k").await.unwrap().is_some());
     tiered.remove("k").await.unwrap();
     assert!(near.get("k").await.unwrap().is_none());
-    assert!(far.get("k").await.unwrap().is_none());
+    assert!(shared.get("k").await.unwrap().is_none());
 }
 
 #[tokio::test]
 async fn a_failing_shared_tier_is_a_miss_not_an_error_and_is_counted() {
     let clock = ManualClock::default();
-    let far = Arc::new(FailingCache::default());
-    let tiered = Tiered::new(map(&clock), Arc::clone(&far));
+    let shared = Arc::new(FailingCache::default());
+    let tiered = Tiered::new(map(&clock), Arc::clone(&shared));
     assert!(Cache::<Vec<u8>>::get(&tiered, "k").await.unwrap().is_none());
     tiered.put("k", entry_now(&clock, b"v")).await.unwrap();
     assert_eq!(tiered.get("k").await.unwrap().unwrap().value, b"v");
     Cache::<Vec<u8>>::remove(&tiered, "k").await.unwrap();
-    assert_eq!(far.calls(), 3);
+    assert_eq!(shared.calls(), 3);
     assert_eq!(tiered.shared_failures(), 3);
 }
 
