@@ -1,13 +1,17 @@
 #!/usr/bin/env bash
 # Mutation testing of the security core with cargo-mutants: the code that decides whether a
 # token is accepted (claims, token, alg, json, keyset, the x5c certificate reader), the
-# freshness decision and the policy, run against the tests of jwkstash-jwks (the crate's own;
-# the root crate's fleet tests are not needed to see these files), and the Redis envelope
-# codec against jwkstash-redis's tests. Prints caught / missed / unviable / timeout per file.
+# freshness decision and the policy, and the Redis envelope codec. Prints caught / missed /
+# unviable / timeout per file, and each missed mutant.
 #
-# Typical run on 2 cores: about 75 min for everything (roughly 20 s per mutant: an incremental
-# build and the crate's tests). One file: scripts/mutants.sh crates/jwks-client/src/claims.rs
-# Not run in CI. Needs `cargo install cargo-mutants`.
+# Which tests see each file: jwkstash-jwks's unit tests and its test binaries about tokens,
+# keys, claims and the policy (listed in JWKS_TESTS; the crate's other binaries are about
+# caching and the network and see these files only through them), and all of
+# jwkstash-redis's tests for the envelope. The root crate's fleet tests are not used.
+#
+# Runs in place (the source tree is mutated and restored file by file; do not edit while it
+# runs) so that builds are incremental. Not run in CI. Needs `cargo install cargo-mutants`.
+# One file: scripts/mutants.sh crates/jwks-client/src/claims.rs
 #
 # Survivors that no test can kill (no behaviour tells them apart) are explained in
 # scripts/mutants-equivalent.md.
@@ -25,6 +29,9 @@ JWKS_FILES=(
     crates/jwks-client/src/policy.rs
 )
 REDIS_FILES=(crates/redis-backend/src/envelope.rs)
+JWKS_TESTS=(--lib --test edges --test hostile_tokens --test hostile_jwks --test key_sets
+    --test strict_jose --test verification --test policy --test x5t --test wycheproof
+    --test properties --test tenants --test reused_kid)
 
 if [ $# -gt 0 ]; then
     JWKS_FILES=(); REDIS_FILES=()
@@ -39,17 +46,18 @@ fi
 out="${MUTANTS_OUT:-target/mutants}"
 mkdir -p "$out"
 
-run() { # package, output dir, files...
+run() { # package, output dir, files..., [-- cargo test args]
     local package="$1" dir="$2"; shift 2
-    [ $# -gt 0 ] || return 0
-    local filters=()
-    for file in "$@"; do filters+=(--file "$file"); done
+    local filters=() tests=()
+    while [ $# -gt 0 ] && [ "$1" != -- ]; do filters+=(--file "$1"); shift; done
+    [ $# -gt 0 ] && shift && tests=("$@")
+    [ ${#filters[@]} -gt 0 ] || return 0
     # Exit code 2 means "some mutants were missed": the report below says which.
-    cargo mutants --package "$package" --all-features --output "$dir" --timeout 300 \
-        "${filters[@]}" || [ $? -eq 2 ]
+    cargo mutants --in-place --package "$package" --all-features --output "$dir" \
+        --timeout 300 "${filters[@]}" -- "${tests[@]}" || [ $? -eq 2 ]
 }
 
-run jwkstash-jwks "$out/jwks" "${JWKS_FILES[@]}"
+run jwkstash-jwks "$out/jwks" "${JWKS_FILES[@]}" -- "${JWKS_TESTS[@]}"
 run jwkstash-redis "$out/redis" "${REDIS_FILES[@]}"
 
 python3 - "$out" <<'PY'
