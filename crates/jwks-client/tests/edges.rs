@@ -294,3 +294,102 @@ fn what_a_user_reads_names_the_key_and_the_reason() {
         "RSA modulus size out of range"
     );
 }
+
+/// Survivors of the mutation run of 2026-11-30 (scripts/mutants.sh), each a behaviour a user
+/// relies on.
+#[tokio::test]
+async fn an_algorithm_off_the_list_is_refused_whatever_else_is_listed() {
+    let clock = ManualClock::default();
+    let key = TestKey::rsa("k1").with_alg(Algorithm::RS384);
+    let document = jwkstash_jwks::testkit::jwks(&[&key]).to_string();
+    let listed = verifier_over(document.clone(), &clock, |b| {
+        b.algorithms(&[Algorithm::RS256, Algorithm::ES256])
+    });
+    assert_eq!(
+        outcome(&listed, &token(&key, &clock)).await,
+        Err(InvalidToken::AlgorithmNotAllowed)
+    );
+    let with_it = verifier_over(document, &clock, |b| {
+        b.algorithms(&[Algorithm::RS256, Algorithm::RS384])
+    });
+    assert_eq!(outcome(&with_it, &token(&key, &clock)).await, Ok(()));
+}
+
+#[test]
+fn algorithms_print_and_parse_by_their_jose_names() {
+    let all = [
+        (Algorithm::RS256, "RS256"),
+        (Algorithm::RS384, "RS384"),
+        (Algorithm::RS512, "RS512"),
+        (Algorithm::PS256, "PS256"),
+        (Algorithm::PS384, "PS384"),
+        (Algorithm::PS512, "PS512"),
+        (Algorithm::ES256, "ES256"),
+        (Algorithm::ES384, "ES384"),
+        (Algorithm::EdDSA, "EdDSA"),
+    ];
+    for (alg, name) in all {
+        assert_eq!((alg.to_string().as_str(), alg.as_str()), (name, name));
+        assert_eq!(name.parse::<Algorithm>(), Ok(alg));
+        assert_eq!(serde_json::to_value(alg).unwrap(), json!(name));
+    }
+}
+
+#[tokio::test]
+async fn an_exp_of_exactly_two_to_the_64_is_out_of_range() {
+    let clock = ManualClock::default();
+    let key = TestKey::ed25519("k1");
+    let verifier = verifier_for(&[&key], &clock);
+    let mut payload = claims(&clock);
+    payload.as_object_mut().unwrap().remove("exp");
+    // 2^64 as a JSON integer: not a u64, and exactly the first f64 past u64::MAX.
+    let raw = payload
+        .to_string()
+        .replacen('{', "{\"exp\":18446744073709551616,", 1);
+    let header = json!({ "alg": "EdDSA", "kid": "k1" }).to_string();
+    let token = key.sign_raw(header.as_bytes(), raw.as_bytes());
+    assert_eq!(
+        outcome(&verifier, &token).await,
+        Err(InvalidToken::InvalidClaim("exp"))
+    );
+}
+
+#[tokio::test]
+async fn an_unchecked_audience_must_still_be_valid_json_in_full() {
+    let clock = ManualClock::default();
+    let key = TestKey::ed25519("k1");
+    let document = jwkstash_jwks::testkit::jwks(&[&key]).to_string();
+    let any = verifier_over(document, &clock, |b| b.any_audience());
+    let with_aud = |aud: &str| {
+        let payload = claims(&clock).to_string().replacen(
+            "\"aud\":\"api\"",
+            &format!("\"aud\":{aud}"),
+            1,
+        );
+        assert!(payload.contains(aud), "{payload}");
+        let header = json!({ "alg": "EdDSA", "kid": "k1" }).to_string();
+        key.sign_raw(header.as_bytes(), payload.as_bytes())
+    };
+    assert_eq!(outcome(&any, &with_aud("\"anyone\"")).await, Ok(()));
+    assert_eq!(
+        outcome(&any, &with_aud(r#"{"x":1,"x":2}"#)).await,
+        Err(InvalidToken::InvalidClaim("aud"))
+    );
+}
+
+#[tokio::test]
+async fn a_member_with_an_empty_name_is_not_a_duplicate() {
+    let clock = ManualClock::default();
+    let key = TestKey::ed25519("k1");
+    let verifier = verifier_for(&[&key], &clock);
+    let payload = claims(&clock).to_string().replacen('{', "{\"\":1,", 1);
+    let header = json!({ "alg": "EdDSA", "kid": "k1", "": "x" }).to_string();
+    let token = key.sign_raw(header.as_bytes(), payload.as_bytes());
+    assert_eq!(outcome(&verifier, &token).await, Ok(()));
+    let twice = claims(&clock).to_string().replacen('{', "{\"\":1,\"\":2,", 1);
+    let token = key.sign_raw(header.as_bytes(), twice.as_bytes());
+    assert!(matches!(
+        outcome(&verifier, &token).await,
+        Err(InvalidToken::Malformed(_))
+    ));
+}
