@@ -361,11 +361,10 @@ async fn an_unchecked_audience_must_still_be_valid_json_in_full() {
     let document = jwkstash_jwks::testkit::jwks(&[&key]).to_string();
     let any = verifier_over(document, &clock, |b| b.any_audience());
     let with_aud = |aud: &str| {
-        let payload = claims(&clock).to_string().replacen(
-            "\"aud\":\"api\"",
-            &format!("\"aud\":{aud}"),
-            1,
-        );
+        let payload =
+            claims(&clock)
+                .to_string()
+                .replacen("\"aud\":\"api\"", &format!("\"aud\":{aud}"), 1);
         assert!(payload.contains(aud), "{payload}");
         let header = json!({ "alg": "EdDSA", "kid": "k1" }).to_string();
         key.sign_raw(header.as_bytes(), payload.as_bytes())
@@ -386,10 +385,40 @@ async fn a_member_with_an_empty_name_is_not_a_duplicate() {
     let header = json!({ "alg": "EdDSA", "kid": "k1", "": "x" }).to_string();
     let token = key.sign_raw(header.as_bytes(), payload.as_bytes());
     assert_eq!(outcome(&verifier, &token).await, Ok(()));
-    let twice = claims(&clock).to_string().replacen('{', "{\"\":1,\"\":2,", 1);
+    let twice = claims(&clock)
+        .to_string()
+        .replacen('{', "{\"\":1,\"\":2,", 1);
     let token = key.sign_raw(header.as_bytes(), twice.as_bytes());
     assert!(matches!(
         outcome(&verifier, &token).await,
         Err(InvalidToken::Malformed(_))
     ));
+}
+
+#[tokio::test]
+async fn only_the_application_prefix_is_dropped_from_a_required_typ() {
+    let clock = ManualClock::default();
+    let key = TestKey::ed25519("k1");
+    let document = jwkstash_jwks::testkit::jwks(&[&key]).to_string();
+    let verifier = verifier_over(document, &clock, |b| b.require_typ("at+jwt"));
+    let with_typ = |typ: &str| {
+        let header = json!({ "alg": "EdDSA", "kid": "k1", "typ": typ });
+        key.sign_with_header(&header, &claims(&clock))
+    };
+    for typ in [
+        "at+jwt",
+        "AT+JWT",
+        "application/at+jwt",
+        "Application/AT+JWT",
+    ] {
+        assert_eq!(outcome(&verifier, &with_typ(typ)).await, Ok(()), "{typ}");
+    }
+    // Twelve other characters in front are not the `application/` prefix.
+    for typ in ["application-at+jwt", "xxxxxxxxxxxxat+jwt", "jwt", "at+jwt "] {
+        assert_eq!(
+            outcome(&verifier, &with_typ(typ)).await,
+            Err(InvalidToken::InvalidType),
+            "{typ}"
+        );
+    }
 }

@@ -31,13 +31,25 @@ async fn build_refuses_an_inconsistent_policy() {
     let base = FreshnessPolicy::default;
     let refused = [
         (base().min_ttl(Duration::ZERO), "min_ttl must be positive"),
-        (base().min_ttl(2 * MINUTE).max_ttl(MINUTE).ttl(MINUTE), "ttl must lie"),
+        (
+            base().min_ttl(2 * MINUTE).max_ttl(MINUTE).ttl(MINUTE),
+            "ttl must lie",
+        ),
         (base().ttl(30 * SECOND), "ttl must lie"),
         (base().ttl(25 * 60 * MINUTE), "ttl must lie"),
-        (base().unknown_kid_cooldown(Duration::ZERO), "unknown_kid_cooldown"),
-        (base().min_refresh_interval(Duration::ZERO), "min_refresh_interval"),
+        (
+            base().unknown_kid_cooldown(Duration::ZERO),
+            "unknown_kid_cooldown",
+        ),
+        (
+            base().min_refresh_interval(Duration::ZERO),
+            "min_refresh_interval",
+        ),
         (base().backoff_initial(Duration::ZERO), "backoff_initial"),
-        (base().backoff_initial(2 * MINUTE).backoff_max(MINUTE), "backoff_initial"),
+        (
+            base().backoff_initial(2 * MINUTE).backoff_max(MINUTE),
+            "backoff_initial",
+        ),
     ];
     for (policy, expected) in refused {
         let why = builds(policy.clone()).unwrap_err();
@@ -92,7 +104,13 @@ fn a_key_set_gives_back_its_document_and_its_keys() {
         .iter()
         .map(|key| (key.kid(), key.algorithm()))
         .collect();
-    assert_eq!(keys, [(Some("r1"), Some(Algorithm::RS256)), (Some("e1"), None)]);
+    assert_eq!(
+        keys,
+        [(Some("r1"), Some(Algorithm::RS256)), (Some("e1"), None)]
+    );
     // A set of one key is not the set of two: to_bytes is the document itself.
-    assert_ne!(KeySet::parse(jwks(&[&rsa]).to_string()).unwrap().to_bytes(), set.to_bytes());
+    assert_ne!(
+        KeySet::parse(jwks(&[&rsa]).to_string()).unwrap().to_bytes(),
+        set.to_bytes()
+    );
 }
