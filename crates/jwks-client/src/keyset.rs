@@ -353,8 +353,11 @@ impl KeySet {
     /// * Without a `kid`: the set's only key of the algorithm's family, if it accepts `alg`;
     ///   otherwise [`InvalidToken::MissingKid`] (at most one signature check per token).
     pub fn find(&self, kid: Option<&str>, alg: Algorithm) -> Result<&VerifyingKey, InvalidToken> {
-        let id = kid.map(|kid| KeyId::Kid(kid.into()));
-        self.find_by(id.as_ref(), alg)
+        match kid {
+            // Looked up by `&str`: no owned key id is built for a lookup.
+            Some(kid) => self.pick(self.by_kid.get(kid), alg),
+            None => self.find_by(None, alg),
+        }
     }
 
     /// [`find`](Self::find) by any key identifier: a `kid` or a certificate thumbprint.
@@ -372,7 +375,16 @@ impl KeySet {
                 _ => Err(InvalidToken::MissingKid),
             };
         };
-        let indices = self.indices(id).ok_or(InvalidToken::UnknownKid)?;
+        self.pick(self.indices(id), alg)
+    }
+
+    /// The one key among `indices` (the keys of one identifier) that verifies `alg`.
+    fn pick(
+        &self,
+        indices: Option<&Vec<usize>>,
+        alg: Algorithm,
+    ) -> Result<&VerifyingKey, InvalidToken> {
+        let indices = indices.ok_or(InvalidToken::UnknownKid)?;
         let mut of_type = indices
             .iter()
             .map(|&i| &self.keys[i])
