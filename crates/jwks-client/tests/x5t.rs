@@ -296,3 +296,157 @@ async fn an_unknown_thumbprint_is_refetched_once_like_an_unknown_kid() {
     }
     assert_eq!(verifier.stats().fetches_unknown_kid, 1);
 }
+
+/// A self-signed Ed25519 certificate (deterministic signature, so its size is exact) padded
+/// with a private extension to exactly `size` DER bytes.
+fn ed25519_certificate_of(size: usize) -> (KeyPair, Vec<u8>) {
+    let pair = KeyPair::generate_for(&rcgen::PKCS_ED25519).unwrap();
+    let mut padding = 0;
+    for _ in 0..8 {
+        let mut params = CertificateParams::new(vec!["idp.test".into()]).unwrap();
+        params.serial_number = Some(rcgen::SerialNumber::from(1u64));
+        // An OCTET STRING of `padding` zeros (long-form length).
+        let mut content = vec![0x04, 0x82];
+        content.extend_from_slice(&u16::try_from(padding).unwrap().to_be_bytes());
+        content.resize(content.len() + padding, 0);
+        params
+            .custom_extensions
+            .push(rcgen::CustomExtension::from_oid_content(
+                &[1, 3, 6, 1, 4, 1, 99999, 1],
+                content,
+            ));
+        let der = params.self_signed(&pair).unwrap().der().to_vec();
+        if der.len() == size {
+            return (pair, der);
+        }
+        padding = (padding + size).checked_sub(der.len()).unwrap();
+    }
+    panic!("no certificate of exactly {size} bytes");
+}
+
+/// An EdDSA token signed with aws-lc from rcgen's PKCS#8 key.
+fn sign_eddsa(pair: &KeyPair, kid: &str, clock: &TokioClock) -> String {
+    let header = json!({ "alg": "EdDSA", "kid": kid });
+    let message = format!(
+        "{}.{}",
+        URL_SAFE_NO_PAD.encode(header.to_string()),
+        URL_SAFE_NO_PAD.encode(claims(clock).to_string())
+    );
+    let key = aws_lc_rs::signature::Ed25519KeyPair::from_pkcs8(&pair.serialize_der()).unwrap();
+    let signature = key.sign(message.as_bytes());
+    format!("{message}.{}", URL_SAFE_NO_PAD.encode(signature.as_ref()))
+}
+
+fn okp_certificate_jwk(kid: &str, x5c: Value) -> Value {
+    json!({ "kty": "OKP", "kid": kid, "use": "sig", "x5c": x5c })
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_ed25519_key_given_only_as_a_certificate_verifies_up_to_the_size_limit() {
+    let limit = jwkstash_jwks::MAX_CERTIFICATE_BYTES;
+    let (small, small_der) = ed25519_certificate_of(600);
+    let (largest, largest_der) = ed25519_certificate_of(limit);
+    let clock = TokioClock::new();
+    let verifier = verifier_over(
+        vec![
+            okp_certificate_jwk("small", json!([STANDARD.encode(&small_der)])),
+            // Unpadded base64 is accepted too (x5c is standard base64, padding optional).
+            okp_certificate_jwk(
+                "largest",
+                json!([base64::engine::general_purpose::STANDARD_NO_PAD.encode(&largest_der)]),
+            ),
+        ],
+        &clock,
+    );
+    let set = verifier.key_set().await.unwrap();
+    assert_eq!(set.keys().len(), 2);
+    assert!(
+        set.keys()
+            .iter()
+            .all(|key| key.kind() == jwkstash_jwks::KeyKind::Ed25519)
+    );
+    for (pair, kid) in [(&small, "small"), (&largest, "largest")] {
+        let claims: Value = verifier
+            .verify(&sign_eddsa(pair, kid, &clock))
+            .await
+            .unwrap();
+        assert_eq!(claims["sub"], "user-1");
+    }
+}
+
+#[test]
+fn a_certificate_one_byte_over_the_limit_or_with_trailing_bytes_is_refused() {
+    let explain = |x5c: Value| {
+        let document = json!({ "keys": [okp_certificate_jwk("k", x5c)] }).to_string();
+        let (usable, skipped) = KeySet::explain(document.as_bytes()).unwrap();
+        (usable.len(), skipped.first().map(|skipped| skipped.reason))
+    };
+    let limit = jwkstash_jwks::MAX_CERTIFICATE_BYTES;
+    let (_, at_limit) = ed25519_certificate_of(limit);
+    assert_eq!(explain(json!([STANDARD.encode(&at_limit)])), (1, None));
+    let (_, over) = ed25519_certificate_of(limit + 1);
+    assert_eq!(
+        explain(json!([STANDARD.encode(&over)])),
+        (0, Some(SkipReason::Certificate))
+    );
+    // A certificate followed by bytes that belong to nothing.
+    let (_, small) = ed25519_certificate_of(600);
+    let mut trailing = small.clone();
+    trailing.push(0);
+    assert_eq!(
+        explain(json!([STANDARD.encode(&trailing)])),
+        (0, Some(SkipReason::Certificate))
+    );
+    // Far over the limit: refused before decoding.
+    let huge = "A".repeat(4 * limit);
+    assert_eq!(explain(json!([huge])), (0, Some(SkipReason::Certificate)));
+}
+
+/// A P-256 public key given as raw point bytes, for certificates rcgen would not make.
+struct RawEcPoint(Vec<u8>);
+
+impl rcgen::PublicKeyData for RawEcPoint {
+    fn der_bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    fn algorithm(&self) -> &'static SignatureAlgorithm {
+        &rcgen::PKCS_ECDSA_P256_SHA256
+    }
+}
+
+#[test]
+fn a_certificate_with_a_compressed_or_short_ec_point_is_refused() {
+    let issuer_key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let issuer_params = CertificateParams::new(vec!["ca.test".into()]).unwrap();
+    let issuer = rcgen::Issuer::from_params(&issuer_params, &issuer_key);
+    let subject = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let uncompressed = subject.public_key_raw().to_vec();
+    assert_eq!(uncompressed.len(), 65);
+    let certificate_for = |point: Vec<u8>| {
+        let der = CertificateParams::new(vec!["idp.test".into()])
+            .unwrap()
+            .signed_by(&RawEcPoint(point), &issuer)
+            .unwrap()
+            .der()
+            .to_vec();
+        let jwk = json!({ "kty": "EC", "kid": "k", "x5c": [STANDARD.encode(der)] });
+        let document = json!({ "keys": [jwk] }).to_string();
+        let (usable, skipped) = KeySet::explain(document.as_bytes()).unwrap();
+        (usable.len(), skipped.first().map(|skipped| skipped.reason))
+    };
+    // The same key through the same path is usable: the refusals below are about the point.
+    assert_eq!(certificate_for(uncompressed.clone()), (1, None));
+    let mut compressed = vec![0x02 | (uncompressed[64] & 1)];
+    compressed.extend_from_slice(&uncompressed[1..33]);
+    let mut short = uncompressed.clone();
+    short.pop();
+    let mut long = uncompressed.clone();
+    long.push(0);
+    for point in [compressed, short, long] {
+        assert_eq!(
+            certificate_for(point),
+            (0, Some(SkipReason::BadCoordinates))
+        );
+    }
+}
