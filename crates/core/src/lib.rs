@@ -23,6 +23,7 @@ mod cache;
 mod clock;
 mod coordination;
 mod entry;
+pub mod envelope;
 mod error;
 mod flight;
 mod source;

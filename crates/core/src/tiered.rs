@@ -1,5 +1,5 @@
-//! [`Tiered`]: the one place that reads the near tier, then the shared tier, and fills the
-//! near tier with what the shared tier had.
+//! [`Tiered`]: the one place that reads the near tier, then the shared tier, then the snapshot
+//! tier, and fills the nearer tiers with what an outer one had.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -19,24 +19,32 @@ pub enum Tier {
     Near,
     /// The shared tier (such as Redis); its entry was copied to the near tier.
     Shared,
+    /// The snapshot tier (such as a directory): the last set this process or its fleet knew,
+    /// kept across restarts; its entry was copied to the near tier.
+    Snapshot,
 }
 
-/// A near tier (in-process, read first) over an optional shared tier (such as Redis), as one
-/// [`Cache`].
+/// A near tier (in-process, read first) over an optional shared tier (such as Redis) over an
+/// optional snapshot tier (such as a directory that outlives the process), as one [`Cache`].
 ///
-/// * Reads try the near tier, then the shared tier; an entry of the shared tier passes the
-///   caller's admission check (see [`read`](Self::read)) and is copied to the near tier.
-/// * `put` and `remove` go to both tiers.
-/// * **Error policy**: a shared-tier error never fails a call. It is read as a miss, counted
-///   ([`shared_failures`](Self::shared_failures)), and logged as a warning at most once per
-///   10 s (at debug otherwise). Near-tier errors are returned.
+/// * Reads try the near tier, then the shared tier, then the snapshot tier; an entry of an
+///   outer tier passes the caller's admission check (see [`read`](Self::read)) and is copied
+///   to the near tier. An entry of the shared tier is also copied to the snapshot tier, so
+///   that the snapshot follows what the fleet fetched.
+/// * `put` and `remove` go to every tier.
+/// * **Error policy**: an error of the shared or snapshot tier never fails a call. It is read
+///   as a miss, counted ([`shared_failures`](Self::shared_failures),
+///   [`snapshot_failures`](Self::snapshot_failures)), and logged as a warning at most once
+///   per 10 s (at debug otherwise). Near-tier errors are returned.
 ///
 /// `Tiered` is itself a `Cache`, so tiers stack.
 #[derive(Debug)]
-pub struct Tiered<N, S> {
+pub struct Tiered<N, S, P = S> {
     near: N,
     shared: Option<S>,
+    snapshot: Option<P>,
     shared_failures: AtomicU64,
+    snapshot_failures: AtomicU64,
     /// When the last warning about the shared tier was logged (ms since `born`; 0: never).
     warned_ms: AtomicU64,
     born: Instant,
@@ -57,9 +65,27 @@ impl<N, S> Tiered<N, S> {
         Self {
             near,
             shared,
+            snapshot: None,
             shared_failures: AtomicU64::new(0),
+            snapshot_failures: AtomicU64::new(0),
             warned_ms: AtomicU64::new(0),
             born: Instant::now(),
+        }
+    }
+}
+
+impl<N, S, P> Tiered<N, S, P> {
+    /// The same stack over a snapshot tier, read last (when the near and shared tiers miss):
+    /// a store that outlives the process, for a start while the provider is down.
+    pub fn with_snapshot<Q>(self, snapshot: Q) -> Tiered<N, S, Q> {
+        Tiered {
+            near: self.near,
+            shared: self.shared,
+            snapshot: Some(snapshot),
+            shared_failures: self.shared_failures,
+            snapshot_failures: self.snapshot_failures,
+            warned_ms: self.warned_ms,
+            born: self.born,
         }
     }
 
@@ -73,14 +99,28 @@ impl<N, S> Tiered<N, S> {
         self.shared.as_ref()
     }
 
+    /// The snapshot tier, if there is one.
+    pub fn snapshot(&self) -> Option<&P> {
+        self.snapshot.as_ref()
+    }
+
     /// How many shared-tier calls failed (each read as a miss or skipped).
     pub fn shared_failures(&self) -> u64 {
         self.shared_failures.load(Ordering::Relaxed)
     }
 
-    /// Counts a shared-tier failure and logs it, as a warning at most once per period.
-    fn shared_failed(&self, error: &CacheError, what: &'static str, tier: &'static str) {
-        self.shared_failures.fetch_add(1, Ordering::Relaxed);
+    /// How many snapshot-tier calls failed (each read as a miss or skipped).
+    pub fn snapshot_failures(&self) -> u64 {
+        self.snapshot_failures.load(Ordering::Relaxed)
+    }
+
+    /// Counts an outer tier's failure and logs it, as a warning at most once per period.
+    fn outer_failed(&self, tier: Tier, error: &CacheError, what: &'static str, name: &str) {
+        let failures = match tier {
+            Tier::Snapshot => &self.snapshot_failures,
+            _ => &self.shared_failures,
+        };
+        failures.fetch_add(1, Ordering::Relaxed);
         let now = u64::try_from(self.born.elapsed().as_millis())
             .unwrap_or(u64::MAX)
             .max(1);
@@ -93,70 +133,117 @@ impl<N, S> Tiered<N, S> {
                 .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
                 .is_ok()
         {
-            tracing::warn!(%error, tier, what, "shared tier failed; read as a miss");
+            tracing::warn!(%error, tier = name, what, "cache tier failed; read as a miss");
         } else {
-            tracing::debug!(%error, tier, what, "shared tier failed; read as a miss");
+            tracing::debug!(%error, tier = name, what, "cache tier failed; read as a miss");
         }
     }
 }
 
-impl<N, S> Tiered<N, S> {
-    /// Reads `key`: the near tier, else the shared tier, whose entry is kept only if `admit`
-    /// returns it (possibly changed: a reader may clamp what another instance wrote) and is
-    /// then copied to the near tier. Says which tier answered.
+impl<N, S, P> Tiered<N, S, P> {
+    /// Reads `key`: the near tier, else the shared tier, else the snapshot tier. An outer
+    /// tier's entry is kept only if `admit` returns it (possibly changed: a reader may clamp
+    /// what another instance, or an earlier process, wrote) and is then copied to the near
+    /// tier. Says which tier answered.
     pub async fn read<V>(
         &self,
         key: &str,
-        admit: impl FnOnce(Entry<V>) -> Option<Entry<V>>,
+        admit: impl Fn(Entry<V>) -> Option<Entry<V>>,
     ) -> Result<Option<(Entry<V>, Tier)>, CacheError>
     where
         V: Clone + Send + Sync + 'static,
         N: Cache<V>,
         S: Cache<V>,
+        P: Cache<V>,
     {
         if let Some(entry) = self.near.get(key).await? {
             return Ok(Some((entry, Tier::Near)));
         }
-        Ok(self
-            .read_shared(key, admit)
-            .await
-            .map(|entry| (entry, Tier::Shared)))
+        if let Some(entry) = self.read_shared(key, &admit).await {
+            return Ok(Some((entry, Tier::Shared)));
+        }
+        let Some(entry) = self.read_outer(Tier::Snapshot, key, &admit).await else {
+            return Ok(None);
+        };
+        self.fill(key, &entry).await;
+        Ok(Some((entry, Tier::Snapshot)))
     }
 
     /// Reads `key` from the shared tier only (a newer entry announced by another instance),
-    /// admitted and copied to the near tier as [`read`](Self::read) does. `None` without a
-    /// shared tier, on a miss, on a failure, or when `admit` refuses the entry.
+    /// admitted and copied to the near and snapshot tiers. `None` without a shared tier, on a
+    /// miss, on a failure, or when `admit` refuses the entry.
     pub async fn read_shared<V>(
         &self,
         key: &str,
-        admit: impl FnOnce(Entry<V>) -> Option<Entry<V>>,
+        admit: impl Fn(Entry<V>) -> Option<Entry<V>>,
     ) -> Option<Entry<V>>
     where
         V: Clone + Send + Sync + 'static,
         N: Cache<V>,
         S: Cache<V>,
+        P: Cache<V>,
     {
-        let shared = self.shared.as_ref()?;
-        let entry = match shared.get(key).await {
-            Ok(entry) => admit(entry?)?,
-            Err(error) => {
-                self.shared_failed(&error, "read", shared.name());
-                return None;
+        let entry = self.read_outer(Tier::Shared, key, admit).await?;
+        if let Some(snapshot) = &self.snapshot
+            && let Err(error) = snapshot.put(key, entry.clone()).await
+        {
+            self.outer_failed(Tier::Snapshot, &error, "write", snapshot.name());
+        }
+        self.fill(key, &entry).await;
+        Some(entry)
+    }
+
+    /// Reads `key` from the shared or the snapshot tier, admitted; failures read as misses.
+    async fn read_outer<V>(
+        &self,
+        tier: Tier,
+        key: &str,
+        admit: impl Fn(Entry<V>) -> Option<Entry<V>>,
+    ) -> Option<Entry<V>>
+    where
+        V: Clone + Send + Sync + 'static,
+        S: Cache<V>,
+        P: Cache<V>,
+    {
+        let read = match tier {
+            Tier::Snapshot => {
+                let snapshot = self.snapshot.as_ref()?;
+                (snapshot.get(key).await, snapshot.name())
+            }
+            _ => {
+                let shared = self.shared.as_ref()?;
+                (shared.get(key).await, shared.name())
             }
         };
+        match read {
+            (Ok(entry), _) => admit(entry?),
+            (Err(error), name) => {
+                self.outer_failed(tier, &error, "read", name);
+                None
+            }
+        }
+    }
+
+    /// Copies an outer tier's entry to the near tier (a failure is logged: the entry is still
+    /// served).
+    async fn fill<V>(&self, key: &str, entry: &Entry<V>)
+    where
+        V: Clone + Send + 'static,
+        N: Cache<V>,
+    {
         if let Err(error) = self.near.put(key, entry.clone()).await {
             tracing::warn!(%error, tier = self.near.name(), "near tier write failed");
         }
-        Some(entry)
     }
 }
 
 #[async_trait]
-impl<V, N, S> Cache<V> for Tiered<N, S>
+impl<V, N, S, P> Cache<V> for Tiered<N, S, P>
 where
     V: Clone + Send + Sync + 'static,
     N: Cache<V>,
     S: Cache<V>,
+    P: Cache<V>,
 {
     async fn get(&self, key: &str) -> Result<Option<Entry<V>>, CacheError> {
         Ok(self.read(key, Some).await?.map(|(entry, _)| entry))
@@ -166,7 +253,12 @@ where
         if let Some(shared) = &self.shared
             && let Err(error) = shared.put(key, entry.clone()).await
         {
-            self.shared_failed(&error, "write", shared.name());
+            self.outer_failed(Tier::Shared, &error, "write", shared.name());
+        }
+        if let Some(snapshot) = &self.snapshot
+            && let Err(error) = snapshot.put(key, entry.clone()).await
+        {
+            self.outer_failed(Tier::Snapshot, &error, "write", snapshot.name());
         }
         self.near.put(key, entry).await
     }
@@ -175,7 +267,12 @@ where
         if let Some(shared) = &self.shared
             && let Err(error) = shared.remove(key).await
         {
-            self.shared_failed(&error, "remove", shared.name());
+            self.outer_failed(Tier::Shared, &error, "remove", shared.name());
+        }
+        if let Some(snapshot) = &self.snapshot
+            && let Err(error) = snapshot.remove(key).await
+        {
+            self.outer_failed(Tier::Snapshot, &error, "remove", snapshot.name());
         }
         self.near.remove(key).await
     }

@@ -91,7 +91,7 @@ async fn the_shared_tiers_entry_passes_admission_before_it_is_kept() {
     let clamped = entry_now(&clock, b"clamped");
     let kept = clamped.clone();
     let (read, _) = tiered
-        .read("k", move |_| Some(kept))
+        .read("k", move |_| Some(kept.clone()))
         .await
         .unwrap()
         .unwrap();
@@ -114,4 +114,50 @@ async fn the_near_tier_alone_needs_no_shared_tier() {
     assert_eq!(tier, Tier::Near);
     assert_eq!(tiered.read_shared::<Vec<u8>>("k", Some).await, None);
     assert!(tiered.shared().is_none());
+}
+
+#[tokio::test]
+async fn the_snapshot_tier_is_read_last_and_fills_the_near_tier_only() {
+    let clock = ManualClock::default();
+    let (near, shared, snapshot) = (map(&clock), map(&clock), map(&clock));
+    let old = entry_now(&clock, b"last known good");
+    snapshot.put("k", old.clone()).await.unwrap();
+    let tiered =
+        Tiered::new(Arc::clone(&near), Arc::clone(&shared)).with_snapshot(Arc::clone(&snapshot));
+    let (read, tier) = tiered.read("k", Some).await.unwrap().unwrap();
+    assert_eq!((read, tier), (old.clone(), Tier::Snapshot));
+    assert_eq!(near.get("k").await.unwrap(), Some(old.clone()));
+    // An old snapshot is not pushed into the fleet's tier.
+    assert!(shared.get("k").await.unwrap().is_none());
+    // The shared tier answers before the snapshot, and what it had is kept in the snapshot.
+    clock.advance(std::time::Duration::from_secs(1));
+    let newer = entry_now(&clock, b"from the fleet");
+    shared.put("n", newer.clone()).await.unwrap();
+    snapshot.put("n", old.clone()).await.unwrap();
+    let (read, tier) = tiered.read("n", Some).await.unwrap().unwrap();
+    assert_eq!((read, tier), (newer.clone(), Tier::Shared));
+    assert_eq!(snapshot.get("n").await.unwrap(), Some(newer));
+    // Writes and removals reach the snapshot.
+    tiered.put("w", entry_now(&clock, b"w")).await.unwrap();
+    assert!(snapshot.get("w").await.unwrap().is_some());
+    tiered.remove("w").await.unwrap();
+    assert!(snapshot.get("w").await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn a_refused_or_failing_snapshot_is_a_miss_and_is_counted() {
+    let clock = ManualClock::default();
+    let (near, snapshot) = (map(&clock), map(&clock));
+    snapshot.put("k", entry_now(&clock, b"v")).await.unwrap();
+    let tiered =
+        Tiered::<_, Arc<MapCache<Vec<u8>>>>::alone(Arc::clone(&near)).with_snapshot(snapshot);
+    assert!(tiered.read("k", |_| None).await.unwrap().is_none());
+    assert!(near.get("k").await.unwrap().is_none());
+    let failing = Arc::new(FailingCache::default());
+    let tiered = Tiered::<_, Arc<MapCache<Vec<u8>>>>::alone(map(&clock))
+        .with_snapshot(Arc::clone(&failing));
+    assert!(Cache::<Vec<u8>>::get(&tiered, "k").await.unwrap().is_none());
+    tiered.put("k", entry_now(&clock, b"v")).await.unwrap();
+    assert_eq!(tiered.get("k").await.unwrap().unwrap().value, b"v");
+    assert_eq!((tiered.snapshot_failures(), tiered.shared_failures()), (2, 0));
 }

@@ -3,13 +3,13 @@
 use std::fmt;
 use std::future::Future;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use fred::clients::{Client, SubscriberClient};
 use fred::prelude::{ClientLike, KeysInterface, LuaInterface, Options};
 use fred::types::Value;
+use jwkstash_core::envelope::{self, Refusals, Refused};
 use jwkstash_core::{
     Cache, CacheError, CacheErrorKind, CacheValue, Entry, Invalidation, SharedClock, unix_millis,
 };
@@ -17,7 +17,6 @@ use tokio::sync::broadcast;
 
 use crate::builder::Secret;
 use crate::circuit::Circuit;
-use crate::envelope::{self, Refused};
 use crate::scripts;
 
 pub(crate) const BACKEND: &str = "redis";
@@ -43,10 +42,7 @@ pub(crate) struct Inner {
     pub(crate) clock_skew: Duration,
     pub(crate) clock: SharedClock,
     pub(crate) invalidations: broadcast::Sender<Invalidation>,
-    /// Kinds of refused values already logged at warn level (one bit each).
-    logged: AtomicU32,
-    /// Refused values, by kind (indexed like [`Refused::ALL`]).
-    refusals: [AtomicU64; Refused::ALL.len()],
+    refusals: Refusals,
     tasks: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
 }
 
@@ -85,8 +81,7 @@ impl Inner {
             clock_skew,
             clock,
             invalidations: broadcast::channel(256).0,
-            logged: AtomicU32::new(0),
-            refusals: Default::default(),
+            refusals: Refusals::default(),
             tasks: std::sync::Mutex::new(Vec::new()),
         }
     }
@@ -238,29 +233,7 @@ impl RedisCache {
     /// (`bad_mac`, `missing_mac`, `too_large`, `bad_times`, ...; expired entries are not
     /// counted). Every kind is listed, refused or not.
     pub fn refusals(&self) -> std::collections::BTreeMap<&'static str, u64> {
-        Refused::ALL
-            .iter()
-            .zip(&self.inner.refusals)
-            .filter(|(reason, _)| **reason != Refused::Expired)
-            .map(|(reason, count)| (reason.code(), count.load(Ordering::Relaxed)))
-            .collect()
-    }
-
-    /// Counts a refused value and logs it: at warn level the first time for each kind, then
-    /// at debug.
-    fn refused(&self, key: &str, reason: Refused) {
-        if reason == Refused::Expired {
-            return;
-        }
-        if let Some(count) = self.inner.refusals.get(reason as usize) {
-            count.fetch_add(1, Ordering::Relaxed);
-        }
-        let bit = 1u32 << (reason as u32);
-        if self.inner.logged.fetch_or(bit, Ordering::Relaxed) & bit == 0 {
-            tracing::warn!(%reason, key, "refused a value read from redis; treated as a miss");
-        } else {
-            tracing::debug!(%reason, key, "refused a value read from redis");
-        }
+        self.inner.refusals.counts()
     }
 
     /// Reads and checks the envelope under `name`, or `None`.
@@ -305,7 +278,7 @@ impl RedisCache {
     }
 
     fn refuse<T>(&self, key: &str, reason: Refused) -> Option<T> {
-        self.refused(key, reason);
+        self.inner.refusals.refuse(BACKEND, key, reason);
         None
     }
 }

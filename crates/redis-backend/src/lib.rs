@@ -32,7 +32,6 @@ mod builder;
 mod cache;
 mod circuit;
 mod coordination;
-mod envelope;
 mod scripts;
 
 #[cfg(feature = "testkit")]

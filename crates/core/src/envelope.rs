@@ -6,14 +6,22 @@
 //! | etag (u16 length + bytes) | value (u32 length + bytes) | HMAC-SHA256 (32 bytes, if flagged)
 //! ```
 //!
-//! The times are ASCII at fixed offsets so that the write-if-newer script can read
-//! `fetched_at`. The Redis key is inside the authenticated bytes: an entry copied under another
-//! key is refused. Everything read back is checked before it is trusted.
+//! Shared by the backends that store entries as bytes (jwkstash-redis, jwkstash-file, and
+//! any backend of yours that stores bytes): [`seal`] on write, [`open`] on read, and
+//! [`Refusals`] to count and log what was refused.
+//!
+//! The times are ASCII at fixed offsets so that a store-side script (Redis's write-if-newer)
+//! can read `fetched_at`. The storage key is inside the authenticated bytes: an entry copied
+//! under another key is refused. Everything read back is checked before it is trusted: a
+//! reader refuses entries fetched in the future (beyond its clock skew), with times out of
+//! order, expired, truncated, of another version, or with a bad tag.
 
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use hmac::{Hmac, Mac};
-use jwkstash_core::{Entry, from_unix_millis, unix_millis};
+use crate::{Entry, from_unix_millis, unix_millis};
 use sha2::Sha256;
 
 const MAGIC: &[u8; 4] = b"JWKS";
@@ -25,34 +33,49 @@ const MAC_LEN: usize = 32;
 
 /// Why a stored value was not trusted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub(crate) enum Refused {
+#[non_exhaustive]
+pub enum Refused {
+    /// The bytes do not start with the envelope's magic.
     #[error("not a jwkstash envelope")]
     NotAnEnvelope,
+    /// A version this reader does not know.
     #[error("unknown envelope version")]
     UnknownVersion,
+    /// Truncated, or a length or field that does not parse.
     #[error("truncated or malformed envelope")]
     Malformed,
+    /// The envelope names another storage key (copied from another entry).
     #[error("envelope stored under another key")]
     WrongKey,
+    /// No tag, and the reader has a secret.
     #[error("missing authentication tag")]
     MissingMac,
+    /// A tag that none of the reader's secrets made.
     #[error("bad authentication tag")]
     BadMac,
+    /// Fetched in the future, or times out of order.
     #[error("implausible times")]
     BadTimes,
+    /// Past `usable_until` (not counted by [`Refusals`]: entries expire).
     #[error("expired")]
     Expired,
+    /// Longer than the backend's limit.
     #[error("value over the size limit")]
     TooLarge,
-    #[error("not a string value")]
+    /// Stored as another type than bytes (a Redis hash, a directory, ...).
+    #[error("not a byte string")]
     WrongType,
+    /// The value inside does not decode ([`CacheValue::from_bytes`](crate::CacheValue)).
     #[error("value does not decode")]
     BadValue,
+    /// A file that another user owns or may write (when no secret authenticates it).
+    #[error("writable by another user")]
+    NotPrivate,
 }
 
 impl Refused {
     /// Every kind, in the order of their counters.
-    pub(crate) const ALL: [Self; 11] = [
+    pub const ALL: [Self; 12] = [
         Self::NotAnEnvelope,
         Self::UnknownVersion,
         Self::Malformed,
@@ -64,10 +87,11 @@ impl Refused {
         Self::TooLarge,
         Self::WrongType,
         Self::BadValue,
+        Self::NotPrivate,
     ];
 
     /// A short stable name, for counters and logs.
-    pub(crate) fn code(self) -> &'static str {
+    pub fn code(self) -> &'static str {
         match self {
             Self::NotAnEnvelope => "not_an_envelope",
             Self::UnknownVersion => "unknown_version",
@@ -80,21 +104,77 @@ impl Refused {
             Self::TooLarge => "too_large",
             Self::WrongType => "wrong_type",
             Self::BadValue => "bad_value",
+            Self::NotPrivate => "not_private",
         }
     }
 }
 
+impl Refused {
+    fn index(self) -> usize {
+        Self::ALL
+            .iter()
+            .position(|kind| *kind == self)
+            .unwrap_or_default()
+    }
+}
+
+/// Counts refused values by kind and logs each: at warn level the first time for each kind,
+/// then at debug (a planted value read on every request must not flood the log).
+#[derive(Debug, Default)]
+pub struct Refusals {
+    /// Kinds already logged at warn level (one bit each).
+    logged: AtomicU32,
+    counts: [AtomicU64; Refused::ALL.len()],
+}
+
+impl Refusals {
+    /// Counts and logs a refusal of what `backend` read under `key` (expired entries are
+    /// neither: they are an entry's normal end).
+    pub fn refuse(&self, backend: &'static str, key: &str, reason: Refused) {
+        if reason == Refused::Expired {
+            return;
+        }
+        let index = reason.index();
+        self.counts[index].fetch_add(1, Ordering::Relaxed);
+        let bit = 1u32 << index;
+        if self.logged.fetch_or(bit, Ordering::Relaxed) & bit == 0 {
+            tracing::warn!(%reason, key, backend, "refused a stored value; treated as a miss");
+        } else {
+            tracing::debug!(%reason, key, backend, "refused a stored value");
+        }
+    }
+
+    /// Refusals so far by kind ([`Refused::code`]), every kind listed, refused or not
+    /// (`expired` is not counted).
+    pub fn counts(&self) -> BTreeMap<&'static str, u64> {
+        Refused::ALL
+            .iter()
+            .zip(&self.counts)
+            .filter(|(reason, _)| **reason != Refused::Expired)
+            .map(|(reason, count)| (reason.code(), count.load(Ordering::Relaxed)))
+            .collect()
+    }
+}
+
 /// The fields of an envelope, borrowed from the stored bytes.
-pub(crate) struct Opened<'a> {
-    pub(crate) fetched_at: SystemTime,
-    pub(crate) fresh_until: SystemTime,
-    pub(crate) usable_until: SystemTime,
-    pub(crate) etag: Option<&'a str>,
-    pub(crate) value: &'a [u8],
+#[derive(Debug)]
+#[non_exhaustive]
+pub struct Opened<'a> {
+    /// When the upstream produced the value.
+    pub fetched_at: SystemTime,
+    /// Until when the value is fresh.
+    pub fresh_until: SystemTime,
+    /// The end of the value's life.
+    pub usable_until: SystemTime,
+    /// The upstream's entity tag.
+    pub etag: Option<&'a str>,
+    /// The value's bytes, for [`CacheValue::from_bytes`](crate::CacheValue).
+    pub value: &'a [u8],
 }
 
 impl Opened<'_> {
-    pub(crate) fn into_entry<V>(self, value: V) -> Entry<V> {
+    /// The entry, around the decoded `value`.
+    pub fn into_entry<V>(self, value: V) -> Entry<V> {
         Entry::new(value, self.fetched_at, self.fresh_until, self.usable_until).with_etag(self.etag)
     }
 }
@@ -111,7 +191,7 @@ fn mac(secret: &[u8], bytes: &[u8]) -> Option<HmacSha256> {
 
 /// Seals an entry stored under `key`; `None` if it cannot be authenticated or a length does
 /// not fit its field (a key or etag of 64 KiB or more, a value of 4 GiB or more).
-pub(crate) fn seal<V>(
+pub fn seal<V>(
     key: &str,
     entry: &Entry<V>,
     value: &[u8],
@@ -173,8 +253,10 @@ fn time(digits: &[u8]) -> Result<SystemTime, Refused> {
         .map_err(|_| Refused::Malformed)
 }
 
-/// Opens and checks an envelope read from `key` at `now`.
-pub(crate) fn open<'a>(
+/// Opens and checks an envelope read from `key` at `now`, with the reader's `secrets` (the
+/// current one first, then those being rotated out; none: the envelope is not authenticated).
+/// An entry fetched more than `skew` after `now` is refused.
+pub fn open<'a>(
     key: &str,
     bytes: &'a [u8],
     secrets: &[impl AsRef<[u8]>],
