@@ -20,8 +20,8 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
-use hmac::{Hmac, Mac};
 use crate::{Entry, from_unix_millis, unix_millis};
+use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
 const MAGIC: &[u8; 4] = b"JWKS";
@@ -56,7 +56,7 @@ pub enum Refused {
     /// Fetched in the future, or times out of order.
     #[error("implausible times")]
     BadTimes,
-    /// Past `usable_until` (not counted by [`Refusals`]: entries expire).
+    /// Past `usable_until`.
     #[error("expired")]
     Expired,
     /// Longer than the backend's limit.
@@ -128,12 +128,9 @@ pub struct Refusals {
 }
 
 impl Refusals {
-    /// Counts and logs a refusal of what `backend` read under `key` (expired entries are
-    /// neither: they are an entry's normal end).
+    /// Counts and logs a refusal of what `backend` read under `key`. (A backend whose entries
+    /// expire in the normal course, like Redis, does not report [`Refused::Expired`].)
     pub fn refuse(&self, backend: &'static str, key: &str, reason: Refused) {
-        if reason == Refused::Expired {
-            return;
-        }
         let index = reason.index();
         self.counts[index].fetch_add(1, Ordering::Relaxed);
         let bit = 1u32 << index;
@@ -144,15 +141,49 @@ impl Refusals {
         }
     }
 
-    /// Refusals so far by kind ([`Refused::code`]), every kind listed, refused or not
-    /// (`expired` is not counted).
+    /// Refusals so far by kind ([`Refused::code`]), every kind listed, refused or not.
     pub fn counts(&self) -> BTreeMap<&'static str, u64> {
         Refused::ALL
             .iter()
             .zip(&self.counts)
-            .filter(|(reason, _)| **reason != Refused::Expired)
             .map(|(reason, count)| (reason.code(), count.load(Ordering::Relaxed)))
             .collect()
+    }
+}
+
+/// The shortest HMAC secret a backend accepts, in bytes.
+pub const MIN_SECRET_BYTES: usize = 16;
+
+/// An HMAC secret that never appears in `Debug` or `Display`.
+#[derive(Clone)]
+pub struct Secret(std::sync::Arc<[u8]>);
+
+impl Secret {
+    /// Wraps the secret's bytes.
+    pub fn new(bytes: impl Into<Vec<u8>>) -> Self {
+        Self(bytes.into().into())
+    }
+
+    /// The secret's bytes.
+    pub fn bytes(&self) -> &[u8] {
+        &self.0
+    }
+
+    /// Whether it is at least [`MIN_SECRET_BYTES`] long.
+    pub fn is_strong(&self) -> bool {
+        self.0.len() >= MIN_SECRET_BYTES
+    }
+}
+
+impl AsRef<[u8]> for Secret {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(..)")
     }
 }
 

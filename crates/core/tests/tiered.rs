@@ -154,10 +154,13 @@ async fn a_refused_or_failing_snapshot_is_a_miss_and_is_counted() {
     assert!(tiered.read("k", |_| None).await.unwrap().is_none());
     assert!(near.get("k").await.unwrap().is_none());
     let failing = Arc::new(FailingCache::default());
-    let tiered = Tiered::<_, Arc<MapCache<Vec<u8>>>>::alone(map(&clock))
-        .with_snapshot(Arc::clone(&failing));
+    let tiered =
+        Tiered::<_, Arc<MapCache<Vec<u8>>>>::alone(map(&clock)).with_snapshot(Arc::clone(&failing));
     assert!(Cache::<Vec<u8>>::get(&tiered, "k").await.unwrap().is_none());
     tiered.put("k", entry_now(&clock, b"v")).await.unwrap();
     assert_eq!(tiered.get("k").await.unwrap().unwrap().value, b"v");
-    assert_eq!((tiered.snapshot_failures(), tiered.shared_failures()), (2, 0));
+    assert_eq!(
+        (tiered.snapshot_failures(), tiered.shared_failures()),
+        (2, 0)
+    );
 }

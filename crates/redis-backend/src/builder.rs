@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use fred::clients::Client;
 use fred::prelude::{Builder, ClientLike, Config, ReconnectPolicy};
+use jwkstash_core::envelope::Secret;
 use jwkstash_core::{SharedClock, SystemClock};
 
 use crate::cache::{Inner, RedisCache};
@@ -48,28 +49,6 @@ pub enum BuildError {
     /// fred refused the configuration.
     #[error("redis client could not be built")]
     Client(#[source] jwkstash_core::BoxError),
-}
-
-/// A secret that never appears in `Debug` or `Display`.
-#[derive(Clone)]
-pub(crate) struct Secret(Arc<[u8]>);
-
-impl Secret {
-    pub(crate) fn bytes(&self) -> &[u8] {
-        &self.0
-    }
-}
-
-impl AsRef<[u8]> for Secret {
-    fn as_ref(&self) -> &[u8] {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(..)")
-    }
 }
 
 enum Server {
@@ -172,7 +151,7 @@ impl RedisCacheBuilder {
     /// without a valid tag are refused, counted and logged once per kind. The secret is never
     /// written to Redis or logs: take it from the environment or a secret store.
     pub fn hmac_secret(mut self, secret: impl Into<Vec<u8>>) -> Self {
-        self.secret = Some(Secret(secret.into().into()));
+        self.secret = Some(Secret::new(secret));
         self
     }
 
@@ -181,7 +160,7 @@ impl RedisCacheBuilder {
     /// the new secret as `hmac_secret` with the old one here, then drop the old one once every
     /// instance writes with the new one (after one TTL plus `max_stale`).
     pub fn previous_hmac_secret(mut self, secret: impl Into<Vec<u8>>) -> Self {
-        self.previous_secrets.push(Secret(secret.into().into()));
+        self.previous_secrets.push(Secret::new(secret));
         self
     }
 
@@ -236,7 +215,7 @@ impl RedisCacheBuilder {
             .chain(&self.previous_secrets)
             .cloned()
             .collect();
-        if secrets.iter().any(|secret| secret.bytes().len() < 16) {
+        if !secrets.iter().all(Secret::is_strong) {
             return Err(BuildError::WeakSecret);
         }
         if self.secret.is_none() && (!self.previous_secrets.is_empty() || !self.insecure) {

@@ -9,13 +9,12 @@ use async_trait::async_trait;
 use fred::clients::{Client, SubscriberClient};
 use fred::prelude::{ClientLike, KeysInterface, LuaInterface, Options};
 use fred::types::Value;
-use jwkstash_core::envelope::{self, Refusals, Refused};
+use jwkstash_core::envelope::{self, Refusals, Refused, Secret};
 use jwkstash_core::{
     Cache, CacheError, CacheErrorKind, CacheValue, Entry, Invalidation, SharedClock, unix_millis,
 };
 use tokio::sync::broadcast;
 
-use crate::builder::Secret;
 use crate::circuit::Circuit;
 use crate::scripts;
 
@@ -233,7 +232,9 @@ impl RedisCache {
     /// (`bad_mac`, `missing_mac`, `too_large`, `bad_times`, ...; expired entries are not
     /// counted). Every kind is listed, refused or not.
     pub fn refusals(&self) -> std::collections::BTreeMap<&'static str, u64> {
-        self.inner.refusals.counts()
+        let mut counts = self.inner.refusals.counts();
+        counts.remove(Refused::Expired.code());
+        counts
     }
 
     /// Reads and checks the envelope under `name`, or `None`.
@@ -277,8 +278,11 @@ impl RedisCache {
         }
     }
 
+    /// Counts and logs a refused value (not an expired one: Redis entries expire anyway).
     fn refuse<T>(&self, key: &str, reason: Refused) -> Option<T> {
-        self.inner.refusals.refuse(BACKEND, key, reason);
+        if reason != Refused::Expired {
+            self.inner.refusals.refuse(BACKEND, key, reason);
+        }
         None
     }
 }
