@@ -33,7 +33,8 @@
 //! [`jwkstash_core`] (the [`Cache`] and [`KeySource`] traits, [`Tiered`], single-flight, clocks),
 //! [`jwkstash_jwks`] ([`Verifier`], [`HttpKeySource`], [`KeySet`]) and, with the default
 //! feature `memory`, [`MemoryCache`] (moka). Feature `redis` adds `RedisCache`, the shared tier
-//! of a fleet; `tower` and `axum` add the `JwtLayer` middleware and the `Claims<T>` extractor;
+//! of a fleet; `file` adds `FileCache` and `VerifierBuilder::snapshot_dir`, the snapshot tier that
+//! keeps the last set across restarts; `tower` and `axum` add the `JwtLayer` middleware and the `Claims<T>` extractor;
 //! `metrics` feeds the `metrics` facade; `cli` builds the `jwkstash` command; `testkit` adds an
 //! embedded identity provider and test keys.
 #![cfg_attr(docsrs, feature(doc_cfg))]
@@ -60,6 +61,10 @@ pub use jwkstash_memory::{MemoryCache, MemoryCacheBuilder};
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub use jwkstash_redis::{RedisCache, RedisCacheBuilder};
 
+#[cfg(feature = "file")]
+#[cfg_attr(docsrs, doc(cfg(feature = "file")))]
+pub use jwkstash_file::{FileCache, FileCacheBuilder};
+
 #[cfg(feature = "axum")]
 #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 pub use jwkstash_tower::MissingClaims;
@@ -78,6 +83,8 @@ pub use jwkstash_jwks::testkit;
 struct ReadmeDoctests;
 
 pub use jwkstash_core;
+#[cfg(feature = "file")]
+pub use jwkstash_file;
 pub use jwkstash_jwks;
 #[cfg(feature = "memory")]
 pub use jwkstash_memory;

@@ -75,13 +75,14 @@ impl<N, S> Tiered<N, S> {
 }
 
 impl<N, S, P> Tiered<N, S, P> {
-    /// The same stack over a snapshot tier, read last (when the near and shared tiers miss):
-    /// a store that outlives the process, for a start while the provider is down.
-    pub fn with_snapshot<Q>(self, snapshot: Q) -> Tiered<N, S, Q> {
+    /// The same stack over a snapshot tier (or none, given `None`), read last when the near
+    /// and shared tiers miss: a store that outlives the process, for a start while the
+    /// provider is down.
+    pub fn with_snapshot<Q>(self, snapshot: impl Into<Option<Q>>) -> Tiered<N, S, Q> {
         Tiered {
             near: self.near,
             shared: self.shared,
-            snapshot: Some(snapshot),
+            snapshot: snapshot.into(),
             shared_failures: self.shared_failures,
             snapshot_failures: self.snapshot_failures,
             warned_ms: self.warned_ms,

@@ -20,7 +20,7 @@ use crate::store::{Alone, KeyStore, Loader, StoreParts};
 use crate::template::IssuerTemplate;
 use crate::verified::VerifiedTokens;
 use crate::verifier::{
-    DEFAULT_LEASE_TTL, DEFAULT_LEEWAY, DEFAULT_MAX_TOKEN_BYTES, Inner, KeySetCache,
+    DEFAULT_LEASE_TTL, DEFAULT_LEEWAY, DEFAULT_MAX_TOKEN_BYTES, Inner, KeySetCache, KeyTiers,
     SharedKeySetTier, Verifier,
 };
 
@@ -36,6 +36,7 @@ pub struct VerifierBuilder {
     any_audience: bool,
     near: Option<KeySetCache>,
     shared: Option<SharedKeySetTier>,
+    snapshot: Option<SnapshotSpec>,
     lease_ttl: Duration,
     clock: Option<SharedClock>,
     policy: FreshnessPolicy,
@@ -71,6 +72,7 @@ impl Default for VerifierBuilder {
             any_audience: false,
             near: None,
             shared: None,
+            snapshot: None,
             lease_ttl: DEFAULT_LEASE_TTL,
             clock: None,
             policy: FreshnessPolicy::default(),
@@ -170,6 +172,29 @@ impl VerifierBuilder {
     /// in front of it; one instance fetches for all, and the others hear of new sets.
     pub fn shared_tier(mut self, tier: SharedKeySetTier) -> Self {
         self.shared = Some(tier);
+        self
+    }
+
+    /// Keeps the last set in `dir` (an existing, writable directory), the outermost tier: a
+    /// process that starts while the provider is down verifies with the set it had, within
+    /// `max_stale` (counted as `stale_served` once past its freshness), and refreshes in the
+    /// background when the provider answers. Files are the raw JWKS in the Redis tier's
+    /// envelope, written atomically and private to this user; without an HMAC secret a file
+    /// is trusted as far as the file system protects it. For a secret or other settings, build
+    /// a [`FileCache`](jwkstash_file::FileCache) and pass it to
+    /// [`snapshot_tier`](Self::snapshot_tier). `build()` fails on a missing or read-only
+    /// directory.
+    #[cfg(feature = "file")]
+    pub fn snapshot_dir(mut self, dir: impl Into<std::path::PathBuf>) -> Self {
+        self.snapshot = Some(SnapshotSpec::Dir(dir.into()));
+        self
+    }
+
+    /// A snapshot tier of the caller's: read last, when the near and shared tiers have no set,
+    /// and written with every new set (a [`FileCache`](jwkstash_file::FileCache) with a
+    /// secret, or any [`Cache`](jwkstash_core::Cache) that outlives the process).
+    pub fn snapshot_tier(mut self, tier: KeySetCache) -> Self {
+        self.snapshot = Some(SnapshotSpec::Ready(tier));
         self
     }
 
@@ -329,6 +354,8 @@ impl VerifierBuilder {
             }
             None => (Tiered::alone(near), Box::new(Alone)),
         };
+        let snapshot = self.snapshot.map(|spec| spec.build(&clock)).transpose()?;
+        let tiers: KeyTiers = tiers.with_snapshot(snapshot);
         if self
             .verified_tokens
             .is_some_and(|(capacity, ttl)| capacity == 0 || ttl.is_zero())
@@ -377,6 +404,31 @@ impl VerifierBuilder {
             clock,
             counters,
         }))
+    }
+}
+
+/// The snapshot tier, built in `build()` with the verifier's clock.
+enum SnapshotSpec {
+    #[cfg(feature = "file")]
+    Dir(std::path::PathBuf),
+    Ready(KeySetCache),
+}
+
+impl SnapshotSpec {
+    fn build(self, clock: &SharedClock) -> Result<KeySetCache, BuildError> {
+        match self {
+            #[cfg(feature = "file")]
+            Self::Dir(dir) => Ok(Arc::new(
+                jwkstash_file::FileCache::builder(dir)
+                    .clock(Arc::clone(clock))
+                    .build()
+                    .map_err(BuildError::Snapshot)?,
+            )),
+            Self::Ready(tier) => {
+                let _ = clock;
+                Ok(tier)
+            }
+        }
     }
 }
 

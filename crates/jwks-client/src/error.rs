@@ -254,6 +254,11 @@ pub enum BuildError {
     /// are not a usable key set.
     #[error("pinned keys refused")]
     PinnedKeys(#[source] KeySetError),
+    /// The snapshot directory ([`VerifierBuilder::snapshot_dir`](crate::VerifierBuilder::snapshot_dir))
+    /// is missing, not a directory or not writable.
+    #[cfg(feature = "file")]
+    #[error("snapshot tier refused")]
+    Snapshot(#[source] jwkstash_file::BuildError),
     /// The HTTP client could not be built.
     #[error("HTTP client could not be built")]
     Client(#[source] jwkstash_core::BoxError),

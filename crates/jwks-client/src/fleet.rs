@@ -247,7 +247,7 @@ impl Fleet {
     ) -> Option<KeyEntry> {
         let now = store.clock.now();
         let newer = |entry: KeyEntry| {
-            let entry = store.clamp_shared(entry)?;
+            let entry = store.clamp_outer(entry)?;
             let newer = current.is_none_or(|current| supersedes(&entry, current));
             (newer && entry.is_fresh(now)).then_some(entry)
         };
@@ -361,7 +361,7 @@ impl Fleet {
                     continue;
                 }
                 let newer = |entry: KeyEntry| {
-                    let entry = store.clamp_shared(entry)?;
+                    let entry = store.clamp_outer(entry)?;
                     held.as_ref()
                         .is_none_or(|held| supersedes(&entry, held))
                         .then_some(entry)

@@ -55,6 +55,8 @@ pub struct Stats {
     pub near_hits: u64,
     /// Key set reads answered by the shared tier (Redis).
     pub shared_hits: u64,
+    /// Key set reads answered by the snapshot tier (a set kept across restarts).
+    pub snapshot_hits: u64,
     /// Key set reads that found nothing usable in any tier.
     pub cache_misses: u64,
 }
@@ -186,6 +188,7 @@ counters! {
     pinned_hits: Sharded => pinned_hit ["jwkstash_cache_hits_total", "tier" => "pinned"],
     near_hits: AtomicU64 => near_hit ["jwkstash_cache_hits_total", "tier" => "near"],
     shared_hits: AtomicU64 => shared_hit ["jwkstash_cache_hits_total", "tier" => "shared"],
+    snapshot_hits: AtomicU64 => snapshot_hit ["jwkstash_cache_hits_total", "tier" => "snapshot"],
     cache_misses: AtomicU64 => cache_miss ["jwkstash_cache_misses_total"],
     fetches: AtomicU64 => fetch ["jwkstash_fetches_total", "result" => "started"],
     fetch_failures: AtomicU64 => fetch_failed ["jwkstash_fetches_total", "result" => "failed"],

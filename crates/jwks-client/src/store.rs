@@ -375,16 +375,25 @@ impl KeyStore {
         Cache::<Arc<KeySet>>::remove(&self.tiers, &self.cache_key).await
     }
 
-    /// Reads the cache stack, counting which tier answered. A set from the shared tier is held
-    /// to this verifier's policy first ([`clamp_shared`](Self::clamp_shared)).
+    /// Reads the cache stack, counting which tier answered. A set from the shared or snapshot
+    /// tier is held to this verifier's policy first ([`clamp_outer`](Self::clamp_outer)).
     async fn cached(&self) -> Option<KeyEntry> {
         let read = self
             .tiers
-            .read(&self.cache_key, |entry| self.clamp_shared(entry))
+            .read(&self.cache_key, |entry| self.clamp_outer(entry))
             .await;
         match read {
             Ok(Some((entry, Tier::Near))) => {
                 self.counters.near_hit();
+                Some(entry)
+            }
+            Ok(Some((entry, Tier::Snapshot))) => {
+                self.counters.snapshot_hit();
+                tracing::info!(
+                    source = self.source.id(),
+                    fetched_at = unix_millis(entry.fetched_at),
+                    "key set read from the snapshot tier"
+                );
                 Some(entry)
             }
             Ok(Some((entry, _))) => {
@@ -649,11 +658,12 @@ impl KeyStore {
         }
     }
 
-    /// An entry read from the shared tier, held to this verifier's policy: refused if it was
+    /// An entry read from the shared or snapshot tier, held to this verifier's policy: refused if it was
     /// fetched in the future, its freshness cut to `max_ttl` and its usability to `max_stale`
-    /// past that, whatever the writer claimed.
-    pub(crate) fn clamp_shared(&self, entry: KeyEntry) -> Option<KeyEntry> {
-        if entry.fetched_at > self.clock.now() + SHARED_CLOCK_SKEW {
+    /// past that, whatever the writer claimed, and refused if that leaves it unusable now.
+    pub(crate) fn clamp_outer(&self, entry: KeyEntry) -> Option<KeyEntry> {
+        let now = self.clock.now();
+        if entry.fetched_at > now + SHARED_CLOCK_SKEW {
             tracing::debug!(
                 source = self.source.id(),
                 "refused a shared set fetched in the future"
@@ -664,6 +674,10 @@ impl KeyStore {
             .fresh_until
             .min(entry.fetched_at + self.policy.max_ttl);
         let usable_until = entry.usable_until.min(fresh_until + self.policy.max_stale);
+        if now >= usable_until {
+            // Past what this verifier would serve: not a hit of any tier.
+            return None;
+        }
         if fresh_until == entry.fresh_until && usable_until == entry.usable_until {
             return Some(entry);
         }

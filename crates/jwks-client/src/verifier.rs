@@ -32,8 +32,9 @@ pub type KeySetCache = Arc<dyn Cache<Arc<KeySet>>>;
 /// A tier shared by a fleet of verifiers (Redis): a cache with a lease and invalidations.
 pub type SharedKeySetTier = Arc<dyn SharedTier<Arc<KeySet>>>;
 
-/// A verifier's cache stack: its near tier over the fleet's shared tier, if any.
-pub(crate) type KeyTiers = jwkstash_core::Tiered<KeySetCache, SharedKeySetTier>;
+/// A verifier's cache stack: its near tier over the fleet's shared tier, if any, over its
+/// snapshot tier, if any.
+pub(crate) type KeyTiers = jwkstash_core::Tiered<KeySetCache, SharedKeySetTier, KeySetCache>;
 
 /// Default lease TTL: a little over the default total fetch deadline (5 s).
 pub const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(6);
