@@ -19,6 +19,8 @@
 //! # Ok(()) }
 //! ```
 
+pub mod guide;
+
 mod cache;
 mod clock;
 mod coordination;
