@@ -234,7 +234,7 @@ async fn a_failing_shared_tier_warns_once_however_many_reads_fail() {
     let logged = logs.text();
     let warnings = logged
         .lines()
-        .filter(|line| line.contains(" WARN ") && line.contains("shared tier failed"))
+        .filter(|line| line.contains(" WARN ") && line.contains("cache tier failed"))
         .count();
     assert_eq!(warnings, 1, "{logged}");
 }
