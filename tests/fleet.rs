@@ -253,6 +253,16 @@ impl Fleet {
         assert!(reconnected.is_ok(), "an instance never reached Redis again");
     }
 
+    /// Waits until every instance holds a fresh set (background refreshes have landed).
+    async fn until_all_fresh(&self) {
+        eventually("every instance fresh", || {
+            self.instances
+                .iter()
+                .all(|verifier| matches!(verifier.health(), jwkstash::KeyHealth::Fresh { .. }))
+        })
+        .await;
+    }
+
     /// Verifies all `tokens` at once and fails the test if one is refused.
     async fn expect_valid(&self, tokens: &[String]) {
         let outcomes = self.verify_all(tokens).await;
@@ -886,6 +896,8 @@ async fn redis_killed_and_restarted_never_fails_a_verification() {
         outcomes.iter().all(Result::is_ok),
         "a verification failed while Redis was down"
     );
+    // Each stale instance refreshes in the background: wait until those refreshes ended.
+    fleet.until_all_fresh().await;
     let while_down = fleet.upstream.calls();
     // The warm-up, and at most one fetch of its own per instance while Redis is down.
     assert!((1..=1 + 3).contains(&while_down), "{while_down}");
@@ -899,6 +911,7 @@ async fn redis_killed_and_restarted_never_fails_a_verification() {
     fleet.wait_until_reconnected().await;
     clock.advance(11 * MINUTE);
     fleet.expect_valid(&vec![token; 30]).await;
+    fleet.until_all_fresh().await;
     assert_eq!(
         fleet.upstream.calls(),
         while_down + 1,

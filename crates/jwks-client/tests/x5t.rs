@@ -343,7 +343,9 @@ fn okp_certificate_jwk(kid: &str, x5c: Value) -> Value {
 
 #[tokio::test(start_paused = true)]
 async fn an_ed25519_key_given_only_as_a_certificate_verifies_up_to_the_size_limit() {
-    let limit = jwkstash_jwks::MAX_CERTIFICATE_BYTES;
+    // The documented limit, 16 KiB (not the constant: the test must notice if it moves).
+    let limit = 16 * 1024;
+    assert_eq!(jwkstash_jwks::MAX_CERTIFICATE_BYTES, limit);
     let (small, small_der) = ed25519_certificate_of(600);
     let (largest, largest_der) = ed25519_certificate_of(limit);
     let clock = TokioClock::new();
@@ -381,7 +383,9 @@ fn a_certificate_one_byte_over_the_limit_or_with_trailing_bytes_is_refused() {
         let (usable, skipped) = KeySet::explain(document.as_bytes()).unwrap();
         (usable.len(), skipped.first().map(|skipped| skipped.reason))
     };
-    let limit = jwkstash_jwks::MAX_CERTIFICATE_BYTES;
+    // The documented limit, 16 KiB (not the constant: the test must notice if it moves).
+    let limit = 16 * 1024;
+    assert_eq!(jwkstash_jwks::MAX_CERTIFICATE_BYTES, limit);
     let (_, at_limit) = ed25519_certificate_of(limit);
     assert_eq!(explain(json!([STANDARD.encode(&at_limit)])), (1, None));
     let (_, over) = ed25519_certificate_of(limit + 1);
@@ -443,10 +447,25 @@ fn a_certificate_with_a_compressed_or_short_ec_point_is_refused() {
     short.pop();
     let mut long = uncompressed.clone();
     long.push(0);
-    for point in [compressed, short, long] {
+    // Shorter than one coordinate: must be refused before it is split into x and y.
+    let tiny = uncompressed[..17].to_vec();
+    for point in [compressed, short, long, tiny] {
         assert_eq!(
             certificate_for(point),
             (0, Some(SkipReason::BadCoordinates))
         );
     }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_p384_key_given_only_as_a_certificate_verifies_es384() {
+    let p384 = Certified::new(&rcgen::PKCS_ECDSA_P384_SHA384, Algorithm::ES384);
+    let clock = TokioClock::new();
+    let verifier = verifier_over(vec![p384.jwk("p384")], &clock);
+    let set = verifier.key_set().await.unwrap();
+    assert_eq!(set.keys()[0].kind(), jwkstash_jwks::KeyKind::EcP384);
+    let mut header = p384.header();
+    header.kid = Some("p384".into());
+    let claims: Value = verifier.verify(&p384.sign(header, &clock)).await.unwrap();
+    assert_eq!(claims["sub"], "user-1");
 }
