@@ -20,7 +20,7 @@ const LOCK_FILE: &str = ".jwkstash.lock";
 pub(crate) enum Found {
     /// No file.
     Missing,
-    /// A directory, a device, ... where the entry should be.
+    /// A directory, a symbolic link, a FIFO, ... where the entry should be.
     NotAFile,
     /// Longer than the limit (not read).
     TooLarge,
@@ -86,6 +86,14 @@ fn is_private(_: &std::fs::Metadata, _: Owner) -> bool {
 
 /// Reads `path`, at most `max` bytes; checks ownership when `owner` is given.
 pub(crate) fn read(path: &Path, max: usize, owner: Option<Owner>) -> io::Result<Found> {
+    // Only a regular file is opened: a symbolic link is not followed, and a FIFO planted in
+    // place of the entry would block the open forever.
+    match std::fs::symlink_metadata(path) {
+        Ok(metadata) if !metadata.file_type().is_file() => return Ok(Found::NotAFile),
+        Ok(_) => {}
+        Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(Found::Missing),
+        Err(error) => return Err(error),
+    }
     let file = match File::open(path) {
         Ok(file) => file,
         Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(Found::Missing),

@@ -197,6 +197,23 @@ async fn oversize_files_and_directories_in_place_of_an_entry_are_refused() {
     std::fs::create_dir(&file).unwrap();
     assert_eq!(get(&cache, KEY).await, None);
     assert_eq!(cache.refusals()["wrong_type"], 1);
+    // A symbolic link to a genuine entry elsewhere is not followed.
+    std::fs::remove_dir(&file).unwrap();
+    let elsewhere = tempfile::tempdir().unwrap();
+    let other = self::cache(elsewhere.path(), &clock);
+    other.put(KEY, entry_now(&clock, b"k")).await.unwrap();
+    std::os::unix::fs::symlink(only_file(elsewhere.path()), &file).unwrap();
+    assert_eq!(get(&cache, KEY).await, None);
+    assert_eq!(cache.refusals()["wrong_type"], 2);
+    // A FIFO in place of the entry: refused, not waited on (opening it would block).
+    std::fs::remove_file(&file).unwrap();
+    let made = std::process::Command::new("mkfifo")
+        .arg(&file)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    assert_eq!(get(&cache, KEY).await, None);
+    assert_eq!(cache.refusals()["wrong_type"], 3);
 }
 
 #[tokio::test]

@@ -208,3 +208,27 @@ fn a_missing_snapshot_directory_is_a_build_error() {
     let source = std::error::Error::source(&error).unwrap().to_string();
     assert!(source.contains("does not exist"), "{source}");
 }
+
+#[tokio::test]
+async fn with_discovery_a_restart_during_an_outage_needs_neither_document_nor_keys() {
+    let clock = ManualClock::default();
+    let (idp, dir) = (idp(&clock).await, tempfile::tempdir().unwrap());
+    let discovering = || {
+        Verifier::builder()
+            .discover(idp.issuer())
+            .allow_http_loopback()
+            .audience(idp.audience())
+            .clock(Arc::new(clock.clone()))
+            .snapshot_dir(dir.path())
+            .build()
+            .unwrap()
+    };
+    discovering().verify::<Value>(&idp.mint()).await.unwrap();
+    assert_eq!((idp.discovery_requests(), idp.jwks_requests()), (1, 1));
+    idp.set_behaviour(Behaviour::Status(503));
+    clock.advance(MINUTE);
+    let restarted = discovering();
+    restarted.verify::<Value>(&idp.mint()).await.unwrap();
+    assert_eq!(restarted.stats().snapshot_hits, 1);
+    assert_eq!((idp.discovery_requests(), idp.jwks_requests()), (1, 1));
+}
