@@ -105,6 +105,14 @@ struct Upstream {
     source: Arc<Slow>,
 }
 
+/// Holds fetches open until released, and counts the open ones: "a verification did not wait
+/// for the fetch" is then shown by the fetch still being open when the verification returned.
+#[derive(Default)]
+struct Gate {
+    held: tokio::sync::watch::Sender<bool>,
+    open: AtomicUsize,
+}
+
 impl Upstream {
     /// An upstream serving `keys`, counted but with no expected total.
     fn serving(keys: &[&TestKey]) -> Self {
@@ -135,8 +143,26 @@ impl Upstream {
             calls,
             answers,
             failing,
-            source: Arc::new(Slow(mock)),
+            source: Arc::new(Slow {
+                mock,
+                gate: Gate::default(),
+            }),
         }
+    }
+
+    /// From now on, fetches stay open until [`release`](Self::release).
+    fn hold(&self) {
+        self.source.gate.held.send_replace(true);
+    }
+
+    /// Lets held fetches (and later ones) go on.
+    fn release(&self) {
+        self.source.gate.held.send_replace(false);
+    }
+
+    /// Fetches that have started and not yet returned.
+    fn open(&self) -> usize {
+        self.source.gate.open.load(Ordering::SeqCst)
     }
 
     /// From the next fetch on, answer 500.
@@ -167,21 +193,29 @@ fn answer(keys: &[&TestKey]) -> Fetched {
     }
 }
 
-/// The mock behind a real delay, so that concurrent callers overlap.
-struct Slow(MockKeySource);
+/// The mock behind a real delay, so that concurrent callers overlap, and behind the gate.
+struct Slow {
+    mock: MockKeySource,
+    gate: Gate,
+}
 
 #[async_trait::async_trait]
 impl jwkstash::KeySource for Slow {
     fn id(&self) -> &str {
-        self.0.id()
+        self.mock.id()
     }
 
     async fn fetch(
         &self,
         validators: &jwkstash::Validators,
     ) -> Result<Fetched, jwkstash::FetchError> {
+        self.gate.open.fetch_add(1, Ordering::SeqCst);
+        let mut held = self.gate.held.subscribe();
+        let _ = held.wait_for(|held| !held).await;
         tokio::time::sleep(FETCH_TIME).await;
-        self.0.fetch(validators).await
+        let fetched = self.mock.fetch(validators).await;
+        self.gate.open.fetch_sub(1, Ordering::SeqCst);
+        fetched
     }
 }
 
@@ -354,7 +388,17 @@ async fn cold_start_and_expiry(shared: Shared, clock: ManualClock) {
 /// valid tokens do not wait for it.
 async fn unknown_kid_flood(shared: Shared, clock: ManualClock) {
     let key = TestKey::ec_p256("k1");
-    let fleet = Fleet::start(8, &shared, clock, Upstream::expecting(&[&key], 2..=3)).await;
+    let upstream = Upstream::expecting(&[&key], 2..=3);
+    let source = upstream.clone();
+    // The forged tokens wait for the refetch however long the test holds it.
+    let configure = move || {
+        Verifier::builder()
+            .key_source(source.source())
+            .issuer(ISSUER)
+            .audience(AUDIENCE)
+            .policy(FreshnessPolicy::default().unknown_kid_wait(Duration::from_secs(60)))
+    };
+    let fleet = Fleet::start_with(8, &shared, clock, upstream, configure).await;
     let valid = key.sign(&claims(&fleet.clock));
     fleet.expect_valid(&vec![valid.clone(); 8]).await;
     assert_eq!(fleet.upstream.calls(), 1);
@@ -362,6 +406,7 @@ async fn unknown_kid_flood(shared: Shared, clock: ManualClock) {
     let forged: Vec<String> = (0..1000)
         .map(|_| random_kid_token(&key, &fleet.clock))
         .collect();
+    fleet.upstream.hold();
     let flood = {
         let instances = fleet.instances.clone();
         tokio::spawn(async move {
@@ -379,16 +424,16 @@ async fn unknown_kid_flood(shared: Shared, clock: ManualClock) {
             }
         })
     };
-    // Valid tokens verify from the near tier while the flood runs.
+    // Valid tokens verify while the flood's refetch is held open: they do not wait for it.
+    eventually("the flood's refetch is in flight", || {
+        fleet.upstream.open() >= 1
+    })
+    .await;
     for instance in &fleet.instances {
-        let started = Instant::now();
         instance.verify::<Value>(&valid).await.unwrap();
-        assert!(
-            started.elapsed() < FETCH_TIME,
-            "a valid token waited {:?}",
-            started.elapsed()
-        );
+        assert!(fleet.upstream.open() >= 1, "the refetch ended before a hit");
     }
+    fleet.upstream.release();
     flood.await.unwrap();
     assert!(
         fleet.upstream.calls() <= 2,
@@ -573,15 +618,16 @@ async fn refresh_ahead_once_per_fleet(shared: Shared, clock: ManualClock) {
     let first_until = fresh_until(&fleet.instances[0]).expect("a fresh set");
     // 9.5 minutes in: within the last minute of the 10-minute TTL.
     fleet.clock.advance(9 * MINUTE + Duration::from_secs(30));
+    // The first hit starts the fleet's refresh in the background; it is held open.
+    fleet.upstream.hold();
+    fleet.instances[0].verify::<Value>(&token).await.unwrap();
+    eventually("the refresh is in flight", || fleet.upstream.open() == 1).await;
+    // Every instance verifies while that one request is still open: no hit waits for it.
     for instance in &fleet.instances {
-        let started = Instant::now();
         instance.verify::<Value>(&token).await.unwrap();
-        assert!(
-            started.elapsed() < FETCH_TIME,
-            "a hit waited {:?}",
-            started.elapsed()
-        );
+        assert_eq!(fleet.upstream.open(), 1, "the refresh ended before a hit");
     }
+    fleet.upstream.release();
     // Wait until every instance holds the refreshed set (then none has a reason to fetch):
     // one fetch, the others read the shared tier.
     let refreshed = tokio::time::timeout(Duration::from_secs(5), async {
