@@ -487,6 +487,175 @@ mod tests {
     }
 
     #[test]
+    fn a_value_shorter_than_the_header_is_not_an_envelope_and_a_longer_one_is_malformed() {
+        let sealed = seal("k", &entry(), b"value", None).unwrap_or_default();
+        assert_eq!(
+            open("k", &sealed[..HEADER_LEN - 1], NO_SECRET, now(), SKEW).err(),
+            Some(Refused::NotAnEnvelope)
+        );
+        assert_eq!(
+            open("k", &sealed[..HEADER_LEN], NO_SECRET, now(), SKEW).err(),
+            Some(Refused::Malformed)
+        );
+        assert_eq!(HEADER_LEN, 54, "the header's layout is the stored format");
+    }
+
+    #[test]
+    fn keys_etags_and_values_longer_than_a_byte_of_length_round_trip() {
+        let key = "k".repeat(300);
+        let long = entry().with_etag(Some("e".repeat(70_000 % 65_536)));
+        let value = vec![7u8; 70_000];
+        for secret in [None, Some(&b"secret"[..])] {
+            let sealed = seal(&key, &long, &value, secret).unwrap_or_default();
+            let opened = open(&key, &sealed, secret.as_slice(), now(), SKEW);
+            let opened = opened.map(|o| (o.value.len(), o.etag.map(str::len)));
+            assert_eq!(opened, Ok((70_000, Some(70_000 % 65_536))));
+        }
+    }
+
+    #[test]
+    fn times_at_their_boundaries() {
+        let seal_at = |fetched_at: SystemTime, fresh: u64, stale: u64| {
+            let fresh_until = fetched_at + Duration::from_secs(fresh);
+            let entry = Entry::new(
+                (),
+                fetched_at,
+                fresh_until,
+                fresh_until + Duration::from_secs(stale),
+            );
+            seal("k", &entry, b"v", None).unwrap_or_default()
+        };
+        let opens = |sealed: &[u8]| open("k", sealed, NO_SECRET, now(), SKEW).map(|_| ());
+        // Fetched exactly `skew` ahead: allowed; a millisecond more: refused.
+        assert_eq!(opens(&seal_at(now() + SKEW, 60, 60)), Ok(()));
+        let beyond = now() + SKEW + Duration::from_millis(1);
+        assert_eq!(opens(&seal_at(beyond, 60, 60)), Err(Refused::BadTimes));
+        // A zero TTL and a zero max_stale are plausible; times out of order are not.
+        assert_eq!(opens(&seal_at(now(), 0, 60)), Ok(()));
+        assert_eq!(opens(&seal_at(now(), 60, 0)), Ok(()));
+        let backwards = Entry::new(
+            (),
+            now(),
+            now() - Duration::from_secs(1),
+            now() + Duration::from_secs(60),
+        );
+        let sealed = seal("k", &backwards, b"v", None).unwrap_or_default();
+        assert_eq!(opens(&sealed), Err(Refused::BadTimes));
+        let inverted = Entry::new(
+            (),
+            now(),
+            now() + Duration::from_secs(60),
+            now() + Duration::from_secs(30),
+        );
+        let sealed = seal("k", &inverted, b"v", None).unwrap_or_default();
+        assert_eq!(opens(&sealed), Err(Refused::BadTimes));
+        // Usable until exactly now: expired.
+        assert_eq!(
+            opens(&seal_at(now() - Duration::from_secs(120), 60, 60)),
+            Err(Refused::Expired)
+        );
+    }
+
+    #[test]
+    fn refusals_are_counted_by_kind_under_their_stable_codes() {
+        let refusals = Refusals::default();
+        let codes: Vec<&str> = Refused::ALL.iter().map(|kind| kind.code()).collect();
+        assert_eq!(
+            codes,
+            [
+                "not_an_envelope",
+                "unknown_version",
+                "malformed",
+                "wrong_key",
+                "missing_mac",
+                "bad_mac",
+                "bad_times",
+                "expired",
+                "too_large",
+                "wrong_type",
+                "bad_value",
+                "not_private",
+            ]
+        );
+        for (times, kind) in Refused::ALL.iter().enumerate() {
+            for _ in 0..times {
+                refusals.refuse("test", "k", *kind);
+            }
+        }
+        let counts = refusals.counts();
+        assert_eq!(counts.len(), Refused::ALL.len());
+        for (times, kind) in Refused::ALL.iter().enumerate() {
+            assert_eq!(counts[kind.code()], times as u64, "{kind}");
+        }
+    }
+
+    /// Log lines, captured.
+    #[derive(Clone, Default)]
+    struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0
+                .lock()
+                .map_err(|_| std::io::ErrorKind::Other)?
+                .extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn each_kind_is_warned_about_once() {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::DEBUG)
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish();
+        let refusals = Refusals::default();
+        tracing::subscriber::with_default(subscriber, || {
+            for _ in 0..3 {
+                for kind in [Refused::BadMac, Refused::Expired, Refused::NotPrivate] {
+                    refusals.refuse("test", "k", kind);
+                }
+            }
+        });
+        let log = String::from_utf8(captured.0.lock().map(|log| log.clone()).unwrap_or_default())
+            .unwrap_or_default();
+        let warnings: Vec<&str> = log.lines().filter(|line| line.contains(" WARN ")).collect();
+        assert_eq!(warnings.len(), 3, "{log}");
+        for code in [
+            "bad authentication tag",
+            "expired",
+            "writable by another user",
+        ] {
+            assert_eq!(
+                warnings.iter().filter(|line| line.contains(code)).count(),
+                1,
+                "{log}"
+            );
+        }
+        assert_eq!(
+            log.lines().filter(|line| line.contains("DEBUG")).count(),
+            6,
+            "{log}"
+        );
+    }
+
+    #[test]
+    fn a_secret_is_strong_from_16_bytes_and_never_shown() {
+        assert!(!Secret::new(vec![1; 15]).is_strong());
+        let secret = Secret::new(b"sixteen bytes!!!".to_vec());
+        assert!(secret.is_strong());
+        assert_eq!(secret.bytes(), b"sixteen bytes!!!");
+        assert_eq!(secret.as_ref(), b"sixteen bytes!!!");
+        assert_eq!(format!("{secret:?}"), "Secret(..)");
+    }
+
+    #[test]
     fn implausible_times_are_refused() {
         let mut future = entry();
         future.fetched_at = now() + Duration::from_secs(60);
