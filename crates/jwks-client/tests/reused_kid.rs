@@ -176,3 +176,52 @@ async fn a_bad_signature_while_the_source_backs_off_is_refused_at_once() {
         .unwrap();
     assert_eq!(verifier.stats().fetches, 2);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_kid_that_is_gone_after_its_refetch_leaves_a_bad_signature_a_bad_signature() {
+    let (key, forger, successor) = (
+        TestKey::ec_p256("k1"),
+        TestKey::ec_p256("k1"),
+        TestKey::ec_p256("k2"),
+    );
+    let clock = TokioClock::new();
+    let verifier = verifier(sequence(&[&[&key], &[&successor]]), &clock);
+    verifier
+        .verify::<Value>(&token(&key, &clock))
+        .await
+        .unwrap();
+    // The refetch brings a set without k1: nothing answers the token differently, so it stays
+    // refused for its signature (it is not checked again, and k1 is not "unknown").
+    let outcome = verifier.verify::<Value>(&token(&forger, &clock)).await;
+    assert!(is_bad_signature(&outcome), "{outcome:?}");
+    assert_eq!(verifier.stats().fetches_reused_kid, 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn two_unknown_kids_are_remembered_as_absent_apart() {
+    let key = TestKey::ec_p256("k1");
+    let clock = TokioClock::new();
+    // The warm-up, one refetch for kid a, one for kid b after the cooldown: no more.
+    let verifier = verifier(sequence(&[&[&key], &[&key], &[&key]]), &clock);
+    verifier
+        .verify::<Value>(&token(&key, &clock))
+        .await
+        .unwrap();
+    let with_kid = |kid: &str| {
+        let header = serde_json::json!({ "alg": key.alg(), "kid": kid });
+        key.sign_with_header(&header, &claims(&clock))
+    };
+    let unknown = |outcome: &Result<Value, VerifyError>| {
+        matches!(
+            outcome,
+            Err(VerifyError::InvalidToken(InvalidToken::UnknownKid))
+        )
+    };
+    assert!(unknown(&verifier.verify::<Value>(&with_kid("a")).await));
+    advance(COOLDOWN + Duration::from_secs(1)).await;
+    // Kid a is known absent from this set: no refetch for it. Kid b was never looked for.
+    assert!(unknown(&verifier.verify::<Value>(&with_kid("a")).await));
+    assert_eq!(verifier.stats().fetches, 2);
+    assert!(unknown(&verifier.verify::<Value>(&with_kid("b")).await));
+    assert_eq!(verifier.stats().fetches, 3);
+}

@@ -167,6 +167,11 @@ async fn an_rsa_key_given_only_as_a_certificate_verifies_by_kid_and_by_x5t() {
         key.kind(),
         jwkstash_jwks::KeyKind::Rsa { bits: 2048 }
     ));
+    // Both thumbprints of the certificate, whatever the JWK stated (here x5t only).
+    let sha1 = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA1_FOR_LEGACY_USE_ONLY, &rsa.der);
+    assert_eq!(key.x5t().map(|t| t.as_slice()), Some(sha1.as_ref()));
+    let sha256: [u8; 32] = Sha256::digest(&rsa.der).into();
+    assert_eq!(key.x5t_s256(), Some(&sha256));
     let mut by_kid = rsa.header();
     by_kid.kid = Some("rsa-cert".into());
     verifier
