@@ -236,3 +236,34 @@ fn without_kid_the_family_must_have_a_single_key() {
     );
     assert!(single.find(None, Algorithm::PS256).is_ok());
 }
+
+#[test]
+fn debug_output_names_keys_without_their_material() {
+    let (rsa, ec) = (TestKey::rsa("k-rsa"), TestKey::ec_p256("k-ec"));
+    let set = parse(&jwks(&[&rsa, &ec])).unwrap();
+    let shown = format!("{set:?}");
+    for named in [
+        "KeySet",
+        "k-rsa",
+        "k-ec",
+        "Rsa { bits: 2048 }",
+        "EcP256",
+        "fingerprint",
+    ] {
+        assert!(shown.contains(named), "{named} missing from {shown}");
+    }
+    let key = format!("{:?}", set.keys()[0]);
+    assert!(
+        key.starts_with("VerifyingKey") && key.contains("k-rsa"),
+        "{key}"
+    );
+    // No key material: neither the modulus nor a coordinate, in any part.
+    for material in [
+        &rsa.public_jwk()["n"],
+        &ec.public_jwk()["x"],
+        &ec.public_jwk()["y"],
+    ] {
+        let material = material.as_str().unwrap();
+        assert!(!shown.contains(&material[..16]), "{shown}");
+    }
+}

@@ -225,3 +225,51 @@ async fn two_unknown_kids_are_remembered_as_absent_apart() {
     assert!(unknown(&verifier.verify::<Value>(&with_kid("b")).await));
     assert_eq!(verifier.stats().fetches, 3);
 }
+
+/// A source that answers these JWKS documents in order, each exactly once.
+fn documents(bodies: &[serde_json::Value]) -> MockKeySource {
+    let mut source = MockKeySource::new();
+    source.expect_id().return_const(JWKS_URL.to_owned());
+    let mut order = Sequence::new();
+    for body in bodies {
+        let body = body.to_string();
+        source
+            .expect_fetch()
+            .times(1)
+            .in_sequence(&mut order)
+            .returning(move |_| {
+                Ok(jwkstash_core::Fetched::Modified {
+                    body: body.clone().into(),
+                    etag: None,
+                    max_age: None,
+                })
+            });
+    }
+    source
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_thumbprint_reused_for_a_new_key_is_refetched_once_and_its_tokens_accepted() {
+    use jwkstash_jwks::testkit::b64;
+    for member in ["x5t", "x5t#S256"] {
+        let thumbprint = b64(vec![7u8; if member == "x5t" { 20 } else { 32 }]);
+        // JWKs that state the thumbprint (no certificate), and no kid.
+        let stated = |key: &TestKey| {
+            let mut jwk = key.public_jwk();
+            let jwk = jwk.as_object_mut().unwrap();
+            jwk.remove("kid");
+            jwk.insert(member.to_owned(), thumbprint.clone().into());
+            serde_json::json!({ "keys": [jwk] })
+        };
+        let (old, new) = (TestKey::ec_p256("unused"), TestKey::ec_p256("unused"));
+        let clock = TokioClock::new();
+        let verifier = verifier(documents(&[stated(&old), stated(&new)]), &clock);
+        let header = serde_json::json!({ "alg": "ES256", member: thumbprint });
+        let signed_by = |key: &TestKey| key.sign_with_header(&header, &claims(&clock));
+        verifier.verify::<Value>(&signed_by(&old)).await.unwrap();
+        // The provider now signs with a new key under the same certificate thumbprint.
+        let claims: Value = verifier.verify(&signed_by(&new)).await.unwrap();
+        assert_eq!(claims["sub"], "user-1", "{member}");
+        assert_eq!(verifier.stats().fetches_reused_kid, 1, "{member}");
+    }
+}
