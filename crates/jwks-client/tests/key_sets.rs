@@ -267,3 +267,48 @@ fn debug_output_names_keys_without_their_material() {
         assert!(!shown.contains(&material[..16]), "{shown}");
     }
 }
+
+#[test]
+fn a_set_keeps_its_document_and_names_the_keys_it_skipped() {
+    let ec = TestKey::ec_p256("k-ec");
+    let long_kid = "k".repeat(257);
+    let document = set_of(vec![
+        ec.public_jwk(),
+        json!({ "kty": "oct", "kid": "k-oct", "k": "c2VjcmV0" }),
+        json!({ "kty": "oct", "kid": long_kid, "k": "c2VjcmV0" }),
+    ]);
+    let bytes = document.to_string();
+    let set = KeySet::parse(bytes.clone().into_bytes()).unwrap();
+    assert_eq!(set.raw().as_ref(), bytes.as_bytes());
+    let skipped: Vec<_> = set
+        .skipped()
+        .iter()
+        .map(|s| (s.kid.clone(), s.reason))
+        .collect();
+    // A kid is reported when it is usable (at most 256 bytes), never a longer one.
+    assert_eq!(
+        skipped,
+        [
+            (Some("k-oct".to_owned()), SkipReason::SymmetricKey),
+            (None, SkipReason::KidTooLong),
+        ]
+    );
+}
+
+#[test]
+fn a_keys_issuer_must_be_between_1_and_1024_bytes() {
+    let with_issuer = |issuer: &str| {
+        let mut jwk = TestKey::ec_p256("k").public_jwk();
+        jwk["issuer"] = json!(issuer);
+        let document = set_of(vec![jwk]).to_string();
+        let (usable, skipped) = KeySet::explain(document.as_bytes()).unwrap();
+        (usable.len(), skipped.first().map(|s| s.reason))
+    };
+    assert_eq!(with_issuer("https://idp.example/"), (1, None));
+    assert_eq!(with_issuer(&"i".repeat(1024)), (1, None));
+    assert_eq!(with_issuer(""), (0, Some(SkipReason::Malformed)));
+    assert_eq!(
+        with_issuer(&"i".repeat(1025)),
+        (0, Some(SkipReason::Malformed))
+    );
+}
