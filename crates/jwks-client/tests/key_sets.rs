@@ -312,3 +312,19 @@ fn a_keys_issuer_must_be_between_1_and_1024_bytes() {
         (0, Some(SkipReason::Malformed))
     );
 }
+
+#[test]
+fn an_ec_key_with_one_coordinate_of_the_wrong_length_has_bad_coordinates() {
+    let jwk = TestKey::ec_p256("k").public_jwk();
+    let x = jwkstash_jwks::testkit::b64_decode(jwk["x"].as_str().unwrap());
+    let y = jwkstash_jwks::testkit::b64_decode(jwk["y"].as_str().unwrap());
+    for (x, y) in [(&x[1..], &y[..]), (&x[..], &y[1..])] {
+        let mut bad = jwk.clone();
+        bad["x"] = json!(b64(x));
+        bad["y"] = json!(b64(y));
+        let document = set_of(vec![bad]).to_string();
+        let (usable, skipped) = KeySet::explain(document.as_bytes()).unwrap();
+        assert!(usable.is_empty());
+        assert_eq!(skipped[0].reason, SkipReason::BadCoordinates);
+    }
+}
