@@ -7,17 +7,16 @@
 //! answers `@@ ok` or `@@ err <code>` on stdout.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::io::{BufRead, Write};
-use std::process::Stdio;
+#[path = "common/process.rs"]
+mod process;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use jwkstash::testkit::{Behaviour, Idp, TestKey, eventually};
-use jwkstash::{FreshnessPolicy, HttpKeySource, RedisCache, Verifier, VerifyError};
+use jwkstash::{FreshnessPolicy, HttpKeySource, RedisCache, Verifier};
 use jwkstash_redis::testkit::RedisServer;
-use serde_json::Value;
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
-use tokio::process::{Child, ChildStdin, ChildStdout, Command};
+use process::{VerifierProcess, text};
 
 const MEMBER_ENV: &str = "JWKSTASH_FLEET_MEMBER";
 const LEASE_TTL: Duration = Duration::from_secs(1);
@@ -27,22 +26,16 @@ const SECRET: &str = "the fleet's secret, from the environment";
 #[test]
 #[ignore = "runs only as a spawned fleet member"]
 fn member() {
-    let Ok(config) = std::env::var(MEMBER_ENV) else {
-        return;
-    };
-    let config: Value = serde_json::from_str(&config).expect("member config");
-    let text = |name: &str| config[name].as_str().expect(name).to_owned();
-    let runtime = tokio::runtime::Runtime::new().unwrap();
-    let verifier = runtime.block_on(async {
+    process::serve(MEMBER_ENV, |config| async move {
         let redis = RedisCache::builder()
-            .url(text("redis_url"))
-            .prefix(text("prefix"))
+            .url(text(&config, "redis_url"))
+            .prefix(text(&config, "prefix"))
             .hmac_secret(SECRET.as_bytes().to_vec())
             .build()
             .await
             .unwrap();
         // A fetch deadline far beyond the test: only the provider ends a hung request.
-        let source = HttpKeySource::builder(text("jwks_url"))
+        let source = HttpKeySource::builder(text(&config, "jwks_url"))
             .allow_http(true)
             .timeout(Duration::from_secs(60))
             .build()
@@ -50,8 +43,8 @@ fn member() {
         let ttl = Duration::from_millis(config["ttl_ms"].as_u64().unwrap());
         Verifier::builder()
             .key_source(source)
-            .issuer(text("issuer"))
-            .audience(text("audience"))
+            .issuer(text(&config, "issuer"))
+            .audience(text(&config, "audience"))
             .shared_tier(Arc::new(redis))
             .lease_ttl(LEASE_TTL)
             .policy(
@@ -64,92 +57,30 @@ fn member() {
             .build()
             .unwrap()
     });
-    let mut out = std::io::stdout();
-    writeln!(out, "@@ ready").unwrap();
-    out.flush().unwrap();
-    for token in std::io::stdin().lock().lines() {
-        let token = token.unwrap();
-        let answer = match runtime.block_on(verifier.verify::<Value>(&token)) {
-            Ok(_) => "ok".to_owned(),
-            Err(VerifyError::InvalidToken(reason)) => format!("err {}", reason.code()),
-            Err(_) => "err unavailable".to_owned(),
-        };
-        writeln!(out, "@@ {answer}").unwrap();
-        out.flush().unwrap();
-    }
 }
 
-/// A running member process.
-struct Member {
-    child: Child,
-    stdin: ChildStdin,
-    stdout: Lines<BufReader<ChildStdout>>,
-}
-
-impl Member {
-    async fn spawn(redis: &RedisServer, idp: &Idp, prefix: &str, ttl: Duration) -> Self {
-        let config = serde_json::json!({
-            "redis_url": redis.url(),
-            "prefix": prefix,
-            "jwks_url": idp.jwks_url(),
-            "issuer": idp.issuer(),
-            "audience": idp.audience(),
-            "ttl_ms": ttl.as_millis() as u64,
-        });
-        let mut child = Command::new(std::env::current_exe().unwrap())
-            .args([
-                "member",
-                "--exact",
-                "--ignored",
-                "--nocapture",
-                "--test-threads=1",
-            ])
-            .env(MEMBER_ENV, config.to_string())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap();
-        let stdin = child.stdin.take().unwrap();
-        let stdout = BufReader::new(child.stdout.take().unwrap()).lines();
-        let mut member = Self {
-            child,
-            stdin,
-            stdout,
-        };
-        assert_eq!(member.answer().await, "ready");
-        member
-    }
-
-    async fn answer(&mut self) -> String {
-        while let Some(line) = self.stdout.next_line().await.unwrap() {
-            // libtest may print its own words before ours on the first line.
-            if let Some((_, answer)) = line.split_once("@@ ") {
-                return answer.to_owned();
-            }
-        }
-        panic!("the member exited");
-    }
-
-    async fn verify(&mut self, token: &str) -> String {
-        self.stdin
-            .write_all(format!("{token}\n").as_bytes())
-            .await
-            .unwrap();
-        self.stdin.flush().await.unwrap();
-        self.answer().await
-    }
-
-    /// SIGKILL, and wait until the process is gone.
-    async fn kill(mut self) {
-        self.child.kill().await.unwrap();
-    }
+/// Starts a member process over `redis` (under `prefix`) and `idp`.
+async fn spawn_member(
+    redis: &RedisServer,
+    idp: &Idp,
+    prefix: &str,
+    ttl: Duration,
+) -> VerifierProcess {
+    let config = serde_json::json!({
+        "redis_url": redis.url(),
+        "prefix": prefix,
+        "jwks_url": idp.jwks_url(),
+        "issuer": idp.issuer(),
+        "audience": idp.audience(),
+        "ttl_ms": ttl.as_millis() as u64,
+    });
+    VerifierProcess::spawn("member", MEMBER_ENV, &config).await
 }
 
 struct Fleet {
     redis: RedisServer,
     idp: Idp,
-    members: Vec<Member>,
+    members: Vec<VerifierProcess>,
 }
 
 impl Fleet {
@@ -164,7 +95,7 @@ impl Fleet {
         let prefix = format!("processes-{:08x}", fastrand::u32(..));
         let mut members = Vec::new();
         for _ in 0..size {
-            members.push(Member::spawn(&redis, &idp, &prefix, ttl).await);
+            members.push(spawn_member(&redis, &idp, &prefix, ttl).await);
         }
         let mut fleet = Self {
             redis,

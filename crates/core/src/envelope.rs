@@ -187,6 +187,65 @@ impl std::fmt::Debug for Secret {
     }
 }
 
+/// A backend's HMAC secrets: the current one, which tags what is written, and any being
+/// rotated out, which are still accepted on read.
+#[derive(Clone, Default)]
+pub struct Secrets {
+    current: Option<Secret>,
+    previous: Vec<Secret>,
+}
+
+/// Why a backend's [`Secrets`] cannot be used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SecretsError {
+    /// A secret is shorter than [`MIN_SECRET_BYTES`].
+    #[error("an HMAC secret must be at least {MIN_SECRET_BYTES} bytes")]
+    Weak,
+    /// Previous secrets were given without a current one to write with.
+    #[error("a previous HMAC secret needs a current one to write with")]
+    NoCurrent,
+}
+
+impl Secrets {
+    /// Sets the current secret.
+    pub fn set_current(&mut self, secret: impl Into<Vec<u8>>) {
+        self.current = Some(Secret::new(secret));
+    }
+
+    /// Adds a secret being rotated out.
+    pub fn add_previous(&mut self, secret: impl Into<Vec<u8>>) {
+        self.previous.push(Secret::new(secret));
+    }
+
+    /// Whether a current secret was set.
+    pub fn has_current(&self) -> bool {
+        self.current.is_some()
+    }
+
+    /// Checks them (every secret strong, previous ones only beside a current one) and returns
+    /// them current first, as [`open`] and [`seal`] take them. Empty when none was set.
+    pub fn checked(self) -> Result<Vec<Secret>, SecretsError> {
+        let all: Vec<Secret> = self.current.iter().chain(&self.previous).cloned().collect();
+        if !all.iter().all(Secret::is_strong) {
+            return Err(SecretsError::Weak);
+        }
+        if self.current.is_none() && !self.previous.is_empty() {
+            return Err(SecretsError::NoCurrent);
+        }
+        Ok(all)
+    }
+}
+
+impl std::fmt::Debug for Secrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Secrets")
+            .field("current", &self.current.is_some())
+            .field("previous", &self.previous.len())
+            .finish()
+    }
+}
+
 /// The fields of an envelope, borrowed from the stored bytes.
 #[derive(Debug)]
 #[non_exhaustive]
@@ -371,6 +430,33 @@ mod tests {
             now + Duration::from_secs(4200),
         )
         .with_etag(Some("\"abc\""))
+    }
+
+    #[test]
+    fn secrets_are_checked_current_first() {
+        assert_eq!(Secrets::default().checked().map(|s| s.len()), Ok(0));
+        let mut secrets = Secrets::default();
+        secrets.add_previous([1; MIN_SECRET_BYTES]);
+        assert!(!secrets.has_current());
+        assert_eq!(
+            secrets.clone().checked().err(),
+            Some(SecretsError::NoCurrent)
+        );
+        secrets.set_current([2; MIN_SECRET_BYTES]);
+        assert!(secrets.has_current());
+        let checked = secrets.clone().checked().unwrap_or_default();
+        let bytes: Vec<&[u8]> = checked.iter().map(Secret::bytes).collect();
+        let expected: [&[u8]; 2] = [&[2; MIN_SECRET_BYTES], &[1; MIN_SECRET_BYTES]];
+        assert_eq!(bytes, expected);
+        secrets.add_previous([3; MIN_SECRET_BYTES - 1]);
+        assert_eq!(secrets.checked().err(), Some(SecretsError::Weak));
+        let mut weak_current = Secrets::default();
+        weak_current.set_current([4; MIN_SECRET_BYTES - 1]);
+        assert_eq!(weak_current.checked().err(), Some(SecretsError::Weak));
+        assert_eq!(
+            format!("{:?}", Secrets::default()),
+            "Secrets { current: false, previous: 0 }"
+        );
     }
 
     #[test]

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use jwkstash_core::envelope::Secret;
+use jwkstash_core::envelope::{Secrets, SecretsError};
 use jwkstash_core::{SharedClock, SystemClock};
 
 use crate::cache::{FileCache, Inner};
@@ -46,12 +46,20 @@ pub enum BuildError {
     InvalidSetting(&'static str),
 }
 
+impl From<SecretsError> for BuildError {
+    fn from(error: SecretsError) -> Self {
+        match error {
+            SecretsError::NoCurrent => Self::MissingSecret,
+            _ => Self::WeakSecret,
+        }
+    }
+}
+
 /// Builds a [`FileCache`].
 #[must_use]
 pub struct FileCacheBuilder {
     dir: PathBuf,
-    secret: Option<Secret>,
-    previous_secrets: Vec<Secret>,
+    secrets: Secrets,
     max_value_bytes: usize,
     clock_skew: Duration,
     clock: SharedClock,
@@ -61,8 +69,7 @@ impl fmt::Debug for FileCacheBuilder {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("FileCacheBuilder")
             .field("dir", &self.dir)
-            .field("secret", &self.secret.as_ref().map(|_| "<set>"))
-            .field("previous_secrets", &self.previous_secrets.len())
+            .field("secrets", &self.secrets)
             .field("max_value_bytes", &self.max_value_bytes)
             .finish_non_exhaustive()
     }
@@ -72,8 +79,7 @@ impl FileCacheBuilder {
     pub(crate) fn new(dir: impl Into<PathBuf>) -> Self {
         Self {
             dir: dir.into(),
-            secret: None,
-            previous_secrets: Vec::new(),
+            secrets: Secrets::default(),
             max_value_bytes: DEFAULT_MAX_VALUE_BYTES,
             clock_skew: DEFAULT_CLOCK_SKEW,
             clock: Arc::new(SystemClock),
@@ -84,14 +90,14 @@ impl FileCacheBuilder {
     /// without a valid tag are refused. Without a secret, entries are trusted as far as the
     /// file system protects them (files of this user, writable by no one else).
     pub fn hmac_secret(mut self, secret: impl Into<Vec<u8>>) -> Self {
-        self.secret = Some(Secret::new(secret));
+        self.secrets.set_current(secret);
         self
     }
 
     /// A secret being rotated out: entries tagged with it are still accepted; new ones are
     /// tagged with [`hmac_secret`](Self::hmac_secret). Call again for more.
     pub fn previous_hmac_secret(mut self, secret: impl Into<Vec<u8>>) -> Self {
-        self.previous_secrets.push(Secret::new(secret));
+        self.secrets.add_previous(secret);
         self
     }
 
@@ -117,18 +123,7 @@ impl FileCacheBuilder {
     /// Checks the settings and the directory (it must exist and take a file), and builds the
     /// cache. Blocks briefly on the file system.
     pub fn build(self) -> Result<FileCache, BuildError> {
-        let secrets: Vec<Secret> = self
-            .secret
-            .iter()
-            .chain(&self.previous_secrets)
-            .cloned()
-            .collect();
-        if !secrets.iter().all(Secret::is_strong) {
-            return Err(BuildError::WeakSecret);
-        }
-        if self.secret.is_none() && !self.previous_secrets.is_empty() {
-            return Err(BuildError::MissingSecret);
-        }
+        let secrets = self.secrets.checked()?;
         if self.max_value_bytes == 0 {
             return Err(BuildError::InvalidSetting(
                 "max_value_bytes must be positive",

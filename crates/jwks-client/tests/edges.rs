@@ -9,7 +9,7 @@ mod common;
 use std::sync::Arc;
 
 use common::*;
-use jwkstash_core::{Clock, ManualClock, MockKeySource};
+use jwkstash_core::{Clock, ManualClock};
 use jwkstash_jwks::testkit::{TestKey, b64};
 use jwkstash_jwks::{Algorithm, InvalidToken, KeySet, MAX_KID_BYTES, SkipReason, Verifier};
 use serde_json::{Value, json};
@@ -19,15 +19,7 @@ fn verifier_over(
     clock: &ManualClock,
     configure: impl FnOnce(jwkstash_jwks::VerifierBuilder) -> jwkstash_jwks::VerifierBuilder,
 ) -> Verifier {
-    let mut source = MockKeySource::new();
-    source.expect_id().return_const(JWKS_URL.to_owned());
-    let answer = jwkstash_core::Fetched::Modified {
-        body: document.into(),
-        etag: None,
-        max_age: None,
-    };
-    source.expect_fetch().returning(move |_| Ok(answer.clone()));
-    configure(builder(source, Arc::new(clock.clone())))
+    configure(builder(serving(document), Arc::new(clock.clone())))
         .build()
         .unwrap()
 }

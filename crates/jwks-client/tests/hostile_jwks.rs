@@ -8,20 +8,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use bytes::Bytes;
 use common::*;
-use jwkstash_core::Fetched;
 use jwkstash_jwks::testkit::{TestKey, b64, eventually};
 use jwkstash_jwks::{KeySet, KeySetError, MAX_KEYS, RefreshError, SkipReason, VerifyError};
 use serde_json::{Value, json};
-
-fn body(text: impl Into<Bytes>) -> Fetched {
-    Fetched::Modified {
-        body: text.into(),
-        etag: None,
-        max_age: None,
-    }
-}
 
 #[test]
 fn pathological_json_fails_without_overflowing_the_stack() {
@@ -132,7 +122,7 @@ async fn an_unusable_document_never_replaces_a_good_set() {
         "null".to_owned(),
     ];
     let mut answers = vec![Ok(modified(&[&key]))];
-    answers.extend(unusable.iter().map(|text| Ok(body(text.clone()))));
+    answers.extend(unusable.iter().map(|text| Ok(raw(text.clone()))));
     let source = scripted_source(answers, Arc::clone(&calls));
     let verifier = builder(source, Arc::new(clock.clone())).build().unwrap();
     let token = token(&key, &clock);
@@ -154,7 +144,7 @@ async fn an_unusable_document_never_replaces_a_good_set() {
     // A cold verifier facing only junk reports the cause, as "keys unavailable".
     let calls = Arc::new(AtomicUsize::new(0));
     let cold = builder(
-        scripted_source(vec![Ok(body(r#"{"keys":[]}"#))], calls),
+        scripted_source(vec![Ok(raw(r#"{"keys":[]}"#))], calls),
         Arc::new(clock.clone()),
     )
     .build()

@@ -128,16 +128,8 @@ async fn the_algorithm_must_fit_the_key() {
     let p256 = TestKey::ec_p256("p256");
     let mut unpinned_p384 = p384.public_jwk();
     unpinned_p384.as_object_mut().unwrap().remove("alg");
-    let mut source = MockKeySource::new();
-    source.expect_id().return_const(JWKS_URL.to_owned());
     let body = json!({ "keys": [rsa.public_jwk(), unpinned_p384, p256.public_jwk()] }).to_string();
-    source.expect_fetch().returning(move |_| {
-        Ok(jwkstash_core::Fetched::Modified {
-            body: body.clone().into(),
-            etag: None,
-            max_age: None,
-        })
-    });
+    let source = serving(body);
     let verifier = builder(source, Arc::new(clock.clone())).build().unwrap();
     let claims = claims(&clock);
     let sign_as = |key: &TestKey, alg: &str, kid: &str| {

@@ -226,28 +226,6 @@ async fn two_unknown_kids_are_remembered_as_absent_apart() {
     assert_eq!(verifier.stats().fetches, 3);
 }
 
-/// A source that answers these JWKS documents in order, each exactly once.
-fn documents(bodies: &[serde_json::Value]) -> MockKeySource {
-    let mut source = MockKeySource::new();
-    source.expect_id().return_const(JWKS_URL.to_owned());
-    let mut order = Sequence::new();
-    for body in bodies {
-        let body = body.to_string();
-        source
-            .expect_fetch()
-            .times(1)
-            .in_sequence(&mut order)
-            .returning(move |_| {
-                Ok(jwkstash_core::Fetched::Modified {
-                    body: body.clone().into(),
-                    etag: None,
-                    max_age: None,
-                })
-            });
-    }
-    source
-}
-
 #[tokio::test(start_paused = true)]
 async fn a_thumbprint_reused_for_a_new_key_is_refetched_once_and_its_tokens_accepted() {
     use jwkstash_jwks::testkit::b64;

@@ -108,16 +108,7 @@ fn sign_rs256(pair: &KeyPair, header: &Header, claims: &Value) -> String {
 }
 
 fn verifier_over(keys: Vec<Value>, clock: &TokioClock) -> Verifier {
-    let body = json!({ "keys": keys }).to_string();
-    let mut source = jwkstash_core::MockKeySource::new();
-    source.expect_id().return_const(JWKS_URL.to_owned());
-    source.expect_fetch().times(1).returning(move |_| {
-        Ok(jwkstash_core::Fetched::Modified {
-            body: body.clone().into(),
-            etag: None,
-            max_age: None,
-        })
-    });
+    let source = documents(&[json!({ "keys": keys })]);
     builder(source, Arc::new(clock.clone())).build().unwrap()
 }
 
@@ -274,23 +265,10 @@ async fn malformed_thumbprints_in_a_token_are_an_invalid_key_id() {
 async fn an_unknown_thumbprint_is_refetched_once_like_an_unknown_kid() {
     let (old, new) = (Certified::p256(), Certified::p256());
     let clock = TokioClock::new();
-    let mut source = jwkstash_core::MockKeySource::new();
-    source.expect_id().return_const(JWKS_URL.to_owned());
-    let mut order = mockall::Sequence::new();
-    for keys in [vec![old.jwk("old")], vec![old.jwk("old"), new.jwk("new")]] {
-        let body = json!({ "keys": keys }).to_string();
-        source
-            .expect_fetch()
-            .times(1)
-            .in_sequence(&mut order)
-            .returning(move |_| {
-                Ok(jwkstash_core::Fetched::Modified {
-                    body: body.clone().into(),
-                    etag: None,
-                    max_age: None,
-                })
-            });
-    }
+    let source = documents(&[
+        json!({ "keys": [old.jwk("old")] }),
+        json!({ "keys": [old.jwk("old"), new.jwk("new")] }),
+    ]);
     let verifier = builder(source, Arc::new(clock.clone())).build().unwrap();
     verifier.prefetch().await.unwrap();
     let mut header = new.header();

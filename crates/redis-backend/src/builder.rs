@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use fred::clients::Client;
 use fred::prelude::{Builder, ClientLike, Config, ReconnectPolicy};
-use jwkstash_core::envelope::Secret;
+use jwkstash_core::envelope::{Secrets, SecretsError};
 use jwkstash_core::{SharedClock, SystemClock};
 
 use crate::cache::{Inner, RedisCache};
@@ -57,13 +57,21 @@ enum Server {
     Client(Client),
 }
 
+impl From<SecretsError> for BuildError {
+    fn from(error: SecretsError) -> Self {
+        match error {
+            SecretsError::NoCurrent => Self::MissingSecret,
+            _ => Self::WeakSecret,
+        }
+    }
+}
+
 /// Builds a [`RedisCache`].
 #[must_use]
 pub struct RedisCacheBuilder {
     server: Option<Server>,
     prefix: String,
-    secret: Option<Secret>,
-    previous_secrets: Vec<Secret>,
+    secrets: Secrets,
     insecure: bool,
     call_timeout: Duration,
     max_value_bytes: usize,
@@ -84,8 +92,7 @@ impl fmt::Debug for RedisCacheBuilder {
         f.debug_struct("RedisCacheBuilder")
             .field("server", &server)
             .field("prefix", &self.prefix)
-            .field("secret", &self.secret.as_ref().map(|_| "<set>"))
-            .field("previous_secrets", &self.previous_secrets.len())
+            .field("secrets", &self.secrets)
             .field("insecure", &self.insecure)
             .field("call_timeout", &self.call_timeout)
             .finish_non_exhaustive()
@@ -107,8 +114,7 @@ impl Default for RedisCacheBuilder {
         Self {
             server: None,
             prefix: String::new(),
-            secret: None,
-            previous_secrets: Vec::new(),
+            secrets: Secrets::default(),
             insecure: false,
             call_timeout: DEFAULT_CALL_TIMEOUT,
             max_value_bytes: DEFAULT_MAX_VALUE_BYTES,
@@ -151,7 +157,7 @@ impl RedisCacheBuilder {
     /// without a valid tag are refused, counted and logged once per kind. The secret is never
     /// written to Redis or logs: take it from the environment or a secret store.
     pub fn hmac_secret(mut self, secret: impl Into<Vec<u8>>) -> Self {
-        self.secret = Some(Secret::new(secret));
+        self.secrets.set_current(secret);
         self
     }
 
@@ -160,7 +166,7 @@ impl RedisCacheBuilder {
     /// the new secret as `hmac_secret` with the old one here, then drop the old one once every
     /// instance writes with the new one (after one TTL plus `max_stale`).
     pub fn previous_hmac_secret(mut self, secret: impl Into<Vec<u8>>) -> Self {
-        self.previous_secrets.push(Secret::new(secret));
+        self.secrets.add_previous(secret);
         self
     }
 
@@ -209,18 +215,10 @@ impl RedisCacheBuilder {
         if !valid_prefix {
             return Err(BuildError::InvalidPrefix);
         }
-        let secrets: Vec<Secret> = self
-            .secret
-            .iter()
-            .chain(&self.previous_secrets)
-            .cloned()
-            .collect();
-        if !secrets.iter().all(Secret::is_strong) {
-            return Err(BuildError::WeakSecret);
-        }
-        if self.secret.is_none() && (!self.previous_secrets.is_empty() || !self.insecure) {
+        if !self.secrets.has_current() && !self.insecure {
             return Err(BuildError::MissingSecret);
         }
+        let secrets = std::mem::take(&mut self.secrets).checked()?;
         if self.call_timeout.is_zero() || self.max_value_bytes == 0 {
             return Err(BuildError::InvalidSetting(
                 "call_timeout and max_value_bytes must be positive",

@@ -21,11 +21,42 @@ pub const JWKS_URL: &str = "https://idp.test/.well-known/jwks.json";
 
 /// A 200 answer carrying the public JWKS of `keys`.
 pub fn modified(keys: &[&TestKey]) -> Fetched {
+    raw(jwks(keys).to_string())
+}
+
+/// A 200 answer carrying `body` as it is, valid JWKS or not.
+pub fn raw(body: impl Into<Bytes>) -> Fetched {
     Fetched::Modified {
-        body: Bytes::from(jwks(keys).to_string()),
+        body: body.into(),
         etag: None,
         max_age: None,
     }
+}
+
+/// A mock that answers every fetch with the document `body`, however often it is asked.
+pub fn serving(body: impl Into<Bytes>) -> MockKeySource {
+    let mut source = MockKeySource::new();
+    source.expect_id().return_const(JWKS_URL.to_owned());
+    let answer = raw(body);
+    source.expect_fetch().returning(move |_| Ok(answer.clone()));
+    source
+}
+
+/// A mock that answers these JWKS documents in order, each exactly once (mockall fails the
+/// test on one fetch too many, and on too few when the mock is dropped).
+pub fn documents(bodies: &[Value]) -> MockKeySource {
+    let mut source = MockKeySource::new();
+    source.expect_id().return_const(JWKS_URL.to_owned());
+    let mut order = mockall::Sequence::new();
+    for body in bodies {
+        let answer = raw(body.to_string());
+        source
+            .expect_fetch()
+            .times(1)
+            .in_sequence(&mut order)
+            .returning(move |_| Ok(answer.clone()));
+    }
+    source
 }
 
 /// A mock whose `fetch` answers with each of `answers` in turn (the last one repeats), counting
