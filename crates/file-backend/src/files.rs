@@ -84,19 +84,34 @@ fn is_private(_: &std::fs::Metadata, _: Owner) -> bool {
     true
 }
 
+/// Opens an entry for reading in one step, so that nothing can be swapped in between a check
+/// and the open: a symbolic link is not followed (the open fails), and a FIFO planted in
+/// place of the entry opens at once instead of blocking until a writer comes.
+fn open_entry(path: &Path) -> io::Result<File> {
+    let mut options = OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::custom_flags(
+        &mut options,
+        libc::O_NOFOLLOW | libc::O_NONBLOCK,
+    );
+    options.open(path)
+}
+
+/// Whether the open failed because the entry is a symbolic link (`O_NOFOLLOW`).
+fn is_symbolic_link(error: &io::Error) -> bool {
+    #[cfg(unix)]
+    return error.raw_os_error() == Some(libc::ELOOP);
+    #[cfg(not(unix))]
+    return false;
+}
+
 /// Reads `path`, at most `max` bytes; checks ownership when `owner` is given.
 pub(crate) fn read(path: &Path, max: usize, owner: Option<Owner>) -> io::Result<Found> {
-    // Only a regular file is opened: a symbolic link is not followed, and a FIFO planted in
-    // place of the entry would block the open forever.
-    match std::fs::symlink_metadata(path) {
-        Ok(metadata) if !metadata.file_type().is_file() => return Ok(Found::NotAFile),
-        Ok(_) => {}
-        Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(Found::Missing),
-        Err(error) => return Err(error),
-    }
-    let file = match File::open(path) {
+    let file = match open_entry(path) {
         Ok(file) => file,
         Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(Found::Missing),
+        Err(error) if is_symbolic_link(&error) => return Ok(Found::NotAFile),
         Err(error) => return Err(error),
     };
     // The opened file's own metadata: what is read is what was checked.
