@@ -10,9 +10,8 @@ use std::time::Duration;
 
 use common::*;
 use jwkstash_core::{MockKeySource, TokioClock};
-use jwkstash_jwks::testkit::TestKey;
+use jwkstash_jwks::testkit::{TestKey, jwks};
 use jwkstash_jwks::{FreshnessPolicy, InvalidToken, Verifier, VerifyError};
-use mockall::Sequence;
 use serde_json::Value;
 use tokio::time::{Instant, advance};
 
@@ -20,18 +19,8 @@ const COOLDOWN: Duration = Duration::from_secs(30);
 
 /// A source that answers `sets` in order, each exactly once: one more fetch fails the test.
 fn sequence(sets: &[&[&TestKey]]) -> MockKeySource {
-    let mut source = MockKeySource::new();
-    source.expect_id().return_const(JWKS_URL.to_owned());
-    let mut order = Sequence::new();
-    for keys in sets {
-        let answer = modified(keys);
-        source
-            .expect_fetch()
-            .times(1)
-            .in_sequence(&mut order)
-            .returning(move |_| Ok(answer.clone()));
-    }
-    source
+    let documents_of_sets: Vec<Value> = sets.iter().map(|keys| jwks(keys)).collect();
+    documents(&documents_of_sets)
 }
 
 fn verifier(source: impl jwkstash_core::KeySource + 'static, clock: &TokioClock) -> Verifier {
