@@ -265,11 +265,21 @@ struct RawJwk {
     qi: Option<IgnoredAny>,
     oth: Option<IgnoredAny>,
     k: Option<IgnoredAny>,
-    issuer: Option<String>,
+    /// Any JSON value when present (`null` included), so that a key with an `issuer` that is
+    /// not a string is skipped under its `kid`.
+    #[serde(default, deserialize_with = "present")]
+    issuer: Option<serde_json::Value>,
     x5c: Option<Vec<String>>,
     x5t: Option<String>,
     #[serde(rename = "x5t#S256")]
     x5t_s256: Option<String>,
+}
+
+/// A member's value whatever its type, `null` included: `Some` whenever the member is present.
+fn present<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<serde_json::Value>, D::Error> {
+    serde_json::Value::deserialize(deserializer).map(Some)
 }
 
 impl RawJwk {
@@ -486,13 +496,17 @@ fn parse_key(raw: &RawValue) -> Result<VerifyingKey, SkippedKey> {
     {
         return Err(reason(SkipReason::NoVerifyOperation));
     }
-    if jwk
-        .issuer
-        .as_ref()
-        .is_some_and(|issuer| issuer.is_empty() || issuer.len() > MAX_KEY_ISSUER_BYTES)
-    {
-        return Err(reason(SkipReason::Malformed));
-    }
+    // A present `issuer` binds the key; one that is not a string of 1 to 1024 bytes (`null`
+    // among them) binds it to nothing readable, so the key is skipped, never left unbound.
+    let issuer = match &jwk.issuer {
+        None => None,
+        Some(serde_json::Value::String(issuer))
+            if !issuer.is_empty() && issuer.len() <= MAX_KEY_ISSUER_BYTES =>
+        {
+            Some(issuer.as_str())
+        }
+        Some(_) => return Err(reason(SkipReason::Malformed)),
+    };
     if !matches!(jwk.kty.as_str(), "RSA" | "EC" | "OKP") {
         return Err(reason(SkipReason::UnsupportedKeyType));
     }
@@ -532,7 +546,7 @@ fn parse_key(raw: &RawValue) -> Result<VerifyingKey, SkippedKey> {
         alg,
         key,
         thumbprint: material.thumbprint(),
-        issuer: jwk.issuer.map(String::into_boxed_str),
+        issuer: issuer.map(Box::from),
         x5t,
         x5t_s256,
     })

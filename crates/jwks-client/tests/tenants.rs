@@ -156,6 +156,52 @@ async fn a_key_bound_to_another_issuer_is_refused() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_whose_issuer_is_not_a_string_is_skipped_not_unbound() {
+    let (single, common) = (TestKey::ec_p256("single-1"), TestKey::rsa("common-1"));
+    let only = tenant(7);
+    let other = tenant(8);
+    for issuer in [
+        json!(null),
+        json!(42),
+        json!(""),
+        json!([issuer_of(&only)]),
+        json!({ "iss": issuer_of(&only) }),
+    ] {
+        let mut bad = single.public_jwk();
+        bad["issuer"] = issuer.clone();
+        let mut good = common.public_jwk();
+        good["issuer"] = json!(ENTRA);
+        let document = json!({ "keys": [bad, good] }).to_string();
+        let (_, skipped) = jwkstash_jwks::KeySet::explain(document.as_bytes()).unwrap();
+        assert_eq!(
+            skipped
+                .iter()
+                .map(|skip| (skip.kid.as_deref(), skip.reason))
+                .collect::<Vec<_>>(),
+            [(Some("single-1"), jwkstash_jwks::SkipReason::Malformed)],
+            "issuer {issuer}"
+        );
+        let verifier = Verifier::builder()
+            .key_source(jwkstash_jwks::testkit::StaticSource::new(document))
+            .issuer_template(IssuerTemplate::new(ENTRA, "tid").unwrap())
+            .audience(AUDIENCE)
+            .build()
+            .unwrap();
+        // The key is gone from the set: neither its tenant's token nor another's verifies.
+        for tid in [&only, &other] {
+            refused(
+                verifier.verify(&token(&single, &issuer_of(tid), tid)).await,
+                &InvalidToken::UnknownKid,
+            );
+        }
+        verifier
+            .verify::<Value>(&token(&common, &issuer_of(&other), &other))
+            .await
+            .unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_allowed_tenants_are_served_and_others_cost_no_request() {
     let key = TestKey::ec_p256("common-1");
     let idp = entra(&[(&key, None)]).await;
