@@ -184,9 +184,13 @@ pub enum SkipReason {
     TooManyKeys,
     /// The `x5c` leaf certificate is not a readable X.509 certificate (or is too long).
     Certificate,
-    /// The `x5c` certificate's key differs from the JWK's members, or a stated `x5t` /
-    /// `x5t#S256` differs from the certificate's thumbprint.
+    /// The `x5c` certificate's key differs from the JWK's members (its `kty`, its `crv`, or its
+    /// key members), or a stated `x5t` / `x5t#S256` differs from the certificate's thumbprint.
     CertificateMismatch,
+    /// `key_ops` names an operation that a key of this type cannot take part in: `encrypt`,
+    /// `decrypt`, `wrapKey` or `unwrapKey` on an EC or Ed25519 key, `deriveKey` or
+    /// `deriveBits` on an RSA or Ed25519 key.
+    KeyOperationsMismatch,
 }
 
 impl fmt::Display for SkipReason {
@@ -208,6 +212,7 @@ impl fmt::Display for SkipReason {
             Self::TooManyKeys => "too many keys",
             Self::Certificate => "unreadable x5c certificate",
             Self::CertificateMismatch => "x5c certificate does not match the key",
+            Self::KeyOperationsMismatch => "key_ops names an operation of another key type",
         })
     }
 }
@@ -521,10 +526,18 @@ fn parse_key(raw: &RawValue) -> Result<VerifyingKey, SkippedKey> {
             return Err(reason(SkipReason::CertificateMismatch));
         }
         (Some(members), _) => members,
-        (None, Some(leaf)) if leaf.material.kty == jwk.kty => leaf.material.clone(),
+        // Only `x5c`: every member present must agree with the certificate's key.
+        (None, Some(leaf)) if leaf.material.agrees_with(&jwk) => leaf.material.clone(),
         (None, Some(_)) => return Err(reason(SkipReason::CertificateMismatch)),
         (None, None) => return Err(reason(SkipReason::Malformed)),
     };
+    if !jwk
+        .key_ops
+        .as_ref()
+        .is_none_or(|ops| material.takes_part_in(ops))
+    {
+        return Err(reason(SkipReason::KeyOperationsMismatch));
+    }
     let (kind, key) = material.verifying_key().map_err(reason)?;
     let alg = match jwk.alg.as_deref() {
         None => None,
@@ -654,6 +667,27 @@ impl Material {
             }
         };
         Ok(Some(material))
+    }
+
+    /// Whether the members of a JWK that gives its key only as `x5c` agree with this key (the
+    /// certificate's): its `kty`, and its `crv` if it states one. RSA has no curve: a `crv` on an
+    /// RSA key is a member RSA does not define, ignored as for a key given by its members.
+    fn agrees_with(&self, jwk: &RawJwk) -> bool {
+        self.kty == jwk.kty
+            && (self.kty == "RSA" || jwk.crv.as_deref().is_none_or(|crv| crv == self.crv))
+    }
+
+    /// Whether a key of this type takes part in every operation of `key_ops` (RFC 7517 §4.3)
+    /// that it names: `sign` and `verify` for every type; the encryption and key wrapping
+    /// operations for RSA; key agreement (`deriveKey`, `deriveBits`: ECDH) for EC. Ed25519
+    /// only signs (X25519 is another key). Values RFC 7517 does not list are left to whoever
+    /// defined them.
+    fn takes_part_in(&self, ops: &[String]) -> bool {
+        ops.iter().all(|op| match op.as_str() {
+            "encrypt" | "decrypt" | "wrapKey" | "unwrapKey" => self.kty == "RSA",
+            "deriveKey" | "deriveBits" => self.kty == "EC",
+            _ => true,
+        })
     }
 
     /// A short hash of the components: equal keys have equal thumbprints.

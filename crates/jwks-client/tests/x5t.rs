@@ -452,3 +452,195 @@ async fn a_p384_key_given_only_as_a_certificate_verifies_es384() {
     let claims: Value = verifier.verify(&p384.sign(header, &clock)).await.unwrap();
     assert_eq!(claims["sub"], "user-1");
 }
+
+/// `jwk` with the members of `extra` added (or replaced).
+fn with_members(mut jwk: Value, extra: &Value) -> Value {
+    for (name, value) in extra.as_object().unwrap() {
+        jwk[name] = value.clone();
+    }
+    jwk
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_x5c_only_key_whose_members_contradict_its_certificate_is_skipped() {
+    let p256 = Certified::p256();
+    let (ed25519, ed25519_der) = ed25519_certificate_of(600);
+    let ed25519_jwk = okp_certificate_jwk("k", json!([STANDARD.encode(&ed25519_der)]));
+    let clock = TokioClock::new();
+    let mut header = p256.header();
+    header.kid = Some("k".into());
+    let p256_token = p256.sign(header, &clock);
+    let ed25519_token = sign_eddsa(&ed25519, "k", &clock);
+    let other = Certified::p256();
+    // (certificate, members, genuine token of the certificate's key, why it is skipped)
+    let cases = [
+        (
+            p256.jwk("k"),
+            json!({ "crv": "P-384" }),
+            &p256_token,
+            SkipReason::CertificateMismatch,
+        ),
+        (
+            p256.jwk("k"),
+            json!({ "crv": "secp256k1" }),
+            &p256_token,
+            SkipReason::CertificateMismatch,
+        ),
+        (
+            p256.jwk("k"),
+            json!({ "crv": "Ed25519" }),
+            &p256_token,
+            SkipReason::CertificateMismatch,
+        ),
+        (
+            p256.jwk("k"),
+            json!({ "alg": "ES384" }),
+            &p256_token,
+            SkipReason::UnsupportedAlgorithm,
+        ),
+        (
+            p256.jwk("k"),
+            json!({ "alg": "EdDSA" }),
+            &p256_token,
+            SkipReason::UnsupportedAlgorithm,
+        ),
+        (
+            p256.jwk("k"),
+            json!({ "use": "enc" }),
+            &p256_token,
+            SkipReason::NotForSignatures,
+        ),
+        (
+            p256.jwk("k"),
+            json!({ "key_ops": ["verify", "encrypt"] }),
+            &p256_token,
+            SkipReason::KeyOperationsMismatch,
+        ),
+        (
+            ed25519_jwk.clone(),
+            json!({ "crv": "Ed448" }),
+            &ed25519_token,
+            SkipReason::CertificateMismatch,
+        ),
+        (
+            ed25519_jwk.clone(),
+            json!({ "crv": "X25519" }),
+            &ed25519_token,
+            SkipReason::CertificateMismatch,
+        ),
+        (
+            ed25519_jwk.clone(),
+            json!({ "crv": "P-256" }),
+            &ed25519_token,
+            SkipReason::CertificateMismatch,
+        ),
+        (
+            ed25519_jwk.clone(),
+            json!({ "alg": "ES256" }),
+            &ed25519_token,
+            SkipReason::UnsupportedAlgorithm,
+        ),
+        (
+            ed25519_jwk.clone(),
+            json!({ "key_ops": ["verify", "deriveKey"] }),
+            &ed25519_token,
+            SkipReason::KeyOperationsMismatch,
+        ),
+    ];
+    for (jwk, members, token, reason) in cases {
+        let jwk = with_members(jwk, &members);
+        let document = json!({ "keys": [jwk, other.jwk("other")] }).to_string();
+        let (_, skipped) = KeySet::explain(document.as_bytes()).unwrap();
+        assert_eq!(
+            skipped
+                .iter()
+                .map(|skip| (skip.kid.as_deref(), skip.reason))
+                .collect::<Vec<_>>(),
+            [(Some("k"), reason)],
+            "{members}"
+        );
+        // The certificate's own genuine token finds no key under its kid.
+        let verifier = builder(serving(document), Arc::new(clock.clone()))
+            .build()
+            .unwrap();
+        let outcome = verifier.verify::<Value>(token).await;
+        assert!(
+            matches!(
+                outcome,
+                Err(VerifyError::InvalidToken(InvalidToken::UnknownKid))
+            ),
+            "{members}: {outcome:?}"
+        );
+    }
+    // Members that agree with the certificate: the same tokens verify.
+    for (jwk, token) in [
+        (
+            with_members(
+                p256.jwk("k"),
+                &json!({ "crv": "P-256", "alg": "ES256", "key_ops": ["sign", "verify"] }),
+            ),
+            &p256_token,
+        ),
+        (
+            with_members(
+                ed25519_jwk.clone(),
+                &json!({ "crv": "Ed25519", "alg": "EdDSA", "key_ops": ["verify"] }),
+            ),
+            &ed25519_token,
+        ),
+    ] {
+        let document = json!({ "keys": [jwk, other.jwk("other")] }).to_string();
+        let verifier = builder(serving(document), Arc::new(clock.clone()))
+            .build()
+            .unwrap();
+        let claims: Value = verifier.verify(token).await.unwrap();
+        assert_eq!(claims["sub"], "user-1");
+    }
+}
+
+#[test]
+fn key_operations_must_be_ones_the_key_type_takes_part_in() {
+    let reason = |jwk: Value| {
+        let document = json!({ "keys": [jwk] }).to_string();
+        let (usable, skipped) = KeySet::explain(document.as_bytes()).unwrap();
+        (usable.len(), skipped.first().map(|skip| skip.reason))
+    };
+    let rsa = Certified::new(&rcgen::PKCS_RSA_SHA256, Algorithm::RS256).jwk("k");
+    let p256 = Certified::p256().jwk("k");
+    for (jwk, ops, expected) in [
+        // RSA encrypts and wraps keys; EC agrees on keys; every type signs.
+        (&rsa, json!(["verify", "encrypt", "wrapKey"]), (1, None)),
+        (
+            &rsa,
+            json!(["verify", "deriveBits"]),
+            (0, Some(SkipReason::KeyOperationsMismatch)),
+        ),
+        (&p256, json!(["verify", "deriveKey"]), (1, None)),
+        (
+            &p256,
+            json!(["verify", "unwrapKey"]),
+            (0, Some(SkipReason::KeyOperationsMismatch)),
+        ),
+        (&p256, json!(["verify", "x-private-op"]), (1, None)),
+        (
+            &p256,
+            json!(["encrypt"]),
+            (0, Some(SkipReason::NoVerifyOperation)),
+        ),
+    ] {
+        assert_eq!(
+            reason(with_members(jwk.clone(), &json!({ "key_ops": ops }))),
+            expected,
+            "{ops}"
+        );
+    }
+    // A key given by its members is held to the same rule.
+    let members = jwkstash_jwks::testkit::TestKey::ed25519("k").public_jwk();
+    assert_eq!(
+        reason(with_members(
+            members,
+            &json!({ "key_ops": ["verify", "decrypt"] })
+        )),
+        (0, Some(SkipReason::KeyOperationsMismatch))
+    );
+}
