@@ -83,6 +83,9 @@ impl<'de> Visitor<'de> for RegisteredVisitor<'_> {
             let value: &'de RawValue = map.next_value()?;
             *slot = Some(value);
             if bound {
+                // Read in full like every member nobody types (UTF-8, finite numbers, depth,
+                // unique names), whichever issuer the token turns out to have.
+                serde_json::from_str::<Checked>(value.get()).map_err(serde::de::Error::custom)?;
                 claims.bound = Some(value);
             }
         }
@@ -209,6 +212,11 @@ impl ClaimRules {
 
     /// `iss` is one of ours, byte for byte, or matches the template with a value equal to the
     /// template's claim; and the key that verified the token is bound to that issuer, if bound.
+    ///
+    /// With a template, its claim (Entra: `tid`) is held to it whichever way `iss` is accepted:
+    /// an issuer of ours that has the template's shape is the tenant the value names, so a
+    /// claim present there must equal the value too (absent, the issuer stands on its own). The
+    /// claim is valid JSON in full whenever a template is configured (see `RegisteredVisitor`).
     fn check_issuer(
         &self,
         claims: &Registered<'_>,
@@ -216,16 +224,27 @@ impl ClaimRules {
     ) -> Result<(), InvalidToken> {
         let iss = claims.iss.ok_or(InvalidToken::MissingClaim("iss"))?;
         let iss = json_str(iss).ok_or(InvalidToken::InvalidIssuer)?;
-        let tenant = if self.issuers.iter().any(|ours| *ours == iss) {
-            None
-        } else {
-            let template = self.template.as_ref().ok_or(InvalidToken::InvalidIssuer)?;
-            let value = template.value_of(&iss).ok_or(InvalidToken::InvalidIssuer)?;
-            let claimed = claims.bound.and_then(json_str);
-            if claimed.as_deref() != Some(value) {
-                return Err(InvalidToken::TenantMismatch);
+        let exact = self.issuers.iter().any(|ours| *ours == iss);
+        let tenant = match &self.template {
+            None if exact => None,
+            None => return Err(InvalidToken::InvalidIssuer),
+            Some(template) if exact => {
+                let value = template.value_in_shape(&iss);
+                if let (Some(value), Some(claimed)) = (value, claims.bound)
+                    && json_str(claimed).as_deref() != Some(value)
+                {
+                    return Err(InvalidToken::TenantMismatch);
+                }
+                None
             }
-            Some(value)
+            Some(template) => {
+                let value = template.value_of(&iss).ok_or(InvalidToken::InvalidIssuer)?;
+                let claimed = claims.bound.and_then(json_str);
+                if claimed.as_deref() != Some(value) {
+                    return Err(InvalidToken::TenantMismatch);
+                }
+                Some(value)
+            }
         };
         match key_issuer {
             Some(bound) if !template::key_admits(bound, &iss, tenant) => {
@@ -356,6 +375,58 @@ mod tests {
                 Err(InvalidToken::InvalidIssuer),
                 "{iss}"
             );
+        }
+    }
+
+    #[test]
+    fn a_templates_claim_is_checked_whichever_way_iss_is_accepted() {
+        const ENTRA: &str = "https://login.microsoftonline.com/{tenantid}/v2.0";
+        let mut rules = rules();
+        rules
+            .issuers
+            .push("https://login.microsoftonline.com/t1/v2.0".into());
+        rules.template = IssuerTemplate::new(ENTRA, "tid").ok();
+        let check = |iss: &str, tid: Option<&str>| {
+            let tid = tid.map_or(String::new(), |tid| format!(r#","tid":{tid}"#));
+            let payload = format!(r#"{{"iss":"{iss}","aud":"api","exp":99999{tid}}}"#);
+            let bound = rules.template.as_ref().map(IssuerTemplate::claim);
+            rules
+                .check(
+                    &Registered::parse_with(payload.as_bytes(), bound)?,
+                    at(10),
+                    None,
+                )
+                .map(drop)
+        };
+        let (exact, shaped) = (
+            "https://iss.example.com",
+            "https://login.microsoftonline.com/t1/v2.0",
+        );
+        let matched = "https://login.microsoftonline.com/t2/v2.0";
+        // An issuer of ours in the template's shape: a tid present must be its tenant.
+        assert_eq!(check(shaped, Some(r#""t1""#)), Ok(()));
+        assert_eq!(check(shaped, None), Ok(()));
+        for tid in [r#""t2""#, r#""T1""#, "1", "null"] {
+            assert_eq!(
+                check(shaped, Some(tid)),
+                Err(InvalidToken::TenantMismatch),
+                "{tid}"
+            );
+        }
+        // An issuer of ours outside the shape: the claim means nothing to it, but is valid JSON.
+        assert_eq!(check(exact, Some("5")), Ok(()));
+        // Through the template: the claim must be the tenant, and present.
+        assert_eq!(check(matched, Some(r#""t2""#)), Ok(()));
+        assert_eq!(check(matched, None), Err(InvalidToken::TenantMismatch));
+        // Malformed claims are malformed whichever way iss is accepted.
+        let deep = format!("{}{}", "[".repeat(1000), "]".repeat(1000));
+        for iss in [exact, shaped, matched] {
+            for tid in [r#""\ud800""#, "1e999", &deep, r#"{"a":1,"a":2}"#] {
+                assert!(
+                    matches!(check(iss, Some(tid)), Err(InvalidToken::Malformed(_))),
+                    "{iss} {tid}"
+                );
+            }
         }
     }
 

@@ -120,15 +120,22 @@ impl IssuerTemplate {
 
     /// The placeholder's value in `issuer`, if `issuer` matches and the value is allowed.
     pub fn value_of<'i>(&self, issuer: &'i str) -> Option<&'i str> {
-        let value = issuer
-            .strip_prefix(self.prefix.as_str())?
-            .strip_suffix(self.suffix.as_str())?;
+        let value = self.value_in_shape(issuer)?;
         let allowed = match &self.allowed {
             Allowed::Any => true,
             Allowed::List(list) => list.contains(value),
             Allowed::Predicate(allowed) => allowed(value),
         };
-        (is_plain_value(value) && allowed).then_some(value)
+        allowed.then_some(value)
+    }
+
+    /// The placeholder's value in `issuer` if `issuer` has the template's shape, allowed or not
+    /// (the allow-list is not asked).
+    pub(crate) fn value_in_shape<'i>(&self, issuer: &'i str) -> Option<&'i str> {
+        let value = issuer
+            .strip_prefix(self.prefix.as_str())?
+            .strip_suffix(self.suffix.as_str())?;
+        is_plain_value(value).then_some(value)
     }
 
     /// Whether `issuer` matches with an allowed value.

@@ -181,23 +181,132 @@ async fn a_key_whose_issuer_is_not_a_string_is_skipped_not_unbound() {
             [(Some("single-1"), jwkstash_jwks::SkipReason::Malformed)],
             "issuer {issuer}"
         );
-        let verifier = Verifier::builder()
-            .key_source(jwkstash_jwks::testkit::StaticSource::new(document))
-            .issuer_template(IssuerTemplate::new(ENTRA, "tid").unwrap())
-            .audience(AUDIENCE)
-            .build()
-            .unwrap();
-        // The key is gone from the set: neither its tenant's token nor another's verifies.
+        let verifier = || {
+            Verifier::builder()
+                .key_source(jwkstash_jwks::testkit::StaticSource::new(document.clone()))
+                .issuer_template(IssuerTemplate::new(ENTRA, "tid").unwrap())
+                .audience(AUDIENCE)
+                .build()
+                .unwrap()
+        };
+        // The key is gone from the set: neither its tenant's token nor another's verifies
+        // (each on a verifier of its own, whose one unknown-kid refetch finds it absent).
         for tid in [&only, &other] {
             refused(
-                verifier.verify(&token(&single, &issuer_of(tid), tid)).await,
+                verifier()
+                    .verify(&token(&single, &issuer_of(tid), tid))
+                    .await,
                 &InvalidToken::UnknownKid,
             );
         }
-        verifier
+        verifier()
             .verify::<Value>(&token(&common, &issuer_of(&other), &other))
             .await
             .unwrap();
+    }
+}
+
+/// Only `sub`: the caller's type reads no other claim, so only the verifier sees `tid`.
+#[derive(Debug, serde::Deserialize)]
+struct OnlySub {
+    #[allow(dead_code)]
+    sub: String,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_templates_claim_is_checked_when_iss_matches_exactly_too() {
+    let (common, plain) = (TestKey::ec_p256("common-1"), TestKey::ed25519("plain-1"));
+    let mut bound = common.public_jwk();
+    bound["issuer"] = json!(ENTRA);
+    let document = json!({ "keys": [bound, plain.public_jwk()] }).to_string();
+    let (listed, allowed, other) = (tenant(1), tenant(2), tenant(3));
+    let own = "https://idp.test/";
+    // Two issuers of ours (one in the template's shape, one not) and a template for another.
+    let verifier = Verifier::builder()
+        .key_source(jwkstash_jwks::testkit::StaticSource::new(document))
+        .issuer(issuer_of(&listed))
+        .issuer(own)
+        .issuer_template(
+            IssuerTemplate::new(ENTRA, "tid")
+                .unwrap()
+                .allow([allowed.clone()]),
+        )
+        .audience(AUDIENCE)
+        .build()
+        .unwrap();
+    let now = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    // A genuine token of `key` whose payload has `tid` as this raw JSON text (or none).
+    let signed = |key: &TestKey, iss: &str, tid: Option<&str>| {
+        let header = json!({ "alg": key.alg(), "kid": key.kid() }).to_string();
+        let tid = tid.map_or(String::new(), |tid| format!(r#","tid":{tid}"#));
+        let payload = format!(
+            r#"{{"iss":"{iss}","aud":"{AUDIENCE}","sub":"user","exp":{}{tid}}}"#,
+            now + 600
+        );
+        key.sign_raw(header.as_bytes(), payload.as_bytes())
+    };
+    let outcome = |token: String| {
+        let verifier = verifier.clone();
+        async move {
+            match verifier.verify::<OnlySub>(&token).await {
+                Ok(_) => Ok(()),
+                Err(VerifyError::InvalidToken(reason)) => Err(reason),
+                Err(other) => panic!("keys unavailable: {other:?}"),
+            }
+        }
+    };
+    let quoted = |tenant: &str| format!("\"{tenant}\"");
+    // The listed issuer names its tenant: a tid there must be that tenant (or be absent).
+    let listed_iss = issuer_of(&listed);
+    assert_eq!(
+        outcome(signed(&common, &listed_iss, Some(&quoted(&listed)))).await,
+        Ok(())
+    );
+    assert_eq!(outcome(signed(&common, &listed_iss, None)).await, Ok(()));
+    for tid in [
+        quoted(&other),
+        quoted(&listed.to_uppercase()),
+        "7".into(),
+        "null".into(),
+    ] {
+        assert_eq!(
+            outcome(signed(&common, &listed_iss, Some(&tid))).await,
+            Err(InvalidToken::TenantMismatch),
+            "{tid}"
+        );
+    }
+    // Through the template, as before.
+    let allowed_iss = issuer_of(&allowed);
+    assert_eq!(
+        outcome(signed(&common, &allowed_iss, Some(&quoted(&allowed)))).await,
+        Ok(())
+    );
+    assert_eq!(
+        outcome(signed(&common, &allowed_iss, Some(&quoted(&listed)))).await,
+        Err(InvalidToken::TenantMismatch)
+    );
+    // Outside the template's shape the claim names no tenant: any valid JSON.
+    assert_eq!(outcome(signed(&plain, own, Some("7"))).await, Ok(()));
+    // A malformed tid is malformed whichever way iss is accepted, though `OnlySub` never
+    // reads it.
+    let deep = format!("{}{}", "[".repeat(1000), "]".repeat(1000));
+    for tid in [r#""\ud800""#, "1e999", &deep, r#"{"a":1,"a":2}"#] {
+        for (key, iss) in [
+            (&common, &*listed_iss),
+            (&common, &*allowed_iss),
+            (&plain, own),
+        ] {
+            assert!(
+                matches!(
+                    outcome(signed(key, iss, Some(tid))).await,
+                    Err(InvalidToken::Malformed(_))
+                ),
+                "{iss}: {tid}"
+            );
+        }
     }
 }
 
