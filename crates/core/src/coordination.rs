@@ -40,6 +40,9 @@ impl fmt::Debug for LeaseToken {
 /// * [`acquire`](Lease::acquire): at most one holder of the lease on `key` at a time; the lease
 ///   ends by itself after `ttl` (measured by the tier), so a holder that dies does not block
 ///   the fleet for longer.
+/// * [`renew`](Lease::renew): the holder extends its lease to `ttl` from now while it works
+///   (a heartbeat), so `ttl` only has to cover noticing a dead holder, not the longest fetch.
+///   A token that no longer holds the lease renews nothing.
 /// * [`claim_period`](Lease::claim_period): succeeds for at most one caller per `period`, with
 ///   times given by the caller's clock, so cooldowns follow an injected clock.
 /// * [`last_claimed`](Lease::last_claimed) reads a claim without changing it.
@@ -51,6 +54,11 @@ pub trait Lease: Send + Sync + fmt::Debug {
 
     /// Ends the lease on `key` early if `token` still holds it.
     async fn release(&self, key: &str, token: &LeaseToken) -> Result<(), CacheError>;
+
+    /// Extends the lease on `key` to end `ttl` from now if `token` still holds it; `false` when
+    /// it does not (the lease ended and may be someone else's).
+    async fn renew(&self, key: &str, token: &LeaseToken, ttl: Duration)
+    -> Result<bool, CacheError>;
 
     /// Claims `slot` of `key` at `now` if no claim was made within the last `period`.
     async fn claim_period(

@@ -284,6 +284,7 @@ fn unique(name: &str) -> String {
 pub async fn run_lease_suite(a: &dyn crate::Lease, b: &dyn crate::Lease, clock: &ManualClock) {
     lease_is_exclusive_and_released_by_its_holder(a, b).await;
     lease_ends_by_itself(a, b).await;
+    lease_is_renewed_by_its_holder_only(a, b).await;
     claims_once_per_period(a, b, clock).await;
     claims_are_per_key_and_slot(a, b, clock).await;
 }
@@ -336,6 +337,40 @@ pub async fn lease_ends_by_itself(a: &dyn crate::Lease, b: &dyn crate::Lease) {
     })
     .await;
     assert!(freed.is_ok(), "a lease outlived its TTL by seconds");
+}
+
+/// A holder's renewal keeps the lease past its first TTL; a stranger's token renews nothing,
+/// and neither does the holder's once the lease has ended.
+pub async fn lease_is_renewed_by_its_holder_only(a: &dyn crate::Lease, b: &dyn crate::Lease) {
+    let key = unique("lease-renew");
+    let ttl = Duration::from_millis(200);
+    let token = a
+        .acquire(&key, ttl)
+        .await
+        .unwrap()
+        .expect("a free lease");
+    let stranger = crate::LeaseToken::random();
+    assert!(
+        !b.renew(&key, &stranger, 5 * SECOND).await.unwrap(),
+        "a stranger's token renewed the lease"
+    );
+    assert!(
+        a.renew(&key, &token, 5 * SECOND).await.unwrap(),
+        "the holder could not renew"
+    );
+    // Past the first TTL, the renewed lease still holds.
+    tokio::time::sleep(2 * ttl).await;
+    assert!(
+        b.acquire(&key, ttl).await.unwrap().is_none(),
+        "a renewed lease ended at its first TTL"
+    );
+    a.release(&key, &token).await.unwrap();
+    let taken = b.acquire(&key, 5 * SECOND).await.unwrap();
+    assert!(taken.is_some(), "the holder's release did not free the lease");
+    assert!(
+        !a.renew(&key, &token, 5 * SECOND).await.unwrap(),
+        "a released lease was renewed by its old token"
+    );
 }
 
 /// A period is claimed once per period, by the caller's clock, whoever claims; a zero period

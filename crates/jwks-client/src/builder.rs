@@ -198,8 +198,11 @@ impl VerifierBuilder {
         self
     }
 
-    /// How long one instance may hold the fleet's fetch lease (default 6 s). Set it a little
-    /// over the key source's total deadline.
+    /// The TTL of the fleet's fetch lease (default 1.5 s): how long the fleet takes to notice
+    /// that the instance fetching for it died. A live holder renews its lease every third of
+    /// the TTL for as long as its fetch runs (bounded by
+    /// [`fetch_timeout`](crate::FreshnessPolicy::fetch_timeout)), so a slow provider never
+    /// makes a second instance fetch; the TTL need not cover the fetch.
     pub fn lease_ttl(mut self, ttl: Duration) -> Self {
         self.lease_ttl = ttl;
         self

@@ -41,6 +41,11 @@ impl<'a> Registered<'a> {
                 .map_err(|_| InvalidToken::Malformed("payload is not a valid JSON object"))?;
         Ok(claims)
     }
+
+    /// The `iat` claim in whole seconds, if it is present and a valid date.
+    pub(crate) fn issued_at(&self) -> Option<u64> {
+        self.iat.and_then(|raw| numeric_date(raw, "iat").ok())
+    }
 }
 
 struct RegisteredVisitor<'n> {

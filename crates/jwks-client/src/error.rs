@@ -163,6 +163,22 @@ pub enum RefreshError {
         /// How long the caller waited.
         waited: Duration,
     },
+    /// A token named a `kid` the set lacks while the unknown-kid cooldown held the refetch back
+    /// (another kid spent it): the provider has not been asked about this kid yet. A refetch
+    /// runs when the cooldown ends, in `retry_after`.
+    #[error("the key set is refetched for unknown kids at most once per cooldown; the next refetch is in {retry_after:?}")]
+    KidRefetchCoolingDown {
+        /// How long until the next refetch.
+        retry_after: Duration,
+    },
+    /// An [`IssuerResolver`](crate::IssuerResolver) did not answer within its timeout
+    /// ([`Issuers::resolve_timeout`](crate::Issuers::resolve_timeout)); the next token of the
+    /// issuer asks again.
+    #[error("the issuer resolver did not answer within {after:?}")]
+    ResolverTimedOut {
+        /// The timeout.
+        after: Duration,
+    },
     /// Another instance of the fleet held the fetch lease and its fetch failed.
     #[error("the fleet's fetch failed")]
     FleetFetchFailed,

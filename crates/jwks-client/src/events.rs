@@ -48,10 +48,11 @@ pub enum KeyEvent {
     },
     /// This instance took the fleet's fetch lease (it fetches for the fleet).
     LeaseTaken,
-    /// This instance's fetch outlasted the fleet's lease: the lease expired while it was held,
-    /// so another instance may have fetched too.
+    /// This instance lost the fleet's lease while fetching: its renewals did not reach the
+    /// shared tier within the lease TTL (a frozen process, a sick tier), so another instance
+    /// may have fetched too.
     LeaseLost {
-        /// The lease TTL that was outlasted.
+        /// The lease TTL that a renewal failed to meet.
         lease_ttl: Duration,
     },
 }

@@ -12,8 +12,9 @@
 //! * If the shared tier fails, the instance fetches on its own: a Redis outage costs nothing
 //!   but the sharing.
 
+use std::future::Future;
 use std::sync::{Arc, Weak};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use jwkstash_core::{Invalidation, LeaseToken, SharedTier, unix_millis};
 use tokio::sync::broadcast::error::{RecvError, TryRecvError};
@@ -22,6 +23,7 @@ use tokio::time::Instant;
 use crate::error::RefreshError;
 use crate::events::KeyEvent;
 use crate::keyset::KeySet;
+use crate::kid_query::KidQuery;
 use crate::store::{KeyEntry, KeyStore, LoadResult, Loader, Reason, supersedes};
 
 /// How often a waiting instance reads the shared tier when no invalidation arrives.
@@ -99,23 +101,54 @@ impl Fleet {
             }
         };
         store.events.send(|| KeyEvent::LeaseTaken);
-        let held_since = Instant::now();
-        let outcome = self.load_as_holder(store, current, &reason).await;
-        if held_since.elapsed() >= self.lease_ttl {
-            let lease_ttl = self.lease_ttl;
-            store.events.send(|| KeyEvent::LeaseLost { lease_ttl });
-            tracing::warn!(
-                source = store.source_id(),
-                instance = store.instance,
-                lease_ttl = ?self.lease_ttl,
-                "the fetch outlasted the fleet's lease; another instance may have fetched too \
-                 (set lease_ttl above the key source's deadline)"
-            );
-        }
+        let work = self.load_as_holder(store, current, &reason);
+        let outcome = self.while_holding(store, &token, work).await;
         if let Err(error) = self.shared.release(key, &token).await {
             tracing::debug!(%error, "lease release failed; it expires by itself");
         }
         outcome
+    }
+
+    /// Runs `work` while renewing the lease every third of its TTL, so that a live holder keeps
+    /// it however slow the provider is; only a dead (or frozen) holder lets it expire. A lost
+    /// lease is reported once, and the work goes on.
+    async fn while_holding<T>(
+        &self,
+        store: &KeyStore,
+        token: &LeaseToken,
+        work: impl Future<Output = T>,
+    ) -> T {
+        let key = store.cache_key.as_str();
+        let every = self.lease_ttl / 3;
+        let heartbeat = async {
+            let mut beats = tokio::time::interval_at(Instant::now() + every, every);
+            beats.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                beats.tick().await;
+                match self.shared.renew(key, token, self.lease_ttl).await {
+                    Ok(true) => {}
+                    Ok(false) => return,
+                    // The tier may answer the next beat; the lease has a TTL's slack.
+                    Err(error) => tracing::debug!(%error, "lease renewal failed"),
+                }
+            }
+        };
+        tokio::pin!(work);
+        tokio::select! {
+            biased;
+            outcome = &mut work => return outcome,
+            () = heartbeat => {}
+        }
+        let lease_ttl = self.lease_ttl;
+        store.events.send(|| KeyEvent::LeaseLost { lease_ttl });
+        tracing::warn!(
+            source = store.source_id(),
+            instance = store.instance,
+            lease_ttl = ?self.lease_ttl,
+            "lost the fleet's fetch lease while fetching (renewals did not reach the shared \
+             tier in time); another instance may fetch too"
+        );
+        work.await
     }
 
     /// With the lease held: use what the previous holder delivered, or fetch.
@@ -140,7 +173,7 @@ impl Fleet {
             return Ok(newer);
         }
         if let (Reason::Kid(query), Some(current)) = (reason, &current)
-            && !self.may_refetch_for_kid(store, query.absent_slot()).await
+            && !self.may_refetch_for_kid(store, query).await
         {
             // Not a fetch: the caller cannot mark the kid absent from this set.
             return Ok(current.clone());
@@ -255,15 +288,18 @@ impl Fleet {
     }
 
     /// Whether this instance may refetch for a kid: not if an unknown kid was already found
-    /// absent from this set (`absent_slot`), nor if another instance refetched within the
-    /// cooldown.
-    async fn may_refetch_for_kid(&self, store: &KeyStore, absent_slot: Option<&str>) -> bool {
+    /// absent from this set by the fleet (and the token does not claim to be newer than that
+    /// finding), nor if another instance refetched within the cooldown. What the fleet knew is
+    /// passed to the store: the absent kid, and when the fleet's cooldown ends.
+    async fn may_refetch_for_kid(&self, store: &KeyStore, query: &KidQuery) -> bool {
         let key = store.cache_key.as_str();
         let now = store.clock.now();
-        if let Some(slot) = absent_slot
+        if let Some(slot) = query.absent_slot()
             && let Ok(Some(marked)) = self.shared.last_claimed(key, slot).await
             && now < marked + store.policy.negative_ttl
+            && !query.issued_after(marked)
         {
+            store.remember_absent(slot, marked);
             return false;
         }
         let cooldown = store.policy.unknown_kid_cooldown;
@@ -272,38 +308,47 @@ impl Fleet {
             .shared
             .claim_period(key, KID_REFETCH_SLOT, now, cooldown)
             .await;
-        if claimed.as_ref().is_ok_and(|claimed| !claimed)
-            && !self.kid_refetch_delivered(store).await
-        {
-            // Claimed within the cooldown, but no set fetched since then is in the shared tier:
-            // its claimer died or hung with the lease (which is ours now). Refetch and claim
-            // afresh, or one dead instance would keep a rotated kid out for the whole cooldown.
-            tracing::warn!(
-                source = store.source_id(),
-                instance = store.instance,
-                "the fleet's unknown-kid refetch never delivered; fetching again"
-            );
-            let _ = self
-                .shared
-                .claim_period(key, KID_REFETCH_SLOT, now, Duration::ZERO)
-                .await;
-            return true;
+        if claimed.as_ref().is_ok_and(|claimed| !claimed) {
+            match self.last_kid_refetch(store).await {
+                Some((claimed_at, true)) => store.kid_refetch_claimed_at(claimed_at),
+                // Claimed within the cooldown, but no set fetched since then is in the shared
+                // tier: its claimer died or hung with the lease (which is ours now). Refetch
+                // and claim afresh, or one dead instance would keep a rotated kid out for the
+                // whole cooldown.
+                Some((_, false)) => {
+                    tracing::warn!(
+                        source = store.source_id(),
+                        instance = store.instance,
+                        "the fleet's unknown-kid refetch never delivered; fetching again"
+                    );
+                    let _ = self
+                        .shared
+                        .claim_period(key, KID_REFETCH_SLOT, now, Duration::ZERO)
+                        .await;
+                    return true;
+                }
+                // The tier cannot tell: the local cooldown still bounds refetches.
+                None => {}
+            }
+            return false;
         }
         claimed.unwrap_or(true)
     }
 
-    /// Whether the last claimed unknown-kid refetch brought a set: one fetched at or after the
-    /// claim is in the shared tier.
-    async fn kid_refetch_delivered(&self, store: &KeyStore) -> bool {
+    /// When the fleet's last unknown-kid refetch was claimed, and whether it delivered: a set
+    /// fetched at or after the claim is in the shared tier. `None` when the tier cannot tell.
+    async fn last_kid_refetch(&self, store: &KeyStore) -> Option<(SystemTime, bool)> {
         let key = store.cache_key.as_str();
-        let Ok(Some(claimed_at)) = self.shared.last_claimed(key, KID_REFETCH_SLOT).await else {
-            return true;
-        };
+        let claimed_at = self
+            .shared
+            .last_claimed(key, KID_REFETCH_SLOT)
+            .await
+            .ok()
+            .flatten()?;
         match self.shared.get(key).await {
-            Ok(Some(entry)) => entry.fetched_at >= claimed_at,
-            Ok(None) => false,
-            // The tier cannot tell: assume delivered (the local cooldown still bounds refetches).
-            Err(_) => true,
+            Ok(Some(entry)) => Some((claimed_at, entry.fetched_at >= claimed_at)),
+            Ok(None) => Some((claimed_at, false)),
+            Err(_) => None,
         }
     }
 
@@ -313,8 +358,9 @@ impl Fleet {
         let key = store.cache_key.as_str();
         let mut invalidations = self.shared.subscribe();
         let started = store.clock.now();
-        // The lease ends by itself after its TTL; twice that means the tier is not answering.
-        let deadline = Instant::now() + 2 * self.lease_ttl;
+        // A live holder renews its lease for at most its fetch timeout; a dead one lets it end
+        // within a TTL. Held longer than both, the tier is not answering.
+        let deadline = Instant::now() + store.policy.fetch_timeout + 2 * self.lease_ttl;
         loop {
             if let Some(entry) = self.newer_in_shared(store, current).await {
                 return Waited::Delivered(entry);
@@ -385,7 +431,7 @@ enum Waited {
     Failed,
     /// The lease was free again and is now ours.
     Acquired(LeaseToken),
-    /// Neither happened in twice the lease TTL.
+    /// Neither happened within the fetch timeout and twice the lease TTL.
     TimedOut,
 }
 

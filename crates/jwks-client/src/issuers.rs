@@ -16,7 +16,8 @@ use serde::de::DeserializeOwned;
 use jwkstash_core::SingleFlight;
 
 use crate::builder::VerifierBuilder;
-use crate::error::{InvalidToken, VerifyError};
+use crate::error::{InvalidToken, KeysUnavailable, RefreshError, VerifyError};
+use crate::policy::DEFAULT_FETCH_TIMEOUT;
 use crate::token::decode_segment;
 use crate::verifier::{DEFAULT_MAX_TOKEN_BYTES, KeySetCache, Verifier};
 
@@ -68,6 +69,8 @@ pub struct Issuers {
     /// Verifiers with an issuer template, tried in order after an exact match fails.
     templates: Arc<ArcSwap<Vec<Verifier>>>,
     resolver: Option<Resolution>,
+    /// The resolver's bounds, kept apart so that they may be set before or after it.
+    limits: Limits,
     near: Option<KeySetCache>,
     max_token_bytes: usize,
 }
@@ -79,7 +82,18 @@ struct Resolution {
     resolved: moka::sync::Cache<Box<str>, Verifier>,
     refused: moka::sync::Cache<Box<str>, ()>,
     /// One resolution per issuer at a time, however many first tokens arrive together.
-    flights: Arc<SingleFlight<Box<str>, Option<Verifier>>>,
+    flights: Arc<SingleFlight<Box<str>, Resolved>>,
+    /// The longest one question to the resolver may take.
+    timeout: Duration,
+}
+
+/// What asking the resolver about one issuer gave.
+#[derive(Clone)]
+enum Resolved {
+    Accepted(Verifier),
+    Refused,
+    /// The resolver did not answer within its timeout: neither kept nor remembered as refused.
+    TimedOut(Duration),
 }
 
 impl Resolution {
@@ -95,6 +109,7 @@ impl Resolution {
                 .time_to_live(limits.refused_ttl)
                 .build(),
             flights: Arc::new(SingleFlight::new()),
+            timeout: limits.resolve_timeout,
         }
     }
 }
@@ -106,6 +121,7 @@ struct Limits {
     resolved_idle: Duration,
     max_refused: u64,
     refused_ttl: Duration,
+    resolve_timeout: Duration,
 }
 
 impl Default for Limits {
@@ -115,6 +131,7 @@ impl Default for Limits {
             resolved_idle: DEFAULT_RESOLVED_IDLE,
             max_refused: DEFAULT_MAX_REFUSED,
             refused_ttl: DEFAULT_REFUSED_TTL,
+            resolve_timeout: DEFAULT_FETCH_TIMEOUT,
         }
     }
 }
@@ -158,6 +175,7 @@ impl Issuers {
             verifiers: Arc::new(ArcSwap::from_pointee(HashMap::new())),
             templates: Arc::new(ArcSwap::from_pointee(Vec::new())),
             resolver: None,
+            limits: Limits::default(),
             near: None,
             max_token_bytes: DEFAULT_MAX_TOKEN_BYTES,
         }
@@ -189,12 +207,12 @@ impl Issuers {
             let clock: jwkstash_core::SharedClock = Arc::new(jwkstash_core::SystemClock);
             self.near = crate::builder::default_cache(&clock).ok();
         }
-        self.resolver = Some(Resolution::new(Arc::new(resolver), &Limits::default()));
+        self.resolver = Some(Resolution::new(Arc::new(resolver), &self.limits));
         self
     }
 
     /// The bounds of the resolver: how many resolved issuers are kept and for how long without
-    /// a token, and how many refused issuers are remembered and for how long. Call after
+    /// a token, and how many refused issuers are remembered and for how long. Before or after
     /// [`resolver`](Self::resolver).
     #[must_use]
     pub fn resolver_limits(
@@ -204,16 +222,35 @@ impl Issuers {
         max_refused: u64,
         refused_ttl: Duration,
     ) -> Self {
-        let limits = Limits {
+        self.limits = Limits {
             max_resolved,
             resolved_idle,
             max_refused,
             refused_ttl,
+            ..self.limits
         };
+        self.rebuild_resolution();
+        self
+    }
+
+    /// The longest the resolver may take to answer for one issuer (default
+    /// [`DEFAULT_FETCH_TIMEOUT`], 6 s), before or after [`resolver`](Self::resolver). A resolver
+    /// that does not answer in time leaves the tokens that waited with
+    /// [`KeysUnavailable`](crate::KeysUnavailable) (503), and the next token asks again: a
+    /// hung resolver never holds callers forever.
+    #[must_use]
+    pub fn resolve_timeout(mut self, timeout: Duration) -> Self {
+        self.limits.resolve_timeout = timeout.max(Duration::from_millis(1));
+        self.rebuild_resolution();
+        self
+    }
+
+    fn rebuild_resolution(&mut self) {
+        let limits = self.limits;
         self.resolver = self
             .resolver
+            .take()
             .map(|resolution| Resolution::new(resolution.resolver, &limits));
-        self
     }
 
     /// The longest token the registry routes, in bytes (default 16 KiB, like
@@ -380,10 +417,10 @@ impl Issuers {
     }
 
     /// The resolved verifier of `issuer`, asking the resolver once if needed.
-    async fn resolve(&self, issuer: String) -> Result<Verifier, InvalidToken> {
+    async fn resolve(&self, issuer: String) -> Result<Verifier, VerifyError> {
         let resolution = self.resolver.as_ref().ok_or(InvalidToken::UnknownIssuer)?;
         if issuer.len() > MAX_ISSUER_BYTES || resolution.refused.contains_key(issuer.as_str()) {
-            return Err(InvalidToken::UnknownIssuer);
+            return Err(InvalidToken::UnknownIssuer.into());
         }
         if let Some(verifier) = resolution.resolved.get(issuer.as_str()) {
             return Ok(verifier);
@@ -394,6 +431,7 @@ impl Issuers {
             resolver,
             resolved,
             refused,
+            timeout,
             ..
         } = resolution.clone();
         let name = key.clone();
@@ -402,29 +440,42 @@ impl Issuers {
             .run(key, move || async move {
                 // Resolved or refused while this caller looked: no second question.
                 if let Some(verifier) = resolved.get(&name) {
-                    return Some(verifier);
+                    return Resolved::Accepted(verifier);
                 }
                 if refused.contains_key(&name) {
-                    return None;
+                    return Resolved::Refused;
                 }
-                match resolver.resolve(&name, builder).await.map(VerifierBuilder::build) {
+                let Ok(answer) = tokio::time::timeout(timeout, resolver.resolve(&name, builder))
+                    .await
+                else {
+                    tracing::warn!(?timeout, "the issuer resolver did not answer in time");
+                    return Resolved::TimedOut(timeout);
+                };
+                match answer.map(VerifierBuilder::build) {
                     Some(Ok(verifier)) => {
                         resolved.insert(name, verifier.clone());
-                        Some(verifier)
+                        Resolved::Accepted(verifier)
                     }
                     Some(Err(error)) => {
                         tracing::warn!(%error, "the resolver's settings for an issuer do not build");
                         refused.insert(name, ());
-                        None
+                        Resolved::Refused
                     }
                     None => {
                         refused.insert(name, ());
-                        None
+                        Resolved::Refused
                     }
                 }
             })
             .await;
-        outcome.ok().flatten().ok_or(InvalidToken::UnknownIssuer)
+        match outcome {
+            Ok(Resolved::Accepted(verifier)) => Ok(verifier),
+            Ok(Resolved::TimedOut(after)) => {
+                let cause = Arc::new(RefreshError::ResolverTimedOut { after });
+                Err(KeysUnavailable::new(cause, Some(Duration::from_secs(1))).into())
+            }
+            Ok(Resolved::Refused) | Err(_) => Err(InvalidToken::UnknownIssuer.into()),
+        }
     }
 
     fn peek_issuer(&self, token: &str) -> Result<String, InvalidToken> {

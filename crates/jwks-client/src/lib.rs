@@ -69,7 +69,7 @@ pub use keyset::{
     KeySet, MAX_KEYS, MAX_KID_BYTES, MAX_RSA_BITS, MIN_RSA_BITS, SkipReason, SkippedKey,
     VerifyingKey,
 };
-pub use policy::FreshnessPolicy;
+pub use policy::{DEFAULT_FETCH_TIMEOUT, FreshnessPolicy};
 pub use sources::{Failover, StaticKeySource, WithPinnedKeys};
 pub use stats::Stats;
 pub use template::{IssuerTemplate, MAX_TEMPLATE_VALUE_BYTES};

@@ -4,6 +4,10 @@ use std::time::Duration;
 
 use crate::error::BuildError;
 
+/// The default [`fetch_timeout`](FreshnessPolicy::fetch_timeout): a little over the HTTP
+/// source's own total deadline (5 s), so that its more precise error comes first.
+pub const DEFAULT_FETCH_TIMEOUT: Duration = Duration::from_secs(6);
+
 /// The freshness policy of a verifier. Every setting has a documented default; `build()` of the
 /// verifier refuses inconsistent values.
 ///
@@ -19,6 +23,7 @@ use crate::error::BuildError;
 /// | `negative_ttl` | 5 min | how long such a `kid` is refused without a refetch (while the set is unchanged) |
 /// | `backoff_initial` / `backoff_max` | 1 s / 60 s | delay between failed refetches, doubling, jittered |
 /// | `min_refresh_interval` | 5 s | at most one forced [`refresh`](crate::Verifier::refresh) per this period (per fleet) |
+/// | `fetch_timeout` | 6 s | the longest any one fetch of the key source may take, whatever the source |
 ///
 /// # When a verification waits
 ///
@@ -51,6 +56,7 @@ pub struct FreshnessPolicy {
     pub(crate) backoff_initial: Duration,
     pub(crate) backoff_max: Duration,
     pub(crate) min_refresh_interval: Duration,
+    pub(crate) fetch_timeout: Duration,
 }
 
 impl Default for FreshnessPolicy {
@@ -68,6 +74,7 @@ impl Default for FreshnessPolicy {
             backoff_initial: Duration::from_secs(1),
             backoff_max: Duration::from_secs(60),
             min_refresh_interval: Duration::from_secs(5),
+            fetch_timeout: DEFAULT_FETCH_TIMEOUT,
         }
     }
 }
@@ -115,6 +122,13 @@ impl FreshnessPolicy {
         /// ([`Verifier::refresh`](crate::Verifier::refresh)), fleet-wide with a shared tier:
         /// calls within it share the last one.
         min_refresh_interval: Duration;
+        /// The longest one fetch of the key source may take, enforced by the verifier for every
+        /// source (a third-party [`KeySource`](jwkstash_core::KeySource), a file on a hung
+        /// mount, a [`Failover`](crate::Failover) of two slow sources), so that no caller waits
+        /// on a hung source forever and no later load joins a hung one. A fetch that times out
+        /// is a failed fetch (backoff, events, metrics). In a fleet, instances waiting for the
+        /// lease holder wait at most this long plus twice the lease TTL.
+        fetch_timeout: Duration;
     }
 
     /// The freshness of a set fetched with this `max-age` hint.
@@ -150,6 +164,9 @@ impl FreshnessPolicy {
         }
         if self.min_refresh_interval.is_zero() {
             return invalid("min_refresh_interval must be positive");
+        }
+        if self.fetch_timeout.is_zero() {
+            return invalid("fetch_timeout must be positive");
         }
         if self.backoff_initial.is_zero() || self.backoff_initial > self.backoff_max {
             return invalid("backoff_initial must be positive and at most backoff_max");

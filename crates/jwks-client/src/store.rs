@@ -8,7 +8,8 @@ use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwapOption;
 use jwkstash_core::{
-    Cache, Entry, Fetched, KeySource, SharedClock, SingleFlight, Tier, Validators, unix_millis,
+    Cache, Entry, FetchError, Fetched, KeySource, SharedClock, SingleFlight, Tier, Validators,
+    from_unix_millis, unix_millis,
 };
 
 use crate::error::{KeySetError, KeysUnavailable, RefreshError};
@@ -60,6 +61,15 @@ impl Reason {
 /// How far in the future a shared entry's `fetched_at` may lie (clock skew between instances).
 const SHARED_CLOCK_SKEW: Duration = Duration::from_secs(5);
 
+/// A kid found absent from a set: when that set was fetched, and the latest `iat` of a token
+/// of the kid that was asked about before that fetch (such tokens, and older ones, are
+/// answered by it whatever the provider's clock).
+#[derive(Debug, Clone, Copy)]
+struct Absent {
+    fetched_at: SystemTime,
+    covered_iat: Option<u64>,
+}
+
 /// The set a store verifies with, and when it is due for refresh.
 struct Pinned {
     entry: KeyEntry,
@@ -91,9 +101,11 @@ pub(crate) struct KeyStore {
     kid_refetch_ms: AtomicU64,
     /// When the last forced refresh started (ms since the epoch; 0: never).
     forced_ms: AtomicU64,
+    /// Set while a refetch for a kid the cooldown held back waits for the cooldown's end.
+    kid_refetch_scheduled: AtomicBool,
     /// Kids found absent from a set, by their slot (which names the set's fingerprint), with
     /// when; made on the first unknown kid (most verifiers never see one).
-    absent: std::sync::OnceLock<moka::sync::Cache<String, SystemTime>>,
+    absent: std::sync::OnceLock<moka::sync::Cache<String, Absent>>,
     /// The fleet's invalidation listener, stopped with the store.
     listener: Mutex<Option<tokio::task::JoinHandle<()>>>,
     pub(crate) counters: Arc<Counters>,
@@ -182,6 +194,7 @@ impl KeyStore {
             events: Events::default(),
             kid_refetch_ms: AtomicU64::new(0),
             forced_ms: AtomicU64::new(0),
+            kid_refetch_scheduled: AtomicBool::new(false),
             absent: std::sync::OnceLock::new(),
             listener: Mutex::new(None),
             counters: parts.counters,
@@ -248,31 +261,33 @@ impl KeyStore {
     /// Called when a token's kid is not in `seen`, or its key in `seen` failed the signature
     /// (`query` says which). Refetches at most once per cooldown (joining a load already
     /// running) and waits for it at most `unknown_kid_wait`; returns the set to look the kid
-    /// up in again, or `None` when no refetch was allowed. Valid tokens never wait here: only
-    /// unknown kids and failed signatures reach it.
+    /// up in again, or `None` when the token is to be refused. Valid tokens never wait here:
+    /// only unknown kids and failed signatures reach it.
     ///
-    /// For an unknown kid, while the source backs off or when the refetch does not finish in
-    /// time, the answer is [`KeysUnavailable`] (503), not "unknown kid" (401): the provider has
-    /// not said that the kid is absent, and a token signed with a newly rotated key is valid.
-    /// For a failed signature the provider did say which key the kid names, so the token
-    /// stays refused (`None`). Either way the refetch goes on in the background and serves the
-    /// tokens that come after.
+    /// An unknown kid is refused (`None`, 401) only when the provider said it is absent: a set
+    /// that lacks it was fetched after the token was issued (its unverified `iat` plus the
+    /// leeway for the provider's clock, or its arrival without `iat`). A key is published
+    /// before it signs, so no key published since could make such a token valid. Until then
+    /// — while the source backs off, while the cooldown holds the refetch back (another kid,
+    /// perhaps junk, spent it), or when the refetch does not finish in time — the answer is
+    /// [`KeysUnavailable`] (503 with `Retry-After`), never "unknown kid": the kid may belong to
+    /// a rotation. A kid the cooldown held back is refetched for when the cooldown ends,
+    /// without waiting for another token. For a failed signature the provider did say which
+    /// key the kid names, so the token stays refused (`None`). Either way a refetch that runs
+    /// goes on in the background and serves the tokens that come after.
     pub(crate) async fn refetch_for_kid(
         self: &Arc<Self>,
         query: KidQuery,
         seen: &KeyEntry,
     ) -> Result<Option<KeyEntry>, KeysUnavailable> {
-        let now = self.clock.now();
+        let asked_at = self.clock.now();
         let fingerprint = seen.value.fingerprint();
         let unknown = query.is_unknown();
-        if query
-            .absent_slot()
-            .is_some_and(|slot| self.known_absent(slot, now))
-        {
+        if self.confirmed_absent(&query, seen, asked_at) {
             self.counters.kid_refetch_suppressed();
             return Ok(None);
         }
-        if let Some(retry_after) = self.health.retry_after(now) {
+        if let Some(retry_after) = self.health.retry_after(asked_at) {
             self.counters.kid_refetch_suppressed();
             if !unknown {
                 return Ok(None);
@@ -286,8 +301,11 @@ impl KeyStore {
         let current = seen.clone();
         let refetch = self.flights.run_if(
             (),
-            || self.claim_kid_refetch(now),
-            || store.load(Some(current), Reason::Kid(query)),
+            || self.claim_kid_refetch(asked_at),
+            {
+                let query = query.clone();
+                || store.load(Some(current), Reason::Kid(query))
+            },
         );
         let wait = self.policy.unknown_kid_wait;
         let Ok(outcome) = tokio::time::timeout(wait, refetch).await else {
@@ -309,20 +327,126 @@ impl KeyStore {
                 "kid refetch suppressed by the cooldown"
             );
             // A refetch may have landed since `seen` was read: retry with the newer set.
-            return Ok(self
+            if let Some(latest) = self
                 .cached()
                 .await
-                .filter(|latest| latest.value.fingerprint() != fingerprint));
+                .filter(|latest| latest.value.fingerprint() != fingerprint)
+            {
+                return Ok(Some(latest));
+            }
+            return self.not_yet_answered(query, seen.clone(), asked_at);
         };
         self.counters.kid_refetch();
         let loaded = outcome
             .map_err(|error| Arc::new(RefreshError::from(error)))
             .and_then(|loaded| loaded);
         match loaded {
-            Ok(entry) => Ok(Some(entry)),
+            // Fetched after the kid was asked about, or it answers the token: look again.
+            Ok(entry) if !unknown || query.answered_by(&entry.value) => Ok(Some(entry)),
+            Ok(entry) if entry.fetched_at >= asked_at => {
+                self.note_absent(&query, &entry);
+                Ok(Some(entry))
+            }
+            // A set older than the question (the fleet's cooldown held the refetch back).
+            Ok(entry) => self.not_yet_answered(query, entry, asked_at),
             Err(_) if !unknown => Ok(None),
-            Err(cause) => Err(KeysUnavailable::new(cause, self.health.retry_after(now))),
+            Err(cause) => Err(KeysUnavailable::new(cause, self.health.retry_after(asked_at))),
         }
+    }
+
+    /// The answer for a kid the provider has not been asked about since `asked_at`, with
+    /// `latest` the newest set held: refused if it is known to be absent (by this instance or
+    /// the fleet) or its key failed a signature; otherwise 503 until the cooldown ends, when a
+    /// refetch runs for it.
+    fn not_yet_answered(
+        self: &Arc<Self>,
+        query: KidQuery,
+        latest: KeyEntry,
+        asked_at: SystemTime,
+    ) -> Result<Option<KeyEntry>, KeysUnavailable> {
+        if !query.is_unknown() || self.confirmed_absent(&query, &latest, asked_at) {
+            return Ok(None);
+        }
+        let retry_after = self.kid_cooldown_left(asked_at).max(PENDING_RETRY_AFTER);
+        self.refetch_when_cooldown_ends(query, latest, retry_after);
+        let cause = Arc::new(RefreshError::KidRefetchCoolingDown { retry_after });
+        Err(KeysUnavailable::new(cause, Some(retry_after)))
+    }
+
+    /// Schedules one refetch for `query` when the unknown-kid cooldown ends (one at a time per
+    /// store): the first token of a rotated key that a cooldown held back is then answered by
+    /// its retry, whatever other tokens arrive meanwhile. Still bound by the cooldown and the
+    /// backoff, so it adds no fetch to a flood's one per cooldown.
+    fn refetch_when_cooldown_ends(
+        self: &Arc<Self>,
+        query: KidQuery,
+        current: KeyEntry,
+        after: Duration,
+    ) {
+        if self.kid_refetch_scheduled.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let store = Arc::downgrade(self);
+        // From now, not from when the task first runs.
+        let at = tokio::time::Instant::now() + after;
+        tokio::spawn(async move {
+            tokio::time::sleep_until(at).await;
+            let Some(store) = store.upgrade() else { return };
+            let _scheduled = ClearOnDrop(Arc::clone(&store), |store| &store.kid_refetch_scheduled);
+            let latest = store
+                .pinned
+                .load_full()
+                .map_or(current, |pinned| pinned.entry.clone());
+            let now = store.clock.now();
+            if query.answered_by(&latest.value) || store.confirmed_absent(&query, &latest, now) {
+                return;
+            }
+            let loader = Arc::clone(&store);
+            let _ = store
+                .flights
+                .run_if(
+                    (),
+                    || store.health.retry_after(now).is_none() && store.claim_kid_refetch(now),
+                    || loader.load(Some(latest), Reason::Kid(query)),
+                )
+                .await;
+        });
+    }
+
+    /// How long until the unknown-kid cooldown lets the next refetch run, in whole seconds
+    /// (rounded up, like a `Retry-After` header).
+    fn kid_cooldown_left(&self, now: SystemTime) -> Duration {
+        let last = self.kid_refetch_ms.load(Ordering::Acquire);
+        let ends = from_unix_millis(last) + self.policy.unknown_kid_cooldown;
+        let left = ends.duration_since(now).unwrap_or_default();
+        Duration::from_secs(left.as_secs() + u64::from(left.subsec_nanos() > 0))
+    }
+
+    /// Takes the fleet's unknown-kid refetch claim, made at `at` by another instance, as this
+    /// instance's: its cooldown then ends when the fleet's does.
+    pub(crate) fn kid_refetch_claimed_at(&self, at: SystemTime) {
+        self.kid_refetch_ms
+            .store(unix_millis(at).max(1), Ordering::Release);
+    }
+
+    /// Whether the query's unknown kid is known to be absent for this token: missing from a
+    /// set fetched after the token was issued (`held`, or one that this instance or the fleet
+    /// found lacking it within `negative_ttl`), or from a refetch made for a token of the kid
+    /// issued no earlier than this one (by the provider's own clock).
+    fn confirmed_absent(&self, query: &KidQuery, held: &KeyEntry, now: SystemTime) -> bool {
+        let Some(slot) = query.absent_slot() else {
+            return false;
+        };
+        if !query.answered_by(&held.value) && !query.issued_after(held.fetched_at) {
+            return true;
+        }
+        self.known_absent(slot, now).is_some_and(|known| {
+            !query.issued_after(known.fetched_at)
+                || known
+                    .covered_iat
+                    .zip(query.iat())
+                    .is_some_and(|(covered, iat)| iat <= covered)
+        })
     }
 
     /// Fetches now, whatever the set's freshness and the backoff (an operator's call after an
@@ -567,10 +691,27 @@ impl KeyStore {
     fn note_if_absent(&self, reason: &Reason, entry: &KeyEntry, started: SystemTime) {
         if let Reason::Kid(query) = reason
             && entry.fetched_at >= started
-            && let Some(slot) = query.absent_from(&entry.value)
         {
-            self.absent().insert(slot, self.clock.now());
+            self.note_absent(query, entry);
         }
+    }
+
+    /// Remembers the query's unknown kid as absent from `entry` if it is, a set fetched after
+    /// the query's token arrived: that token, and any of the kid issued no later, are answered.
+    fn note_absent(&self, query: &KidQuery, entry: &KeyEntry) {
+        let Some(slot) = query.absent_from(&entry.value) else {
+            return;
+        };
+        let known = self.known_absent(&slot, self.clock.now());
+        let covered_iat = known
+            .filter(|known| known.fetched_at == entry.fetched_at)
+            .and_then(|known| known.covered_iat)
+            .max(query.iat());
+        let absent = Absent {
+            fetched_at: entry.fetched_at,
+            covered_iat,
+        };
+        self.absent().insert(slot, absent);
     }
 
     /// Fetches, parses and stores a new set (or extends `current` on 304).
@@ -590,7 +731,11 @@ impl KeyStore {
         self.counters.fetch();
         self.counters.fetch_for(reason);
         let started = std::time::Instant::now();
-        let fetched = self.source.fetch(&validators).await;
+        // Every source, whatever its own deadlines: no caller waits on a hung one forever.
+        let timeout = self.policy.fetch_timeout;
+        let fetched = tokio::time::timeout(timeout, self.source.fetch(&validators))
+            .await
+            .unwrap_or(Err(FetchError::Timeout(timeout)));
         self.counters.fetch_took(started.elapsed());
         let now = self.clock.now();
         let outcome = match fetched {
@@ -690,7 +835,7 @@ impl KeyStore {
         claim_period(&self.kid_refetch_ms, self.policy.unknown_kid_cooldown, now)
     }
 
-    fn absent(&self) -> &moka::sync::Cache<String, SystemTime> {
+    fn absent(&self) -> &moka::sync::Cache<String, Absent> {
         self.absent.get_or_init(|| {
             moka::sync::Cache::builder()
                 .max_capacity(self.policy.negative_cache_capacity)
@@ -698,12 +843,25 @@ impl KeyStore {
         })
     }
 
-    /// Whether a kid was found absent (its `slot`) within `negative_ttl`.
-    fn known_absent(&self, slot: &str, now: SystemTime) -> bool {
+    /// What is known of a kid found absent (its `slot`), if found within `negative_ttl` of
+    /// `now`.
+    fn known_absent(&self, slot: &str, now: SystemTime) -> Option<Absent> {
         self.absent
             .get()
             .and_then(|absent| absent.get(slot))
-            .is_some_and(|since| now < since + self.policy.negative_ttl)
+            .filter(|absent| now < absent.fetched_at + self.policy.negative_ttl)
+    }
+
+    /// Remembers that the kid of `slot` was absent from a set fetched at `at` by the fleet.
+    pub(crate) fn remember_absent(&self, slot: &str, at: SystemTime) {
+        let covered_iat = self.known_absent(slot, at).and_then(|known| known.covered_iat);
+        self.absent().insert(
+            slot.to_owned(),
+            Absent {
+                fetched_at: at,
+                covered_iat,
+            },
+        );
     }
 
     /// Starts the loader's listener once (a fleet's invalidations; nothing alone).
@@ -770,6 +928,15 @@ impl<'a> Loading<'a> {
 impl Drop for Loading<'_> {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// Clears a flag of the store when dropped, however the task that holds it ends.
+struct ClearOnDrop(Arc<KeyStore>, fn(&KeyStore) -> &AtomicBool);
+
+impl Drop for ClearOnDrop {
+    fn drop(&mut self) {
+        (self.1)(&self.0).store(false, Ordering::Release);
     }
 }
 

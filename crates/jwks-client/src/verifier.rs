@@ -36,8 +36,9 @@ pub type SharedKeySetTier = Arc<dyn SharedTier<Arc<KeySet>>>;
 /// snapshot tier, if any.
 pub(crate) type KeyTiers = jwkstash_core::Tiered<KeySetCache, SharedKeySetTier, KeySetCache>;
 
-/// Default lease TTL: a little over the default total fetch deadline (5 s).
-pub const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(6);
+/// Default lease TTL: how long a fleet takes to notice that its fetching instance died. The
+/// holder renews the lease while it fetches, so the TTL does not bound the fetch.
+pub const DEFAULT_LEASE_TTL: Duration = Duration::from_millis(1500);
 
 /// Verifies JWTs of one issuer against its JWKS, calling the provider as rarely as the
 /// [`FreshnessPolicy`](crate::FreshnessPolicy) allows. Cheap to clone; clones share keys and counters.
@@ -272,18 +273,27 @@ impl Verifier {
             _ => self.attempt(&entry.value, &token, inner.clock.now()),
         };
         // Only a token that names its key (kid or certificate thumbprint) asks for a refetch.
-        let (query, refused) = match (attempt, &token.key_id) {
+        // (`failed`: the thumbprint of the key under the kid that failed the signature.)
+        let (id, failed) = match (attempt, &token.key_id) {
             (Attempt::Checked(outcome), _) => return Ok(outcome?),
-            (Attempt::UnknownKid, Some(id)) => (
-                KidQuery::unknown(id, &entry.value),
-                InvalidToken::UnknownKid,
-            ),
-            (Attempt::BadSignature { thumbprint }, Some(id)) => (
-                KidQuery::failed_signature(id, thumbprint),
-                InvalidToken::BadSignature,
-            ),
+            (Attempt::UnknownKid, Some(id)) => (id, None),
+            (Attempt::BadSignature { thumbprint }, Some(id)) => (id, Some(thumbprint)),
             (Attempt::UnknownKid, None) => return Err(InvalidToken::UnknownKid.into()),
             (Attempt::BadSignature { .. }, None) => return Err(InvalidToken::BadSignature.into()),
+        };
+        let refused = match failed {
+            None => InvalidToken::UnknownKid,
+            Some(_) => InvalidToken::BadSignature,
+        };
+        // A token that no key could make valid (expired, another issuer or audience) spends no
+        // refetch, and learns nothing of the rule it broke.
+        let Ok(iat) = self.unverified_issued_at(&token) else {
+            return Err(refused.into());
+        };
+        let query = match failed {
+            // The leeway is how far the provider's clock may run behind ours.
+            None => KidQuery::unknown(id, &entry.value, iat, inner.rules.leeway, now),
+            Some(thumbprint) => KidQuery::failed_signature(id, thumbprint),
         };
         let newer = inner.store.refetch_for_kid(query.clone(), &entry).await?;
         // Refused without another signature check when the new set changed nothing for this
@@ -296,6 +306,18 @@ impl Verifier {
             Attempt::UnknownKid => Err(InvalidToken::UnknownKid.into()),
             Attempt::BadSignature { .. } => Err(InvalidToken::BadSignature.into()),
         }
+    }
+
+    /// The token's `iat`, if its claims, read before any signature check, could pass the claim
+    /// rules; an error if no key could make the token valid. Only tokens whose key is unknown
+    /// (or failed) reach this, before they may cost a refetch.
+    fn unverified_issued_at(&self, token: &Token<'_>) -> Result<Option<u64>, InvalidToken> {
+        let payload = decode_segment(token.payload)?;
+        let rules = &self.inner.rules;
+        let bound = rules.template.as_ref().map(IssuerTemplate::claim);
+        let claims = Registered::parse_with(&payload, bound)?;
+        rules.check(&claims, self.inner.clock.now(), None)?;
+        Ok(claims.issued_at())
     }
 
     /// Looks the token's key up in `set` and checks the token with it.

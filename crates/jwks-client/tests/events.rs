@@ -157,17 +157,18 @@ async fn a_subscriber_that_never_reads_loses_old_events_and_slows_nothing() {
     assert_eq!(drain(&mut events).len(), EVENT_CAPACITY);
 }
 
-/// In a fleet: the instance that takes the lease says so, and says so again when its fetch
-/// outlasts the lease; an instance that found the set in the shared tier takes no lease.
+/// In a fleet: the instance that takes the lease says so, and says so again when it loses
+/// the lease (its renewals fail); an instance that found the set in the shared tier takes no
+/// lease.
 #[tokio::test(start_paused = true)]
-async fn the_fetching_instance_reports_the_lease_taken_and_outlasted() {
+async fn the_fetching_instance_reports_the_lease_taken_and_lost() {
     let clock = TokioClock::new();
     let key = TestKey::ed25519("k1");
-    let shared = Arc::new(
+    let shared = Arc::new(LosesLeases(
         jwkstash_memory::MemoryCache::<Arc<jwkstash_jwks::KeySet>>::builder()
             .clock(Arc::new(clock.clone()))
             .build(),
-    );
+    ));
     let instance = |delay| {
         let source = Slow {
             inner: scripted_source(vec![Ok(modified(&[&key]))], Arc::default()),
@@ -205,4 +206,52 @@ async fn the_fetching_instance_reports_the_lease_taken_and_outlasted() {
         "{seen:?}"
     );
     assert_eq!(second.stats().fetches, 0);
+}
+
+/// A live holder renews its lease: a fetch that takes three lease TTLs loses nothing, and the
+/// other instance waits for it instead of fetching.
+#[tokio::test(start_paused = true)]
+async fn a_live_holder_keeps_its_lease_through_a_slow_fetch() {
+    let clock = TokioClock::new();
+    let key = TestKey::ed25519("k1");
+    let shared = Arc::new(
+        jwkstash_memory::MemoryCache::<Arc<jwkstash_jwks::KeySet>>::builder()
+            .clock(Arc::new(clock.clone()))
+            .build(),
+    );
+    let lease_ttl = Duration::from_millis(100);
+    let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let instance = || {
+        let source = Slow {
+            inner: scripted_source_expecting(
+                vec![Ok(modified(&[&key]))],
+                Arc::clone(&calls),
+                0..=1,
+            ),
+            delay: 3 * lease_ttl,
+        };
+        builder(source, Arc::new(clock.clone()))
+            .shared_tier(Arc::clone(&shared) as jwkstash_jwks::SharedKeySetTier)
+            .lease_ttl(lease_ttl)
+            .build()
+            .unwrap()
+    };
+    let (first, second) = (instance(), instance());
+    let mut first_events = first.subscribe();
+    let token = token(&key, &clock);
+    let (a, b) = tokio::join!(first.verify::<Value>(&token), async {
+        tokio::time::sleep(lease_ttl / 2).await;
+        second.verify::<Value>(&token).await
+    });
+    a.unwrap();
+    b.unwrap();
+    let seen = drain(&mut first_events);
+    assert!(
+        !seen
+            .iter()
+            .any(|event| matches!(event, KeyEvent::LeaseLost { .. })),
+        "{seen:?}"
+    );
+    assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 1);
+    assert_eq!(first.stats().fetches + second.stats().fetches, 1);
 }

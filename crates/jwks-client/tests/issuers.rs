@@ -181,3 +181,58 @@ async fn a_verifier_with_several_spellings_of_its_issuer_is_found_under_each() {
     issuers.remove("accounts.test");
     assert!(issuers.is_empty());
 }
+
+/// A resolver that never answers (it awaits a tenant database that hangs).
+struct Hangs(Arc<std::sync::atomic::AtomicUsize>);
+
+#[async_trait::async_trait]
+impl jwkstash_jwks::IssuerResolver for Hangs {
+    async fn resolve(
+        &self,
+        _: &str,
+        _: jwkstash_jwks::VerifierBuilder,
+    ) -> Option<jwkstash_jwks::VerifierBuilder> {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        std::future::pending().await
+    }
+}
+
+/// The tokens of an issuer whose resolver hangs wait `resolve_timeout` (asked once for all of
+/// them), get 503, and the next token asks again: the issuer is neither kept nor refused.
+#[tokio::test(start_paused = true)]
+async fn a_resolver_that_never_answers_costs_the_resolve_timeout_and_is_asked_again() {
+    let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let timeout = std::time::Duration::from_secs(3);
+    let issuers = Issuers::new()
+        .resolve_timeout(timeout)
+        .resolver(Hangs(Arc::clone(&calls)));
+    let key = TestKey::ed25519("k1");
+    let clock = ManualClock::default();
+    let mut claims = claims(&clock);
+    claims["iss"] = json!("https://new-tenant.example/");
+    let token = key.sign(&claims);
+    let started = tokio::time::Instant::now();
+    let waiting: Vec<_> = (0..20)
+        .map(|_| {
+            let (issuers, token) = (issuers.clone(), token.clone());
+            tokio::spawn(async move { issuers.verify::<Value>(&token).await })
+        })
+        .collect();
+    for outcome in waiting {
+        match outcome.await.unwrap() {
+            Err(VerifyError::KeysUnavailable(unavailable)) => assert!(
+                matches!(
+                    unavailable.cause(),
+                    jwkstash_jwks::RefreshError::ResolverTimedOut { after } if *after == timeout
+                ),
+                "{unavailable:?}"
+            ),
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!(started.elapsed(), timeout);
+    assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 1);
+    assert_eq!(issuers.refused_count(), 0);
+    assert!(issuers.verify::<Value>(&token).await.is_err());
+    assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 2);
+}

@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use common::*;
-use jwkstash_core::TokioClock;
+use jwkstash_core::{Clock, TokioClock};
 use jwkstash_jwks::testkit::eventually;
 use jwkstash_jwks::{FreshnessPolicy, InvalidToken, Verifier, VerifyError};
 use serde_json::Value;
@@ -207,6 +207,198 @@ async fn a_kid_found_absent_is_not_refetched_again_while_the_set_is_unchanged() 
     assert_eq!(calls.load(Ordering::SeqCst), 2);
 }
 
+/// A kid missing from a set fetched after its token was issued (plus the leeway for the
+/// provider's clock) is refused at once, however often it comes: no key published since could
+/// have signed that token. A token of the same kid issued after the set may be of a key
+/// published since, and asks the provider once.
+#[tokio::test(start_paused = true)]
+async fn a_kid_absent_from_a_set_fetched_after_its_token_is_refused_without_a_refetch() {
+    let key = rsa_key("k1");
+    let Fixture {
+        clock,
+        calls,
+        verifier,
+    } = Fixture::new(vec![Ok(modified(&[&key]))], Duration::ZERO, 2);
+    let retired = key_with_kid_token(&key, "retired", &clock);
+    advance(2 * MINUTE).await;
+    verifier
+        .verify::<Value>(&token(&key, &clock))
+        .await
+        .unwrap();
+    for _ in 0..3 {
+        let outcome = verifier.verify::<Value>(&retired).await;
+        assert!(is_unknown_kid(&outcome), "{outcome:?}");
+        advance(2 * MINUTE).await;
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    let newer = key_with_kid_token(&key, "retired", &clock);
+    let outcome = verifier.verify::<Value>(&newer).await;
+    assert!(is_unknown_kid(&outcome), "{outcome:?}");
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+    // That refetch found it absent: the same token is refused at once from now on.
+    advance(2 * MINUTE).await;
+    let outcome = verifier.verify::<Value>(&newer).await;
+    assert!(is_unknown_kid(&outcome), "{outcome:?}");
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+}
+
+fn is_unknown_kid(outcome: &Result<Value, VerifyError>) -> bool {
+    matches!(
+        outcome,
+        Err(VerifyError::InvalidToken(InvalidToken::UnknownKid))
+    )
+}
+
+/// Whether `outcome` is the 503 of a kid held back by the cooldown, with its `Retry-After`.
+fn held_back(outcome: &Result<Value, VerifyError>) -> Option<Duration> {
+    match outcome {
+        Err(VerifyError::KeysUnavailable(unavailable)) => match unavailable.cause() {
+            jwkstash_jwks::RefreshError::KidRefetchCoolingDown { retry_after } => {
+                assert_eq!(unavailable.retry_after(), Some(*retry_after));
+                Some(*retry_after)
+            }
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// One junk token spends the unknown-kid cooldown; the provider rotates within it. The first
+/// genuine token of the new key is answered 503 with `Retry-After` = what is left of the
+/// cooldown (never 401), a refetch runs when the cooldown ends without waiting for another
+/// token, and the retry is accepted. Junk costs one refetch per cooldown, no more.
+#[tokio::test(start_paused = true)]
+async fn a_junk_kid_before_a_rotation_never_gets_the_new_keys_first_token_refused() {
+    for junk_under_a_real_kid in [false, true] {
+        let (old, new) = (TestKey::ed25519("old"), TestKey::ed25519("new"));
+        let Fixture {
+            clock,
+            calls,
+            verifier,
+        } = Fixture::new(
+            vec![
+                Ok(modified(&[&old])),
+                Ok(modified(&[&old])),
+                Ok(modified(&[&old, &new])),
+            ],
+            Duration::ZERO,
+            3,
+        );
+        verifier
+            .verify::<Value>(&token(&old, &clock))
+            .await
+            .unwrap();
+        advance(Duration::from_secs(5)).await;
+        // Junk: a made-up kid, or a forged signature under the real kid.
+        let junk = if junk_under_a_real_kid {
+            let forger = TestKey::ed25519("old");
+            token(&forger, &clock)
+        } else {
+            token_with_random_kid(&old, &clock)
+        };
+        assert!(verifier.verify::<Value>(&junk).await.is_err());
+        assert_eq!(calls.load(Ordering::SeqCst), 2, "the junk's refetch");
+        // The provider publishes the new key and signs with it, 10 s into the cooldown.
+        advance(Duration::from_secs(10)).await;
+        let first = token(&new, &clock);
+        let outcome = verifier.verify::<Value>(&first).await;
+        let retry_after = held_back(&outcome).unwrap_or_else(|| panic!("{outcome:?}"));
+        assert_eq!(retry_after, Duration::from_secs(20), "what is left of 30 s");
+        // More junk and more first tokens meanwhile: no fetch, all 503 (never 401).
+        for _ in 0..50 {
+            let outcome = verifier.verify::<Value>(&first).await;
+            assert!(held_back(&outcome).is_some(), "{outcome:?}");
+            assert!(verifier.verify::<Value>(&junk).await.is_err());
+        }
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+        // When the cooldown ends the refetch runs by itself; the retry is accepted.
+        advance(retry_after).await;
+        eventually("the refetch at the cooldown's end", || {
+            verifier.stats().fetch_successes == 3
+        })
+        .await;
+        let claims: Value = verifier.verify(&first).await.unwrap();
+        assert_eq!(claims["sub"], "user-1");
+        assert_eq!(calls.load(Ordering::SeqCst), 3);
+    }
+}
+
+/// A flood of random kids, each token freshly issued, for five cooldowns: one refetch per
+/// cooldown at most (the scheduled one included), and valid tokens verify throughout.
+#[tokio::test(start_paused = true)]
+async fn a_flood_of_fresh_junk_costs_at_most_one_fetch_per_cooldown() {
+    let key = rsa_key("k1");
+    let Fixture {
+        clock,
+        calls,
+        verifier,
+    } = Fixture::new(vec![Ok(modified(&[&key]))], Duration::from_millis(100), 1..=7);
+    let valid = token(&key, &clock);
+    verifier.verify::<Value>(&valid).await.unwrap();
+    let (mut refused, mut held) = (0, 0);
+    for _ in 0..150 {
+        let outcome = verifier
+            .verify::<Value>(&token_with_random_kid(&key, &clock))
+            .await;
+        if is_unknown_kid(&outcome) {
+            refused += 1;
+        } else if held_back(&outcome).is_some() {
+            held += 1;
+        } else {
+            panic!("{outcome:?}");
+        }
+        verifier.verify::<Value>(&valid).await.unwrap();
+        advance(Duration::from_secs(1)).await;
+    }
+    // 150 s: the warm-up and at most one refetch per 30 s (six cooldowns started).
+    let fetched = calls.load(Ordering::SeqCst);
+    assert!(fetched <= 1 + 6, "{fetched} fetches");
+    assert!(fetched >= 1 + 4, "the cooldown never let a refetch run: {fetched}");
+    assert_eq!(refused + held, 150);
+    // Refused: the tokens whose own refetch ran; the rest waited for the next one.
+    assert!(refused >= 1 && held >= 120, "{refused} refused, {held} held back");
+}
+
+/// A token with an unknown kid that no key could make valid (expired, another audience,
+/// another issuer) is refused without spending the refetch: the next genuine new kid still
+/// gets it.
+#[tokio::test(start_paused = true)]
+async fn junk_that_no_key_could_make_valid_spends_no_refetch() {
+    let (old, new) = (TestKey::ed25519("old"), TestKey::ed25519("new"));
+    let Fixture {
+        clock,
+        calls,
+        verifier,
+    } = Fixture::new(
+        vec![Ok(modified(&[&old])), Ok(modified(&[&old, &new]))],
+        Duration::ZERO,
+        2,
+    );
+    verifier
+        .verify::<Value>(&token(&old, &clock))
+        .await
+        .unwrap();
+    let now = clock.now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let junk = [
+        serde_json::json!({ "iss": ISSUER, "aud": AUDIENCE, "iat": now - 9000, "exp": now - 7200 }),
+        serde_json::json!({ "iss": ISSUER, "aud": "another-api", "iat": now, "exp": now + 60 }),
+        serde_json::json!({ "iss": "https://evil.test/", "aud": AUDIENCE, "iat": now, "exp": now + 60 }),
+    ];
+    for claims in junk {
+        let header = serde_json::json!({ "alg": "EdDSA", "kid": "made-up" });
+        let outcome = verifier
+            .verify::<Value>(&old.sign_with_header(&header, &claims))
+            .await;
+        assert!(is_unknown_kid(&outcome), "{outcome:?}");
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    verifier
+        .verify::<Value>(&token(&new, &clock))
+        .await
+        .unwrap();
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+}
+
 fn key_with_kid_token(
     key: &jwkstash_jwks::testkit::TestKey,
     kid: &str,
@@ -229,11 +421,11 @@ async fn rotation_validates_the_new_kid_after_exactly_one_refetch() {
         Duration::ZERO,
         2,
     );
-    verifier
-        .verify::<Value>(&token(&old, &clock))
-        .await
-        .unwrap();
+    let before_rotation = token(&old, &clock);
+    verifier.verify::<Value>(&before_rotation).await.unwrap();
     assert_eq!(calls.load(Ordering::SeqCst), 1);
+    // The provider rotates two minutes later.
+    advance(2 * MINUTE).await;
     verifier
         .verify::<Value>(&token(&new, &clock))
         .await
@@ -246,9 +438,10 @@ async fn rotation_validates_the_new_kid_after_exactly_one_refetch() {
             .unwrap();
     }
     assert_eq!(calls.load(Ordering::SeqCst), 2);
-    // The old key was replaced, not merged: its tokens no longer verify.
+    // The old key was replaced, not merged: its tokens no longer verify (one issued before the
+    // new set was fetched, beyond the leeway, is refused at once).
     let error = verifier
-        .verify::<Value>(&token(&old, &clock))
+        .verify::<Value>(&before_rotation)
         .await
         .unwrap_err();
     assert!(
@@ -567,7 +760,8 @@ async fn an_unknown_kid_waits_at_most_the_bounded_wait_and_the_refetch_goes_on()
             Arc::clone(&calls),
             2,
         ),
-        delay: Duration::from_secs(10),
+        // Within the fetch timeout (6 s), beyond the wait.
+        delay: Duration::from_secs(5),
     };
     let wait = Duration::from_millis(1500);
     let verifier = builder(source, Arc::new(clock.clone()))
@@ -606,4 +800,77 @@ async fn an_unknown_kid_waits_at_most_the_bounded_wait_and_the_refetch_goes_on()
         .await
         .unwrap();
     assert_eq!(calls.load(Ordering::SeqCst), 2);
+}
+
+/// A key source that never answers (a third-party source without a deadline, a file on a hung
+/// mount): counted, and pending forever.
+struct NeverAnswers(Arc<AtomicUsize>);
+
+#[async_trait::async_trait]
+impl jwkstash_core::KeySource for NeverAnswers {
+    fn id(&self) -> &str {
+        JWKS_URL
+    }
+
+    async fn fetch(
+        &self,
+        _: &jwkstash_core::Validators,
+    ) -> Result<jwkstash_core::Fetched, jwkstash_core::FetchError> {
+        self.0.fetch_add(1, Ordering::SeqCst);
+        std::future::pending().await
+    }
+}
+
+/// The store bounds every source by `fetch_timeout`: cold callers (100 of them, sharing one
+/// fetch) get 503 when it passes, not never; during the backoff that follows they are answered
+/// at once instead of joining a hung load; the next attempt is bounded alike.
+#[tokio::test(start_paused = true)]
+async fn a_source_that_never_answers_costs_cold_callers_the_fetch_timeout_and_no_more() {
+    let calls = Arc::new(AtomicUsize::new(0));
+    let clock = TokioClock::new();
+    let timeout = Duration::from_secs(2);
+    let verifier = builder(NeverAnswers(Arc::clone(&calls)), Arc::new(clock.clone()))
+        .policy(FreshnessPolicy::default().fetch_timeout(timeout))
+        .build()
+        .unwrap();
+    let token = token(&TestKey::ed25519("k1"), &clock);
+    let timed_out = |outcome: Result<Value, VerifyError>| match outcome {
+        Err(VerifyError::KeysUnavailable(unavailable)) => {
+            assert!(
+                matches!(
+                    unavailable.cause(),
+                    jwkstash_jwks::RefreshError::Fetch(jwkstash_core::FetchError::Timeout(after))
+                        if *after == timeout
+                ),
+                "{unavailable:?}"
+            );
+            unavailable.retry_after().expect("a backoff")
+        }
+        other => panic!("{other:?}"),
+    };
+    let started = Instant::now();
+    let cold: Vec<_> = (0..100)
+        .map(|_| {
+            let (verifier, token) = (verifier.clone(), token.clone());
+            tokio::spawn(async move { verifier.verify::<Value>(&token).await })
+        })
+        .collect();
+    let mut retry_after = Duration::ZERO;
+    for caller in cold {
+        retry_after = timed_out(caller.await.unwrap());
+    }
+    assert_eq!(started.elapsed(), timeout, "cold callers waited past the timeout");
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    // During the backoff: 503 at once, no load to join.
+    let started = Instant::now();
+    assert!(verifier.verify::<Value>(&token).await.is_err());
+    assert_eq!(started.elapsed(), Duration::ZERO);
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    // After it, one more attempt, bounded alike.
+    advance(retry_after).await;
+    let started = Instant::now();
+    timed_out(verifier.verify::<Value>(&token).await);
+    assert_eq!(started.elapsed(), timeout);
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+    assert_eq!(verifier.stats().fetch_failures, 2);
 }

@@ -65,6 +65,27 @@ impl<V: Clone + Send + Sync + 'static> Lease for MemoryCache<V> {
         Ok(())
     }
 
+    async fn renew(
+        &self,
+        key: &str,
+        token: &LeaseToken,
+        ttl: Duration,
+    ) -> Result<bool, CacheError> {
+        let mut leases = self
+            .local
+            .leases
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let now = Instant::now();
+        match leases.get_mut(key) {
+            Some((held, until)) if held == token && *until > now => {
+                *until = now + ttl;
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+
     async fn claim_period(
         &self,
         key: &str,

@@ -54,6 +54,26 @@ impl Lease for RedisCache {
         Ok(())
     }
 
+    async fn renew(
+        &self,
+        key: &str,
+        token: &LeaseToken,
+        ttl: Duration,
+    ) -> Result<bool, CacheError> {
+        let lease = self.redis_key(key, "lease")?;
+        let renewed: i64 = self
+            .script(
+                &scripts::RENEW_LEASE,
+                vec![lease],
+                vec![
+                    Value::from(token.as_str()),
+                    Value::Integer(millis(ttl).max(1)),
+                ],
+            )
+            .await?;
+        Ok(renewed == 1)
+    }
+
     async fn claim_period(
         &self,
         key: &str,

@@ -51,6 +51,17 @@ return 0
 ",
 );
 
+/// Extends the lease `KEYS[1]` to `ARGV[2]` ms from now if it still holds the token `ARGV[1]`.
+/// Returns 1 if renewed.
+pub(crate) static RENEW_LEASE: LuaScript = LuaScript::new(
+    r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('PEXPIRE', KEYS[1], ARGV[2])
+end
+return 0
+",
+);
+
 /// Sets `KEYS[1]` to `ARGV[1]` (now, ms) with a TTL of `ARGV[3]` ms if no claim was made within
 /// `ARGV[2]` ms before now. A stored claim from the future (beyond `ARGV[4]` ms of skew) is
 /// ignored. Returns 1 if claimed.

@@ -204,3 +204,90 @@ pub fn tenant_token(key: &TestKey, iss: &str, tid: &str) -> String {
 
 /// The audience of [`tenant_token`]s.
 pub const TENANT_AUDIENCE: &str = "api://multi-tenant-app";
+
+/// A shared tier whose lease renewals never succeed (fault injection): a holder loses its lease
+/// at the first heartbeat, as one whose renewals stopped reaching the tier would. Everything
+/// else is the in-process shared tier it wraps.
+#[derive(Debug, Clone)]
+pub struct LosesLeases(pub jwkstash_memory::MemoryCache<Arc<jwkstash_jwks::KeySet>>);
+
+type KeySetEntry = jwkstash_core::Entry<Arc<jwkstash_jwks::KeySet>>;
+
+#[async_trait]
+impl jwkstash_core::Cache<Arc<jwkstash_jwks::KeySet>> for LosesLeases {
+    async fn get(&self, key: &str) -> Result<Option<KeySetEntry>, jwkstash_core::CacheError> {
+        self.0.get(key).await
+    }
+
+    async fn put(&self, key: &str, entry: KeySetEntry) -> Result<(), jwkstash_core::CacheError> {
+        self.0.put(key, entry).await
+    }
+
+    async fn remove(&self, key: &str) -> Result<(), jwkstash_core::CacheError> {
+        self.0.remove(key).await
+    }
+
+    fn name(&self) -> &'static str {
+        "loses-leases"
+    }
+}
+
+#[async_trait]
+impl jwkstash_core::Lease for LosesLeases {
+    async fn acquire(
+        &self,
+        key: &str,
+        ttl: Duration,
+    ) -> Result<Option<jwkstash_core::LeaseToken>, jwkstash_core::CacheError> {
+        self.0.acquire(key, ttl).await
+    }
+
+    async fn release(
+        &self,
+        key: &str,
+        token: &jwkstash_core::LeaseToken,
+    ) -> Result<(), jwkstash_core::CacheError> {
+        self.0.release(key, token).await
+    }
+
+    async fn renew(
+        &self,
+        _: &str,
+        _: &jwkstash_core::LeaseToken,
+        _: Duration,
+    ) -> Result<bool, jwkstash_core::CacheError> {
+        Ok(false)
+    }
+
+    async fn claim_period(
+        &self,
+        key: &str,
+        slot: &str,
+        now: SystemTime,
+        period: Duration,
+    ) -> Result<bool, jwkstash_core::CacheError> {
+        self.0.claim_period(key, slot, now, period).await
+    }
+
+    async fn last_claimed(
+        &self,
+        key: &str,
+        slot: &str,
+    ) -> Result<Option<SystemTime>, jwkstash_core::CacheError> {
+        self.0.last_claimed(key, slot).await
+    }
+}
+
+#[async_trait]
+impl jwkstash_core::Invalidations for LosesLeases {
+    async fn publish(
+        &self,
+        invalidation: jwkstash_core::Invalidation,
+    ) -> Result<(), jwkstash_core::CacheError> {
+        self.0.publish(invalidation).await
+    }
+
+    fn subscribe(&self) -> tokio::sync::broadcast::Receiver<jwkstash_core::Invalidation> {
+        self.0.subscribe()
+    }
+}
