@@ -79,7 +79,7 @@ impl Case {
         let token = key.sign(&claims());
         runtime.block_on(verifier.verify::<Claims>(&token)).unwrap();
         let jwk: Jwk = serde_json::from_value(key.public_jwk()).unwrap();
-        let mut validation = Validation::new(key.alg().into());
+        let mut validation = Validation::new(key.alg().try_into().unwrap());
         validation.set_issuer(&[ISSUER]);
         validation.set_audience(&[AUDIENCE]);
         validation.set_required_spec_claims(&["exp", "iss", "aud"]);
@@ -360,7 +360,7 @@ fn verify_stale_while_refreshing(c: &mut Criterion) {
     });
     let jwk: Jwk = serde_json::from_value(idp.signing_key().public_jwk()).unwrap();
     let key = DecodingKey::from_jwk(&jwk).unwrap();
-    let mut validation = Validation::new(Algorithm::RS256.into());
+    let mut validation = Validation::new(Algorithm::RS256.try_into().unwrap());
     validation.set_issuer(&[idp.issuer()]);
     validation.set_audience(&[idp.audience()]);
     validation.set_required_spec_claims(&["exp", "iss", "aud"]);

@@ -24,6 +24,8 @@ pub enum Algorithm {
     ES256,
     /// ECDSA on P-384 with SHA-384.
     ES384,
+    /// ECDSA on P-521 with SHA-512 (verified with aws-lc: jsonwebtoken has no ES512).
+    ES512,
     /// Ed25519.
     EdDSA,
 }
@@ -40,6 +42,7 @@ impl Algorithm {
             Self::PS512 => "PS512",
             Self::ES256 => "ES256",
             Self::ES384 => "ES384",
+            Self::ES512 => "ES512",
             Self::EdDSA => "EdDSA",
         }
     }
@@ -51,9 +54,10 @@ impl fmt::Display for Algorithm {
     }
 }
 
-/// The error of parsing an algorithm name jwkstash does not verify.
+/// The error of parsing an algorithm name jwkstash does not verify, or of converting to
+/// jsonwebtoken's an algorithm it does not have (`ES512`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("not an asymmetric JWS algorithm jwkstash verifies")]
+#[error("not an asymmetric JWS algorithm jwkstash verifies (or, converted, one jsonwebtoken has)")]
 pub struct UnsupportedAlgorithm;
 
 impl FromStr for Algorithm {
@@ -65,9 +69,13 @@ impl FromStr for Algorithm {
     }
 }
 
-impl From<Algorithm> for jsonwebtoken::Algorithm {
-    fn from(alg: Algorithm) -> Self {
-        match alg {
+impl TryFrom<Algorithm> for jsonwebtoken::Algorithm {
+    type Error = UnsupportedAlgorithm;
+
+    /// jsonwebtoken's algorithm of the same signature; `ES512` has none (jsonwebtoken 12 does
+    /// not verify it, jwkstash does with aws-lc).
+    fn try_from(alg: Algorithm) -> Result<Self, Self::Error> {
+        Ok(match alg {
             Algorithm::RS256 => Self::RS256,
             Algorithm::RS384 => Self::RS384,
             Algorithm::RS512 => Self::RS512,
@@ -77,7 +85,8 @@ impl From<Algorithm> for jsonwebtoken::Algorithm {
             Algorithm::ES256 => Self::ES256,
             Algorithm::ES384 => Self::ES384,
             Algorithm::EdDSA => Self::EdDSA,
-        }
+            Algorithm::ES512 => return Err(UnsupportedAlgorithm),
+        })
     }
 }
 
@@ -87,7 +96,7 @@ impl serde::Serialize for Algorithm {
     }
 }
 
-/// The algorithms accepted by default: every asymmetric algorithm the crypto backend verifies.
+/// The algorithms accepted by default: every asymmetric algorithm jwkstash verifies.
 /// `none` and the HMAC family are never accepted against a remote key set.
 pub const DEFAULT_ALGORITHMS: &[Algorithm] = &[
     Algorithm::RS256,
@@ -98,6 +107,7 @@ pub const DEFAULT_ALGORITHMS: &[Algorithm] = &[
     Algorithm::PS512,
     Algorithm::ES256,
     Algorithm::ES384,
+    Algorithm::ES512,
     Algorithm::EdDSA,
 ];
 
@@ -112,6 +122,7 @@ pub(crate) fn parse_asymmetric(name: &str) -> Option<Algorithm> {
         "PS512" => Algorithm::PS512,
         "ES256" => Algorithm::ES256,
         "ES384" => Algorithm::ES384,
+        "ES512" => Algorithm::ES512,
         "EdDSA" => Algorithm::EdDSA,
         _ => return None,
     })
@@ -157,6 +168,8 @@ pub enum KeyKind {
     EcP256,
     /// An ECDSA key on P-384.
     EcP384,
+    /// An ECDSA key on P-521.
+    EcP521,
     /// An Ed25519 key.
     Ed25519,
 }
@@ -176,6 +189,7 @@ impl KeyKind {
             ),
             Self::EcP256 => alg == Algorithm::ES256,
             Self::EcP384 => alg == Algorithm::ES384,
+            Self::EcP521 => alg == Algorithm::ES512,
             Self::Ed25519 => alg == Algorithm::EdDSA,
         }
     }
@@ -185,7 +199,10 @@ impl KeyKind {
         std::mem::discriminant(&self) == std::mem::discriminant(&other)
             || matches!(
                 (self, other),
-                (Self::EcP256 | Self::EcP384, Self::EcP256 | Self::EcP384)
+                (
+                    Self::EcP256 | Self::EcP384 | Self::EcP521,
+                    Self::EcP256 | Self::EcP384 | Self::EcP521
+                )
             )
     }
 }
@@ -196,6 +213,7 @@ impl std::fmt::Display for KeyKind {
             Self::Rsa { bits } => write!(f, "RSA-{bits}"),
             Self::EcP256 => f.write_str("EC P-256"),
             Self::EcP384 => f.write_str("EC P-384"),
+            Self::EcP521 => f.write_str("EC P-521"),
             Self::Ed25519 => f.write_str("Ed25519"),
         }
     }

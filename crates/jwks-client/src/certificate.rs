@@ -8,8 +8,8 @@ use base64::Engine;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use sha2::{Digest, Sha256};
 use x509_parser::oid_registry::{
-    OID_EC_P256, OID_KEY_TYPE_EC_PUBLIC_KEY, OID_NIST_EC_P384, OID_PKCS1_RSAENCRYPTION,
-    OID_SIG_ED25519,
+    OID_EC_P256, OID_KEY_TYPE_EC_PUBLIC_KEY, OID_NIST_EC_P384, OID_NIST_EC_P521,
+    OID_PKCS1_RSAENCRYPTION, OID_SIG_ED25519,
 };
 use x509_parser::prelude::FromDer;
 
@@ -87,6 +87,8 @@ fn key_of(spki: &x509_parser::x509::SubjectPublicKeyInfo<'_>) -> Result<Material
         ("P-256", 32)
     } else if curve == OID_NIST_EC_P384 {
         ("P-384", 48)
+    } else if curve == OID_NIST_EC_P521 {
+        ("P-521", 66)
     } else {
         return Err(SkipReason::UnsupportedCurve);
     };

