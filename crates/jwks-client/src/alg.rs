@@ -3,8 +3,8 @@
 use std::fmt;
 use std::str::FromStr;
 
-/// An asymmetric JWS algorithm (RFC 7518, RFC 8037) that jwkstash verifies. There is no HMAC
-/// and no `none`: a remote key set never verifies a shared-secret signature.
+/// An asymmetric JWS algorithm (RFC 7518, RFC 8037, RFC 9864) that jwkstash verifies. There is
+/// no HMAC and no `none`: a remote key set never verifies a shared-secret signature.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum Algorithm {
@@ -26,12 +26,18 @@ pub enum Algorithm {
     ES384,
     /// ECDSA on P-521 with SHA-512 (verified with aws-lc: jsonwebtoken has no ES512).
     ES512,
-    /// Ed25519.
+    /// EdDSA (RFC 8037), on Ed25519: the only EdDSA curve jwkstash verifies (never Ed448).
     EdDSA,
+    /// Ed25519 by its fully-specified name (RFC 9864), as jose 6, jwcrypto, joserfc and
+    /// oidc-provider 9 sign: the same signature as [`EdDSA`](Self::EdDSA) on an Ed25519 key, so
+    /// a JWK pinned to either name verifies a token of either. On the allow-list
+    /// ([`VerifierBuilder::algorithms`](crate::VerifierBuilder::algorithms)) the two names are
+    /// separate.
+    Ed25519,
 }
 
 impl Algorithm {
-    /// The JOSE name (`RS256`, ..., `EdDSA`).
+    /// The JOSE name (`RS256`, ..., `EdDSA`, `Ed25519`).
     pub fn as_str(self) -> &'static str {
         match self {
             Self::RS256 => "RS256",
@@ -44,7 +50,19 @@ impl Algorithm {
             Self::ES384 => "ES384",
             Self::ES512 => "ES512",
             Self::EdDSA => "EdDSA",
+            Self::Ed25519 => "Ed25519",
         }
+    }
+
+    /// Whether a key whose JWK pins `self` (its `alg`) may verify a token signed with `alg`:
+    /// the same algorithm, or `EdDSA` and `Ed25519`, two names of one signature on the Ed25519
+    /// keys that alone fit either (RFC 9864 §2.2).
+    pub(crate) fn admits(self, alg: Algorithm) -> bool {
+        self == alg
+            || matches!(
+                (self, alg),
+                (Self::EdDSA | Self::Ed25519, Self::EdDSA | Self::Ed25519)
+            )
     }
 }
 
@@ -72,8 +90,9 @@ impl FromStr for Algorithm {
 impl TryFrom<Algorithm> for jsonwebtoken::Algorithm {
     type Error = UnsupportedAlgorithm;
 
-    /// jsonwebtoken's algorithm of the same signature; `ES512` has none (jsonwebtoken 12 does
-    /// not verify it, jwkstash does with aws-lc).
+    /// jsonwebtoken's algorithm of the same signature: `Ed25519` is its `EdDSA` (which verifies
+    /// Ed25519 only); `ES512` has none (jsonwebtoken 12 does not verify it, jwkstash does with
+    /// aws-lc).
     fn try_from(alg: Algorithm) -> Result<Self, Self::Error> {
         Ok(match alg {
             Algorithm::RS256 => Self::RS256,
@@ -84,7 +103,7 @@ impl TryFrom<Algorithm> for jsonwebtoken::Algorithm {
             Algorithm::PS512 => Self::PS512,
             Algorithm::ES256 => Self::ES256,
             Algorithm::ES384 => Self::ES384,
-            Algorithm::EdDSA => Self::EdDSA,
+            Algorithm::EdDSA | Algorithm::Ed25519 => Self::EdDSA,
             Algorithm::ES512 => return Err(UnsupportedAlgorithm),
         })
     }
@@ -109,6 +128,7 @@ pub const DEFAULT_ALGORITHMS: &[Algorithm] = &[
     Algorithm::ES384,
     Algorithm::ES512,
     Algorithm::EdDSA,
+    Algorithm::Ed25519,
 ];
 
 /// Parses a JOSE `alg` value of an asymmetric algorithm, byte for byte (case matters).
@@ -124,6 +144,7 @@ pub(crate) fn parse_asymmetric(name: &str) -> Option<Algorithm> {
         "ES384" => Algorithm::ES384,
         "ES512" => Algorithm::ES512,
         "EdDSA" => Algorithm::EdDSA,
+        "Ed25519" => Algorithm::Ed25519,
         _ => return None,
     })
 }
@@ -190,7 +211,7 @@ impl KeyKind {
             Self::EcP256 => alg == Algorithm::ES256,
             Self::EcP384 => alg == Algorithm::ES384,
             Self::EcP521 => alg == Algorithm::ES512,
-            Self::Ed25519 => alg == Algorithm::EdDSA,
+            Self::Ed25519 => matches!(alg, Algorithm::EdDSA | Algorithm::Ed25519),
         }
     }
 

@@ -68,9 +68,10 @@ impl VerifyingKey {
     }
 
     /// Whether this key may verify a token signed with `alg`: the JWK's `alg` if it has one,
-    /// else its key type and curve.
+    /// else its key type and curve. `EdDSA` and `Ed25519` are one signature on an Ed25519
+    /// key: a key pinned to either accepts both.
     pub fn accepts(&self, alg: Algorithm) -> bool {
-        self.kind.fits(alg) && self.alg.is_none_or(|pinned| pinned == alg)
+        self.kind.fits(alg) && self.alg.is_none_or(|pinned| pinned.admits(alg))
     }
 
     /// Whether `signature` (base64url without padding: the third segment of a compact JWS) is

