@@ -16,8 +16,23 @@ struct Harness {
 fn harness() -> &'static Harness {
     static HARNESS: OnceLock<Harness> = OnceLock::new();
     HARNESS.get_or_init(|| {
-        let keys = [TestKey::ed25519("k1"), TestKey::ec_p256("k2"), TestKey::rsa("k3")];
-        let document = jwks(&keys.iter().collect::<Vec<_>>()).to_string();
+        let keys = [
+            TestKey::ed25519("k1"),
+            TestKey::ec_p256("k2"),
+            TestKey::rsa("k3"),
+            TestKey::ed25519("k5").with_alg(jwkstash::Algorithm::Ed25519),
+        ];
+        let mut document = jwks(&keys.iter().collect::<Vec<_>>());
+        // A P-521 key, so that ES512 signatures (checked with aws-lc, not jsonwebtoken) are
+        // reached too; the testkit makes none.
+        if let Some(keys) = document["keys"].as_array_mut() {
+            keys.push(serde_json::json!({
+                "kty": "EC", "crv": "P-521", "kid": "k4", "use": "sig", "alg": "ES512",
+                "x": "AeyKQJtDQfSV0bR1hWkcK6IdkWsE_0A7WJdP5Ycrh0LINltGYm-sQipyG12CjgINrgpNSAA409PphojZLMLa0yY7",
+                "y": "AScco4lm_XSVIx0QKWtfj35e8MuLWRYkXLGNOTDhO6eNzrBsviXy5rcO-NWY_-qOPzbG-w5022AARNkGpJzzPaTM",
+            }));
+        }
+        let document = document.to_string();
         let runtime = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
         let verifier = runtime.block_on(async {
             Verifier::builder()
