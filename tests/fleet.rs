@@ -515,8 +515,10 @@ async fn forced_refresh(shared: Shared, clock: ManualClock) {
     fleet.expect_valid(&vec![stolen.clone(); 4]).await;
     assert_eq!(fleet.upstream.calls(), 1);
 
+    // Two minutes later the theft is found: the refreshed set, fetched after the stolen token
+    // was issued (beyond the leeway), refuses it at once everywhere.
     fleet.upstream.publish(&[&kept]);
-    fleet.clock.advance(Duration::from_secs(1));
+    fleet.clock.advance(2 * MINUTE);
     let mut others: Vec<_> = fleet.instances[1..]
         .iter()
         .map(Verifier::subscribe)

@@ -1,6 +1,7 @@
 //! The fleet as separate OS processes over one real `redis-server` and one provider on
 //! 127.0.0.1: the instance holding the fleet's fetch is SIGKILLed while the provider hangs its
-//! request, and the rest of the fleet recovers on its own once the lease ends.
+//! request, and the rest of the fleet recovers on its own once the lease ends; a live holder
+//! whose fetch is slow keeps its lease, and the fleet fetches once.
 //!
 //! Each instance is this test binary run again as `member` (an ignored test that acts only
 //! when spawned with `JWKSTASH_FLEET_MEMBER`): it verifies the tokens it reads on stdin and
@@ -40,12 +41,16 @@ fn member() {
             .timeout(Duration::from_secs(60))
             .build()
             .unwrap();
-        let ttl = Duration::from_millis(config["ttl_ms"].as_u64().unwrap());
-        Verifier::builder()
+        let builder = Verifier::builder()
             .key_source(source)
             .issuer(text(&config, "issuer"))
             .audience(text(&config, "audience"))
-            .shared_tier(Arc::new(redis))
+            .shared_tier(Arc::new(redis));
+        // `ttl_ms` absent: every verifier setting at its default (lease TTL, policy).
+        let Some(ttl) = config["ttl_ms"].as_u64().map(Duration::from_millis) else {
+            return builder.build().unwrap();
+        };
+        builder
             .lease_ttl(LEASE_TTL)
             .policy(
                 FreshnessPolicy::default()
@@ -64,7 +69,7 @@ async fn spawn_member(
     redis: &RedisServer,
     idp: &Idp,
     prefix: &str,
-    ttl: Duration,
+    ttl: Option<Duration>,
 ) -> VerifierProcess {
     let config = serde_json::json!({
         "redis_url": redis.url(),
@@ -72,7 +77,7 @@ async fn spawn_member(
         "jwks_url": idp.jwks_url(),
         "issuer": idp.issuer(),
         "audience": idp.audience(),
-        "ttl_ms": ttl.as_millis() as u64,
+        "ttl_ms": ttl.map(|ttl| ttl.as_millis() as u64),
     });
     VerifierProcess::spawn("member", MEMBER_ENV, &config).await
 }
@@ -84,8 +89,9 @@ struct Fleet {
 }
 
 impl Fleet {
-    /// `size` members, warmed with one valid token each: one upstream request in all.
-    async fn start(size: usize, ttl: Duration) -> Option<Self> {
+    /// `size` members, warmed with one valid token each: one upstream request in all. With
+    /// `ttl`, the members have that TTL and short test settings; without, every default.
+    async fn start(size: usize, ttl: Option<Duration>) -> Option<Self> {
         let redis = RedisServer::start().await?;
         let idp = Idp::builder()
             .key(TestKey::ec_p256("key-1"))
@@ -142,7 +148,7 @@ fn recovered(killed: Instant, what: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_holder_of_the_unknown_kid_refetch_does_not_block_the_new_key() {
-    let Some(mut fleet) = Fleet::start(4, Duration::from_secs(600)).await else {
+    let Some(mut fleet) = Fleet::start(4, Some(Duration::from_secs(600))).await else {
         return;
     };
     // The provider rotates; the first member to see the new kid holds the fleet's refetch,
@@ -189,7 +195,7 @@ async fn a_killed_holder_of_the_unknown_kid_refetch_does_not_block_the_new_key()
 async fn a_killed_refresh_ahead_leaseholder_is_replaced_when_its_lease_ends() {
     // Sets fresh for 2 s, refreshed ahead from 1 s.
     let ttl = Duration::from_secs(2);
-    let Some(mut fleet) = Fleet::start(4, ttl).await else {
+    let Some(mut fleet) = Fleet::start(4, Some(ttl)).await else {
         return;
     };
     let warmed = Instant::now();
@@ -218,4 +224,112 @@ async fn a_killed_refresh_ahead_leaseholder_is_replaced_when_its_lease_ends() {
     recovered(killed, "the refresh taken over");
     fleet.expect_valid(&token, 10).await;
     assert_eq!(fleet.idp.jwks_requests(), 3);
+}
+
+/// Verifies `token` on every member at once, until each has accepted it; returns how long after
+/// `since` each first did. A member may answer 503 meanwhile, never 401 and never go back.
+async fn accepted_by_each(
+    members: &mut [VerifierProcess],
+    token: &str,
+    since: Instant,
+) -> Vec<Duration> {
+    let mut accepted: Vec<Option<Duration>> = vec![None; members.len()];
+    while accepted.contains(&None) {
+        still_recovering(since);
+        let answers = futures_util::future::join_all(
+            members
+                .iter_mut()
+                .zip(&accepted)
+                .filter(|(_, accepted)| accepted.is_none())
+                .map(|(member, _)| member.verify(token)),
+        )
+        .await;
+        let waiting = accepted.iter_mut().filter(|accepted| accepted.is_none());
+        for (slot, answer) in waiting.zip(answers) {
+            match answer.as_str() {
+                "ok" => *slot = Some(since.elapsed()),
+                "err unavailable" => {}
+                other => panic!("a member refused the new key: {other}"),
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    accepted.into_iter().flatten().collect()
+}
+
+/// Eight members with every default setting (lease TTL 1.5 s, renewed while held). The member
+/// that takes the fleet's refetch for a rotated kid is SIGKILLed while the provider hangs its
+/// request, after every other member has asked for the kid too: each of them accepts the new
+/// key within 2 s of the kill.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_defaults_a_killed_holder_costs_the_fleet_at_most_two_seconds() {
+    let Some(mut fleet) = Fleet::start(8, None).await else {
+        return;
+    };
+    fleet.idp.set_behaviour(Behaviour::Hang);
+    fleet.idp.rotate(TestKey::ec_p256("key-2"));
+    let rotated = fleet.idp.mint();
+    let mut holder = fleet.members.remove(0);
+    assert_eq!(holder.verify(&rotated).await, "err unavailable");
+    assert_eq!(fleet.idp.open_requests(), 1);
+    // The others wait for the holder (503 after unknown_kid_wait), none fetches.
+    let answers = futures_util::future::join_all(
+        fleet
+            .members
+            .iter_mut()
+            .map(|member| member.verify(&rotated)),
+    )
+    .await;
+    assert!(
+        answers.iter().all(|answer| answer == "err unavailable"),
+        "{answers:?}"
+    );
+    assert_eq!(
+        fleet.idp.jwks_requests(),
+        2,
+        "cold start and the holder's refetch"
+    );
+    holder.kill().await;
+    let killed = Instant::now();
+    fleet.idp.set_behaviour(Behaviour::Serve);
+    let recovery = accepted_by_each(&mut fleet.members, &rotated, killed).await;
+    let slowest = recovery.iter().max().copied().unwrap_or_default();
+    eprintln!("the new key accepted by each member after the SIGKILL: {recovery:?}");
+    assert!(
+        slowest <= Duration::from_secs(2),
+        "recovery took {slowest:?}"
+    );
+    fleet.expect_valid(&rotated, 5).await;
+    assert_eq!(
+        fleet.idp.jwks_requests(),
+        3,
+        "cold start, the hung refetch, one refetch after the lease"
+    );
+}
+
+/// A live holder whose fetch takes three lease TTLs (4.5 s, every default otherwise) renews its
+/// lease: the other members wait for its set, and the rotation costs one upstream request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_defaults_a_slow_live_holder_keeps_the_lease_and_the_fleet_fetches_once() {
+    let Some(mut fleet) = Fleet::start(8, None).await else {
+        return;
+    };
+    let lease_ttl = jwkstash::DEFAULT_LEASE_TTL;
+    fleet.idp.set_behaviour(Behaviour::Slow(3 * lease_ttl));
+    fleet.idp.rotate(TestKey::ec_p256("key-2"));
+    let rotated = fleet.idp.mint();
+    let started = Instant::now();
+    assert_eq!(fleet.members[0].verify(&rotated).await, "err unavailable");
+    let recovery = accepted_by_each(&mut fleet.members, &rotated, started).await;
+    eprintln!("the new key accepted by each member: {recovery:?}");
+    assert!(
+        recovery.iter().all(|took| *took >= 3 * lease_ttl),
+        "accepted before the slow fetch ended: {recovery:?}"
+    );
+    fleet.expect_valid(&rotated, 5).await;
+    assert_eq!(
+        fleet.idp.jwks_requests(),
+        2,
+        "cold start and one refetch for the whole fleet"
+    );
 }

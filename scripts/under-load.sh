@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# Runs a command while every core is kept busy by a CPU hog (one busy loop per core, at the
+# same priority as the tests), so that timing that holds only on a quiet machine shows up.
+#
+#   scripts/under-load.sh                      # the fleet tests (in-process and OS processes)
+#   scripts/under-load.sh cargo test ...       # anything else
+#
+# JWKSTASH_HOGS sets the number of hogs (default: the number of cores).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+hogs="${JWKSTASH_HOGS:-$(nproc)}"
+pids=()
+cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; }
+trap cleanup EXIT
+for _ in $(seq "$hogs"); do
+    sh -c 'while :; do :; done' &
+    pids+=("$!")
+done
+echo "under-load: $hogs CPU hog(s) running (pids ${pids[*]})" >&2
+
+if [ "$#" -eq 0 ]; then
+    set -- cargo test -p jwkstash --all-features --test fleet --test fleet_processes --test cli_fleet
+fi
+"$@"
