@@ -229,6 +229,29 @@ async fn es512_fits_p521_keys_only() {
 }
 
 #[test]
+fn a_kid_shared_by_a_p521_and_another_ec_key_is_ambiguous() {
+    // One kty (EC) under one kid: the set does not say which key signs, whatever the curve.
+    let (p521, p256) = (P521::generate("dup"), TestKey::ec_p256("dup"));
+    let mut unpinned = p256.public_jwk();
+    unpinned.as_object_mut().unwrap().remove("alg");
+    let set = KeySet::parse(json!({ "keys": [p521.jwk(), unpinned] }).to_string()).unwrap();
+    for alg in [Algorithm::ES512, Algorithm::ES256] {
+        assert_eq!(
+            set.find(Some("dup"), alg).unwrap_err(),
+            InvalidToken::AmbiguousKey,
+            "{alg}"
+        );
+    }
+    // An RSA key under the same kid is told apart by the algorithm.
+    let rsa = TestKey::rsa("dup");
+    let set = KeySet::parse(json!({ "keys": [p521.jwk(), rsa.public_jwk()] }).to_string()).unwrap();
+    assert_eq!(
+        set.find(Some("dup"), Algorithm::ES512).unwrap().kind(),
+        KeyKind::EcP521
+    );
+}
+
+#[test]
 fn p521_coordinates_must_be_66_bytes_and_on_the_curve() {
     let key = P521::generate("p521");
     let reason = |jwk: Value| {
@@ -322,6 +345,11 @@ fn verify_signature_checks_es512_with_aws_lc() {
     assert_eq!(signature.len(), 176);
     assert!(verifying.verify_signature(Algorithm::ES512, message, &signature));
     assert!(!verifying.verify_signature(Algorithm::ES512, b"header.payloaD", &signature));
+    // One character short or long (131 or 133 bytes once decoded, or not base64url at all).
+    assert!(!verifying.verify_signature(Algorithm::ES512, message, &signature[..175]));
+    assert!(!verifying.verify_signature(Algorithm::ES512, message, &format!("{signature}A")));
+    assert!(!verifying.verify_signature(Algorithm::ES512, message, &format!("{signature}AA")));
+    assert!(!verifying.verify_signature(Algorithm::ES512, message, ""));
     // Not base64url without padding: standard alphabet, padding, a stray character.
     let standard = STANDARD.encode(key.signature(message));
     assert!(!verifying.verify_signature(Algorithm::ES512, message, &standard));

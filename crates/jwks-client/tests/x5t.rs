@@ -599,6 +599,23 @@ async fn an_x5c_only_key_whose_members_contradict_its_certificate_is_skipped() {
 }
 
 #[test]
+fn a_crv_on_an_rsa_key_is_ignored_as_rsa_members_ignore_it() {
+    // RSA defines no curve: a `crv` there is a member RSA does not understand (RFC 7517 §4),
+    // for a key given as a certificate as for one given by its members.
+    let usable = |jwk: Value| {
+        let document = json!({ "keys": [jwk] }).to_string();
+        KeySet::explain(document.as_bytes()).unwrap().0.len()
+    };
+    let certificate = Certified::new(&rcgen::PKCS_RSA_SHA256, Algorithm::RS256).jwk("k");
+    assert_eq!(
+        usable(with_members(certificate, &json!({ "crv": "P-256" }))),
+        1
+    );
+    let members = jwkstash_jwks::testkit::TestKey::rsa("k").public_jwk();
+    assert_eq!(usable(with_members(members, &json!({ "crv": "P-256" }))), 1);
+}
+
+#[test]
 fn key_operations_must_be_ones_the_key_type_takes_part_in() {
     let reason = |jwk: Value| {
         let document = json!({ "keys": [jwk] }).to_string();
