@@ -344,11 +344,7 @@ pub async fn lease_ends_by_itself(a: &dyn crate::Lease, b: &dyn crate::Lease) {
 pub async fn lease_is_renewed_by_its_holder_only(a: &dyn crate::Lease, b: &dyn crate::Lease) {
     let key = unique("lease-renew");
     let ttl = Duration::from_millis(200);
-    let token = a
-        .acquire(&key, ttl)
-        .await
-        .unwrap()
-        .expect("a free lease");
+    let token = a.acquire(&key, ttl).await.unwrap().expect("a free lease");
     let stranger = crate::LeaseToken::random();
     assert!(
         !b.renew(&key, &stranger, 5 * SECOND).await.unwrap(),
@@ -366,7 +362,10 @@ pub async fn lease_is_renewed_by_its_holder_only(a: &dyn crate::Lease, b: &dyn c
     );
     a.release(&key, &token).await.unwrap();
     let taken = b.acquire(&key, 5 * SECOND).await.unwrap();
-    assert!(taken.is_some(), "the holder's release did not free the lease");
+    assert!(
+        taken.is_some(),
+        "the holder's release did not free the lease"
+    );
     assert!(
         !a.renew(&key, &token, 5 * SECOND).await.unwrap(),
         "a released lease was renewed by its old token"

@@ -166,7 +166,9 @@ pub enum RefreshError {
     /// A token named a `kid` the set lacks while the unknown-kid cooldown held the refetch back
     /// (another kid spent it): the provider has not been asked about this kid yet. A refetch
     /// runs when the cooldown ends, in `retry_after`.
-    #[error("the key set is refetched for unknown kids at most once per cooldown; the next refetch is in {retry_after:?}")]
+    #[error(
+        "the key set is refetched for unknown kids at most once per cooldown; the next refetch is in {retry_after:?}"
+    )]
     KidRefetchCoolingDown {
         /// How long until the next refetch.
         retry_after: Duration,

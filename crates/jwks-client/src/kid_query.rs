@@ -39,9 +39,7 @@ impl KidQuery {
         skew: Duration,
         now: SystemTime,
     ) -> Self {
-        let issued_by = iat.map_or(unix_seconds(now), |iat| {
-            iat.saturating_add(skew.as_secs())
-        });
+        let issued_by = iat.map_or(unix_seconds(now), |iat| iat.saturating_add(skew.as_secs()));
         Self::Unknown {
             id: id.clone(),
             absent_slot: absent_slot(set.fingerprint(), id),

@@ -299,14 +299,12 @@ impl KeyStore {
         }
         let store = Arc::clone(self);
         let current = seen.clone();
-        let refetch = self.flights.run_if(
-            (),
-            || self.claim_kid_refetch(asked_at),
-            {
+        let refetch = self
+            .flights
+            .run_if((), || self.claim_kid_refetch(asked_at), {
                 let query = query.clone();
                 || store.load(Some(current), Reason::Kid(query))
-            },
-        );
+            });
         let wait = self.policy.unknown_kid_wait;
         let Ok(outcome) = tokio::time::timeout(wait, refetch).await else {
             self.counters.kid_refetch_timed_out();
@@ -350,7 +348,10 @@ impl KeyStore {
             // A set older than the question (the fleet's cooldown held the refetch back).
             Ok(entry) => self.not_yet_answered(query, entry, asked_at),
             Err(_) if !unknown => Ok(None),
-            Err(cause) => Err(KeysUnavailable::new(cause, self.health.retry_after(asked_at))),
+            Err(cause) => Err(KeysUnavailable::new(
+                cause,
+                self.health.retry_after(asked_at),
+            )),
         }
     }
 
@@ -854,7 +855,9 @@ impl KeyStore {
 
     /// Remembers that the kid of `slot` was absent from a set fetched at `at` by the fleet.
     pub(crate) fn remember_absent(&self, slot: &str, at: SystemTime) {
-        let covered_iat = self.known_absent(slot, at).and_then(|known| known.covered_iat);
+        let covered_iat = self
+            .known_absent(slot, at)
+            .and_then(|known| known.covered_iat);
         self.absent().insert(
             slot.to_owned(),
             Absent {

@@ -332,7 +332,11 @@ async fn a_flood_of_fresh_junk_costs_at_most_one_fetch_per_cooldown() {
         clock,
         calls,
         verifier,
-    } = Fixture::new(vec![Ok(modified(&[&key]))], Duration::from_millis(100), 1..=7);
+    } = Fixture::new(
+        vec![Ok(modified(&[&key]))],
+        Duration::from_millis(100),
+        1..=7,
+    );
     let valid = token(&key, &clock);
     verifier.verify::<Value>(&valid).await.unwrap();
     let (mut refused, mut held) = (0, 0);
@@ -353,10 +357,16 @@ async fn a_flood_of_fresh_junk_costs_at_most_one_fetch_per_cooldown() {
     // 150 s: the warm-up and at most one refetch per 30 s (six cooldowns started).
     let fetched = calls.load(Ordering::SeqCst);
     assert!(fetched <= 1 + 6, "{fetched} fetches");
-    assert!(fetched >= 1 + 4, "the cooldown never let a refetch run: {fetched}");
+    assert!(
+        fetched > 4,
+        "the cooldown never let a refetch run: {fetched}"
+    );
     assert_eq!(refused + held, 150);
     // Refused: the tokens whose own refetch ran; the rest waited for the next one.
-    assert!(refused >= 1 && held >= 120, "{refused} refused, {held} held back");
+    assert!(
+        refused >= 1 && held >= 120,
+        "{refused} refused, {held} held back"
+    );
 }
 
 /// A token with an unknown kid that no key could make valid (expired, another audience,
@@ -378,7 +388,11 @@ async fn junk_that_no_key_could_make_valid_spends_no_refetch() {
         .verify::<Value>(&token(&old, &clock))
         .await
         .unwrap();
-    let now = clock.now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs();
+    let now = clock
+        .now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
     let junk = [
         serde_json::json!({ "iss": ISSUER, "aud": AUDIENCE, "iat": now - 9000, "exp": now - 7200 }),
         serde_json::json!({ "iss": ISSUER, "aud": "another-api", "iat": now, "exp": now + 60 }),
@@ -859,7 +873,11 @@ async fn a_source_that_never_answers_costs_cold_callers_the_fetch_timeout_and_no
     for caller in cold {
         retry_after = timed_out(caller.await.unwrap());
     }
-    assert_eq!(started.elapsed(), timeout, "cold callers waited past the timeout");
+    assert_eq!(
+        started.elapsed(),
+        timeout,
+        "cold callers waited past the timeout"
+    );
     assert_eq!(calls.load(Ordering::SeqCst), 1);
     // During the backoff: 503 at once, no load to join.
     let started = Instant::now();
