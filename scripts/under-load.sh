@@ -20,6 +20,7 @@ done
 echo "under-load: $hogs CPU hog(s) running (pids ${pids[*]})" >&2
 
 if [ "$#" -eq 0 ]; then
-    set -- cargo test -p jwkstash --all-features --test fleet --test fleet_processes --test cli_fleet
+    # --workspace --all-features: the same build as scripts/test.sh, nothing rebuilt.
+    set -- cargo test --workspace --all-features --test fleet --test fleet_processes --test cli_fleet
 fi
 "$@"
