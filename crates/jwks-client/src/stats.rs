@@ -59,6 +59,9 @@ pub struct Stats {
     pub snapshot_hits: u64,
     /// Key set reads that found nothing usable in any tier.
     pub cache_misses: u64,
+    /// Times the shared tier's invalidations woke this verifier (to read a new set, or after
+    /// lost messages): only messages about its own entry do.
+    pub invalidations_heard: u64,
 }
 
 impl Stats {
@@ -206,6 +209,7 @@ counters! {
     unknown_kid_timeouts: AtomicU64 => kid_refetch_timed_out ["jwkstash_unknown_kid_timeouts_total"],
     signature_checks: Sharded => signature_checked ["jwkstash_signature_checks_total"],
     verified_token_hits: Sharded => verified_token_hit ["jwkstash_verified_token_cache_hits_total"],
+    invalidations_heard: AtomicU64 => invalidation_heard ["jwkstash_invalidations_heard_total"],
 }
 
 impl Counters {
