@@ -1,7 +1,8 @@
 //! The parsed key set: kid → verifying keys, built once per fetch.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::fmt;
+use std::sync::{Mutex, PoisonError};
 
 use aws_lc_rs::signature::ParsedPublicKey;
 use base64::Engine;
@@ -249,6 +250,48 @@ impl fmt::Display for SkipReason {
     }
 }
 
+/// How many documents with skipped keys a process remembers having warned about (a ring of
+/// fingerprints, 8 KiB): the oldest is forgotten first, and warned about again if it returns.
+const WARNED_SETS: usize = 1024;
+
+/// The fingerprints of the documents whose skipped keys were warned about, oldest first.
+static WARNED: Mutex<WarnedSets> = Mutex::new(WarnedSets::new(WARNED_SETS));
+
+/// Whether the skipped keys of the document with this fingerprint are news to this process.
+fn first_sight(fingerprint: u64) -> bool {
+    WARNED
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .first_sight(fingerprint)
+}
+
+/// A bounded set of fingerprints that forgets the oldest first.
+struct WarnedSets {
+    order: VecDeque<u64>,
+    capacity: usize,
+}
+
+impl WarnedSets {
+    const fn new(capacity: usize) -> Self {
+        Self {
+            order: VecDeque::new(),
+            capacity,
+        }
+    }
+
+    /// Records `fingerprint`; true if it was not already recorded.
+    fn first_sight(&mut self, fingerprint: u64) -> bool {
+        if self.order.contains(&fingerprint) {
+            return false;
+        }
+        if self.order.len() >= self.capacity {
+            self.order.pop_front();
+        }
+        self.order.push_back(fingerprint);
+        true
+    }
+}
+
 /// A parsed JSON Web Key Set: kid → verifying keys, with the raw document kept for shared tiers.
 ///
 /// Built once per fetch; a verification only looks keys up. Bad keys are skipped (one bad key
@@ -333,7 +376,10 @@ impl KeySet {
     /// Parses a JWKS document.
     ///
     /// Refuses the document when it is not a JSON object with a `keys` array, or when no key in
-    /// it is usable. Individual bad keys are skipped and listed in [`skipped`](Self::skipped).
+    /// it is usable. Individual bad keys are skipped and listed in [`skipped`](Self::skipped);
+    /// each is logged as a warning the first time this process parses the document (by its
+    /// [`fingerprint`](Self::fingerprint); the last 1,024 such documents are remembered), and
+    /// at debug level at every later parse.
     pub fn parse(raw: impl Into<Bytes>) -> Result<Self, KeySetError> {
         let raw = raw.into();
         let (keys, skipped) = Self::explain(&raw)?;
@@ -342,8 +388,17 @@ impl KeySet {
                 skipped: skipped.len(),
             });
         }
-        for skip in &skipped {
-            tracing::warn!(kid = ?skip.kid, reason = %skip.reason, "skipped a key of the JWKS");
+        let fingerprint = short_hash([raw.as_ref()]);
+        // A set is parsed on every read of a shared or snapshot tier, twice in a `Failover`,
+        // at every poll for the fleet's lease: its skipped keys are news once per process.
+        if !skipped.is_empty() && first_sight(fingerprint) {
+            for skip in &skipped {
+                tracing::warn!(kid = ?skip.kid, reason = %skip.reason, "skipped a key of the JWKS");
+            }
+        } else {
+            for skip in &skipped {
+                tracing::debug!(kid = ?skip.kid, reason = %skip.reason, "skipped a key of the JWKS");
+            }
         }
         let mut by_kid: HashMap<Box<str>, Vec<usize>> = HashMap::new();
         let mut by_x5t: HashMap<[u8; 20], Vec<usize>> = HashMap::new();
@@ -359,7 +414,6 @@ impl KeySet {
                 by_x5t_s256.entry(x5t_s256).or_default().push(index);
             }
         }
-        let fingerprint = short_hash([raw.as_ref()]);
         Ok(Self {
             keys,
             by_kid,
@@ -825,4 +879,25 @@ fn okp_key(x: &[u8]) -> Result<(KeyKind, Key), SkipReason> {
         return Err(SkipReason::BadCoordinates);
     }
     Ok((KeyKind::Ed25519, Key::Jwt(DecodingKey::from_ed_der(x))))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::WarnedSets;
+
+    #[test]
+    fn the_warned_sets_are_bounded_and_forget_the_oldest_first() {
+        let mut warned = WarnedSets::new(3);
+        assert!(warned.first_sight(1));
+        assert!(!warned.first_sight(1));
+        for fingerprint in 2..=4 {
+            assert!(warned.first_sight(fingerprint));
+        }
+        assert_eq!(warned.order.len(), 3);
+        // 1 was forgotten (the oldest); 2, 3 and 4 are remembered.
+        assert!(!warned.first_sight(4));
+        assert!(!warned.first_sight(2));
+        assert!(warned.first_sight(1));
+        assert_eq!(warned.order.len(), 3);
+    }
 }

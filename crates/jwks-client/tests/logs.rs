@@ -246,3 +246,61 @@ async fn a_failing_shared_tier_warns_once_however_many_reads_fail() {
         .count();
     assert_eq!(warnings, 1, "{logged}");
 }
+
+/// Keycloak publishes an encryption key (`use: enc`) beside its signing key by default. A key
+/// set is parsed on every read of a shared or snapshot tier, twice in a `Failover` and at every
+/// poll while an instance waits for the fleet's lease: the skipped key is warned about once per
+/// document per process, and at debug level after that.
+#[tokio::test]
+async fn a_skipped_key_is_warned_about_once_per_set_however_often_the_set_is_parsed() {
+    use jwkstash_core::CacheValue;
+    use jwkstash_jwks::{Failover, KeySet, SkipReason};
+    let (logs, lock) = logs();
+    let _one_at_a_time = lock.lock().await;
+    logs.0.lock().unwrap().clear();
+    let clock = ManualClock::default();
+    let key = TestKey::ed25519("sig-1");
+    let mut enc = TestKey::ed25519("enc-once").public_jwk();
+    enc["use"] = json!("enc");
+    let document = json!({ "keys": [key.public_jwk(), enc] }).to_string();
+
+    // 100 parses as a Redis or snapshot read makes them, and 100 direct ones.
+    for _ in 0..100 {
+        let set = <KeySet as CacheValue>::from_bytes(document.as_bytes()).unwrap();
+        assert_eq!(set.skipped()[0].reason, SkipReason::NotForSignatures);
+        KeySet::parse(document.clone()).unwrap();
+    }
+    // A verifier over a Failover (which parses to decide, then the store parses again).
+    let verifier = builder(
+        Failover::new(serving(document.clone()), silent_source()),
+        Arc::new(clock.clone()),
+    )
+    .build()
+    .unwrap();
+    verifier
+        .verify::<Value>(&token(&key, &clock))
+        .await
+        .unwrap();
+
+    let skipped_lines = |level: &str| {
+        logs.text()
+            .lines()
+            .filter(|line| {
+                line.contains(level)
+                    && line.contains("skipped a key of the JWKS")
+                    && line.contains("enc-once")
+            })
+            .count()
+    };
+    assert_eq!(skipped_lines(" WARN "), 1, "{}", logs.text());
+    assert!(skipped_lines(" DEBUG ") >= 200, "{}", logs.text());
+
+    // Another document (another fingerprint) is warned about again, once.
+    let mut other = TestKey::ed25519("enc-once").public_jwk();
+    other["use"] = json!("enc");
+    let second = json!({ "keys": [TestKey::ed25519("sig-2").public_jwk(), other] }).to_string();
+    for _ in 0..100 {
+        KeySet::parse(second.clone()).unwrap();
+    }
+    assert_eq!(skipped_lines(" WARN "), 2, "{}", logs.text());
+}
