@@ -1,13 +1,15 @@
 //! What one more tenant costs in memory: measured with a counting allocator, for tenants that
 //! share one key set through an issuer template (goal: under 1 KiB each) and, for comparison,
 //! for issuers resolved on first sight (one verifier each). Run with `--nocapture` to see the
-//! figures written in BENCHMARKS.md.
+//! figures written in BENCHMARKS.md. Also: what adding one more issuer to a registry
+//! allocates, which must not grow with the registry.
 // A counting global allocator needs `unsafe`; it only forwards to the system allocator.
 #![allow(unsafe_code, clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 
 use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
 use std::sync::atomic::{AtomicIsize, Ordering};
 
 use common::{tenant, tenant_token as token};
@@ -18,12 +20,24 @@ use serde_json::Value;
 /// Bytes allocated and not yet freed, by the whole test binary.
 static LIVE: AtomicIsize = AtomicIsize::new(0);
 
+thread_local! {
+    /// Bytes allocated by this thread so far (never decreased): what one call allocates,
+    /// whatever other threads do meanwhile.
+    static ALLOCATED: Cell<usize> = const { Cell::new(0) };
+}
+
+/// Adds `bytes` to this thread's allocated total (not during thread teardown).
+fn allocated(bytes: usize) {
+    let _ = ALLOCATED.try_with(|total| total.set(total.get() + bytes));
+}
+
 struct Counting;
 
 // SAFETY: every call is forwarded to the system allocator unchanged; only a counter is added.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         LIVE.fetch_add(layout.size() as isize, Ordering::Relaxed);
+        allocated(layout.size());
         // SAFETY: the caller's layout contract is passed on.
         unsafe { System.alloc(layout) }
     }
@@ -39,6 +53,7 @@ unsafe impl GlobalAlloc for Counting {
             new_size as isize - layout.size() as isize,
             Ordering::Relaxed,
         );
+        allocated(new_size);
         // SAFETY: as for `alloc` and `dealloc`.
         unsafe { System.realloc(ptr, layout, new_size) }
     }
@@ -50,12 +65,30 @@ static ALLOCATOR: Counting = Counting;
 const ENTRA: &str = "https://login.microsoftonline.com/{tenantid}/v2.0";
 const TENANTS: usize = 1000;
 
+/// Held by each test while it measures: `LIVE` counts the whole binary's allocations, so the
+/// tests measure one at a time.
+static MEASURING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn measuring() -> std::sync::MutexGuard<'static, ()> {
+    MEASURING
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 fn live() -> isize {
     LIVE.load(Ordering::Relaxed)
 }
 
+/// The bytes this thread allocates while running `f`.
+fn allocated_by(f: impl FnOnce()) -> usize {
+    let before = ALLOCATED.with(Cell::get);
+    f();
+    ALLOCATED.with(Cell::get) - before
+}
+
 #[tokio::test(flavor = "current_thread")]
 async fn one_more_tenant_of_a_shared_key_set_costs_under_one_kib() {
+    let _measuring = measuring();
     let key = TestKey::ec_p256("common");
     let source = StaticKeySource::from_json(jwks(&[&key]).to_string()).unwrap();
     let tenants: Vec<String> = (0..=TENANTS).map(tenant).collect();
@@ -114,4 +147,55 @@ async fn one_more_tenant_of_a_shared_key_set_costs_under_one_kib() {
     let per_issuer = (live() - before) / 100;
     eprintln!("per issuer resolved on first sight (own verifier and set): {per_issuer} B");
     assert_eq!(resolved.len(), 100);
+}
+
+/// Loading n issuers into a registry costs O(n log n), not O(n^2): the bytes one `insert`
+/// (and one `remove`) allocates are about the same at 100 issuers and at 10,000, where a
+/// registry that copied its whole map on every change allocated a hundred times more.
+#[test]
+fn adding_the_ten_thousandth_issuer_allocates_about_what_the_hundredth_did() {
+    const ISSUERS: usize = 10_000;
+    let _measuring = measuring();
+    let key = TestKey::ec_p256("k1");
+    let source = StaticKeySource::from_json(jwks(&[&key]).to_string()).unwrap();
+    let clock: jwkstash_core::SharedClock = std::sync::Arc::new(jwkstash_core::SystemClock);
+    let near = jwkstash_memory::MemoryCache::builder().clock(clock).build();
+    let issuers = Issuers::with_cache(std::sync::Arc::new(near));
+    let verifiers: Vec<Verifier> = (0..ISSUERS)
+        .map(|n| {
+            issuers
+                .verifier_builder()
+                .key_source(source.clone())
+                .issuer(format!("https://tenant-{n}.example.com/"))
+                .audience("api")
+                .build()
+                .unwrap()
+        })
+        .collect();
+    let mut cost = std::collections::BTreeMap::new();
+    for (n, verifier) in verifiers.into_iter().enumerate() {
+        let bytes = allocated_by(|| issuers.insert(verifier));
+        if [99, ISSUERS - 1].contains(&n) {
+            cost.insert(n + 1, bytes);
+        }
+    }
+    assert_eq!(issuers.len(), ISSUERS);
+    let (small, large) = (cost[&100], cost[&ISSUERS]);
+    let removed = allocated_by(|| {
+        issuers.remove("https://tenant-5000.example.com/").unwrap();
+    });
+    eprintln!(
+        "one insert allocates {small} B at 100 issuers, {large} B at {ISSUERS}; \
+         one remove at {ISSUERS}: {removed} B"
+    );
+    assert!(
+        large < 4 * small.max(1024),
+        "the insert at {ISSUERS} issuers allocated {large} B, at 100 {small} B"
+    );
+    assert!(
+        removed < 4 * small.max(1024),
+        "a remove at {ISSUERS} issuers allocated {removed} B"
+    );
+    assert!(issuers.get("https://tenant-5000.example.com/").is_none());
+    assert!(issuers.get("https://tenant-4999.example.com/").is_some());
 }
