@@ -31,7 +31,8 @@ pub enum Tier {
 ///   outer tier passes the caller's admission check (see [`read`](Self::read)) and is copied
 ///   to the near tier. An entry of the shared tier is also copied to the snapshot tier, so
 ///   that the snapshot follows what the fleet fetched.
-/// * `put` and `remove` go to every tier.
+/// * `put` and `remove` go to every tier: the shared and snapshot tiers at once (a caller
+///   waits for the slower of the two, not their sum), then the near tier.
 /// * **Error policy**: an error of the shared or snapshot tier never fails a call. It is read
 ///   as a miss, counted ([`shared_failures`](Self::shared_failures),
 ///   [`snapshot_failures`](Self::snapshot_failures)), and logged as a warning at most once
@@ -251,30 +252,42 @@ where
     }
 
     async fn put(&self, key: &str, entry: Entry<V>) -> Result<(), CacheError> {
-        if let Some(shared) = &self.shared
-            && let Err(error) = shared.put(key, entry.clone()).await
-        {
-            self.outer_failed(Tier::Shared, &error, "write", shared.name());
-        }
-        if let Some(snapshot) = &self.snapshot
-            && let Err(error) = snapshot.put(key, entry.clone()).await
-        {
-            self.outer_failed(Tier::Snapshot, &error, "write", snapshot.name());
-        }
+        // The shared and snapshot writes run together: a caller waits for the slower one,
+        // not for both in turn.
+        let shared = async {
+            if let Some(shared) = &self.shared
+                && let Err(error) = shared.put(key, entry.clone()).await
+            {
+                self.outer_failed(Tier::Shared, &error, "write", shared.name());
+            }
+        };
+        let snapshot = async {
+            if let Some(snapshot) = &self.snapshot
+                && let Err(error) = snapshot.put(key, entry.clone()).await
+            {
+                self.outer_failed(Tier::Snapshot, &error, "write", snapshot.name());
+            }
+        };
+        futures_util::future::join(shared, snapshot).await;
         self.near.put(key, entry).await
     }
 
     async fn remove(&self, key: &str) -> Result<(), CacheError> {
-        if let Some(shared) = &self.shared
-            && let Err(error) = shared.remove(key).await
-        {
-            self.outer_failed(Tier::Shared, &error, "remove", shared.name());
-        }
-        if let Some(snapshot) = &self.snapshot
-            && let Err(error) = snapshot.remove(key).await
-        {
-            self.outer_failed(Tier::Snapshot, &error, "remove", snapshot.name());
-        }
+        let shared = async {
+            if let Some(shared) = &self.shared
+                && let Err(error) = shared.remove(key).await
+            {
+                self.outer_failed(Tier::Shared, &error, "remove", shared.name());
+            }
+        };
+        let snapshot = async {
+            if let Some(snapshot) = &self.snapshot
+                && let Err(error) = snapshot.remove(key).await
+            {
+                self.outer_failed(Tier::Snapshot, &error, "remove", snapshot.name());
+            }
+        };
+        futures_util::future::join(shared, snapshot).await;
         self.near.remove(key).await
     }
 

@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use jwkstash_core::testkit::{self, FailingCache, MapCache, TestCache, entry_now};
-use jwkstash_core::{Cache, ManualClock, Tier, Tiered};
+use jwkstash_core::{Cache, CacheError, ManualClock, Tier, Tiered};
 
 fn map(clock: &ManualClock) -> Arc<MapCache<Vec<u8>>> {
     Arc::new(MapCache::new(Arc::new(clock.clone())))
@@ -163,4 +163,65 @@ async fn a_refused_or_failing_snapshot_is_a_miss_and_is_counted() {
         (tiered.snapshot_failures(), tiered.shared_failures()),
         (2, 0)
     );
+}
+
+/// A tier that takes `delay` (on tokio's clock) for every call, then asks `inner`.
+#[derive(Debug)]
+struct Slow {
+    inner: Arc<MapCache<Vec<u8>>>,
+    delay: std::time::Duration,
+}
+
+#[async_trait::async_trait]
+impl Cache<Vec<u8>> for Slow {
+    async fn get(&self, key: &str) -> Result<Option<jwkstash_core::Entry<Vec<u8>>>, CacheError> {
+        tokio::time::sleep(self.delay).await;
+        self.inner.get(key).await
+    }
+
+    async fn put(&self, key: &str, entry: jwkstash_core::Entry<Vec<u8>>) -> Result<(), CacheError> {
+        tokio::time::sleep(self.delay).await;
+        self.inner.put(key, entry).await
+    }
+
+    async fn remove(&self, key: &str) -> Result<(), CacheError> {
+        tokio::time::sleep(self.delay).await;
+        self.inner.remove(key).await
+    }
+
+    fn name(&self) -> &'static str {
+        "slow"
+    }
+}
+
+/// A write waits for the slower of the shared and snapshot tiers, not for both in turn: on
+/// tokio's paused clock, a put and a remove each take exactly the longer delay.
+#[tokio::test(start_paused = true)]
+async fn writes_reach_the_outer_tiers_together() {
+    use std::time::Duration;
+    let clock = ManualClock::default();
+    let (near, shared, snapshot) = (map(&clock), map(&clock), map(&clock));
+    let tiered = Tiered::new(
+        Arc::clone(&near),
+        Slow {
+            inner: Arc::clone(&shared),
+            delay: Duration::from_millis(300),
+        },
+    )
+    .with_snapshot(Slow {
+        inner: Arc::clone(&snapshot),
+        delay: Duration::from_millis(200),
+    });
+    let start = tokio::time::Instant::now();
+    tiered.put("k", entry_now(&clock, b"v")).await.unwrap();
+    assert_eq!(start.elapsed(), Duration::from_millis(300));
+    for tier in [&near, &shared, &snapshot] {
+        assert!(tier.get("k").await.unwrap().is_some());
+    }
+    let start = tokio::time::Instant::now();
+    Cache::<Vec<u8>>::remove(&tiered, "k").await.unwrap();
+    assert_eq!(start.elapsed(), Duration::from_millis(300));
+    for tier in [&near, &shared, &snapshot] {
+        assert!(tier.get("k").await.unwrap().is_none());
+    }
 }
