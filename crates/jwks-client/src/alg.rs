@@ -149,6 +149,50 @@ pub(crate) fn parse_asymmetric(name: &str) -> Option<Algorithm> {
     })
 }
 
+/// The standard JOSE `alg` values (IANA's "JSON Web Signature and Encryption Algorithms"
+/// registry) that jwkstash cannot verify, each by its registered name: signature algorithms it
+/// lacks, and the key management algorithms of encrypted tokens (JWE), which it does not
+/// decrypt. `none` and the HMAC family are not here: they are refused as not allowed, as is
+/// `RS1` (SHA-1, prohibited by the registry).
+const STANDARD_UNSUPPORTED: &[&str] = &[
+    // Signatures: ECDSA on secp256k1 (RFC 8812), Ed448 and ECDSA by fully-specified names
+    // (RFC 9864).
+    "ES256K",
+    "Ed448",
+    "ESP256",
+    "ESP384",
+    "ESP512",
+    // Key management of encrypted tokens (RFC 7518 §4).
+    "RSA1_5",
+    "RSA-OAEP",
+    "RSA-OAEP-256",
+    "RSA-OAEP-384",
+    "RSA-OAEP-512",
+    "A128KW",
+    "A192KW",
+    "A256KW",
+    "dir",
+    "ECDH-ES",
+    "ECDH-ES+A128KW",
+    "ECDH-ES+A192KW",
+    "ECDH-ES+A256KW",
+    "A128GCMKW",
+    "A192GCMKW",
+    "A256GCMKW",
+    "PBES2-HS256+A128KW",
+    "PBES2-HS384+A192KW",
+    "PBES2-HS512+A256KW",
+];
+
+/// The registered name of `name` if it is a standard JOSE algorithm jwkstash cannot verify
+/// (byte for byte, like every name).
+pub(crate) fn standard_unsupported(name: &str) -> Option<&'static str> {
+    STANDARD_UNSUPPORTED
+        .iter()
+        .find(|standard| **standard == name)
+        .copied()
+}
+
 /// A small set of algorithms (a bit set, so checking membership costs nothing).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct AlgorithmSet(u16);

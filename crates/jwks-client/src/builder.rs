@@ -28,6 +28,8 @@ use crate::verifier::{
 #[must_use]
 pub struct VerifierBuilder {
     source: Option<SourceSpec>,
+    /// The first two calls that contradicted each other, refused by `build()`.
+    conflict: Option<(&'static str, &'static str)>,
     template: Option<IssuerTemplate>,
     pinned_keys: Option<Vec<u8>>,
     http_loopback: bool,
@@ -64,6 +66,7 @@ impl Default for VerifierBuilder {
     fn default() -> Self {
         Self {
             source: None,
+            conflict: None,
             template: None,
             pinned_keys: None,
             http_loopback: false,
@@ -91,35 +94,63 @@ impl Default for VerifierBuilder {
 impl VerifierBuilder {
     /// The JWKS URL, fetched with an [`HttpKeySource`] of default settings (https only; see
     /// [`allow_http_loopback`](Self::allow_http_loopback) for a provider on this machine).
+    ///
+    /// One of `jwks_url`, [`discover`](Self::discover) and [`key_source`](Self::key_source),
+    /// once: `build()` refuses a second
+    /// ([`BuildError::ConflictingCalls`](crate::BuildError::ConflictingCalls)).
     pub fn jwks_url(mut self, url: impl Into<String>) -> Self {
-        self.source = Some(SourceSpec::JwksUrl(url.into()));
+        self.set_source(SourceSpec::JwksUrl(url.into()));
         self
     }
 
     /// The issuer, with its keys found by OpenID Connect discovery (https only; see
-    /// [`DiscoverySource`](crate::DiscoverySource) for other settings).
+    /// [`DiscoverySource`](crate::DiscoverySource) for other settings). Instead of
+    /// [`jwks_url`](Self::jwks_url) or [`key_source`](Self::key_source), not beside them.
     pub fn discover(self, issuer: impl Into<String>) -> Self {
         let issuer = issuer.into();
         let mut builder = self.issuer(issuer.as_str());
-        builder.source = Some(SourceSpec::Discover(issuer));
+        builder.set_source(SourceSpec::Discover(issuer));
         builder
     }
 
     /// Lets [`jwks_url`](Self::jwks_url) and [`discover`](Self::discover) use plain
     /// `http://` to loopback hosts only (`localhost`, 127.0.0.0/8, `::1`): local development
     /// against a provider on this machine, such as a Keycloak in a container on
-    /// `http://localhost:8080`. Every other host still needs https.
+    /// `http://localhost:8080`. Every other host still needs https. With
+    /// [`key_source`](Self::key_source) `build()` refuses it: call it on the builder of that
+    /// source instead ([`HttpKeySource::builder`],
+    /// [`DiscoverySource::builder`](crate::DiscoverySource::builder)).
     pub fn allow_http_loopback(mut self) -> Self {
+        if matches!(self.source, Some(SourceSpec::Ready(_))) {
+            self.conflict("key_source()", "allow_http_loopback()");
+        }
         self.http_loopback = true;
         self
     }
 
     /// A key source of the caller's: an [`HttpKeySource`] with other settings, a
     /// [`StaticKeySource`](crate::StaticKeySource), a [`Failover`](crate::Failover), a mock,
-    /// or an `Arc` of one shared with other verifiers.
+    /// or an `Arc` of one shared with other verifiers. Instead of
+    /// [`jwks_url`](Self::jwks_url) or [`discover`](Self::discover), not beside them.
     pub fn key_source(mut self, source: impl KeySource + 'static) -> Self {
-        self.source = Some(SourceSpec::Ready(Arc::new(source)));
+        if self.http_loopback {
+            self.conflict("allow_http_loopback()", "key_source()");
+        }
+        self.set_source(SourceSpec::Ready(Arc::new(source)));
         self
+    }
+
+    /// Sets where the keys come from; a second call is a conflict for `build()` to refuse.
+    fn set_source(&mut self, spec: SourceSpec) {
+        if let Some(earlier) = &self.source {
+            self.conflict(earlier.call(), spec.call());
+        }
+        self.source = Some(spec);
+    }
+
+    /// Records the first two calls that contradict each other.
+    fn conflict(&mut self, first: &'static str, second: &'static str) {
+        self.conflict.get_or_insert((first, second));
     }
 
     /// Keys of the application's own, as a JWKS document, merged into every set of the key
@@ -281,6 +312,9 @@ impl VerifierBuilder {
 
     /// Checks the configuration and builds the verifier. Nothing is fetched yet.
     pub fn build(self) -> Result<Verifier, BuildError> {
+        if let Some((first, second)) = self.conflict {
+            return Err(BuildError::ConflictingCalls { first, second });
+        }
         let source = match self.source.ok_or(BuildError::MissingKeySource)? {
             SourceSpec::Ready(source) => source,
             SourceSpec::JwksUrl(url) => {
@@ -319,29 +353,35 @@ impl VerifierBuilder {
             (None, None) => return Err(BuildError::MissingIssuer),
         };
         if self.audiences.iter().any(String::is_empty) {
-            return Err(BuildError::InvalidSetting("an audience must not be empty"));
+            return Err(BuildError::invalid_setting("an audience must not be empty"));
         }
         if self.audiences.is_empty() && !self.any_audience {
             return Err(BuildError::MissingAudience);
         }
         let algorithms = AlgorithmSet::of(&self.algorithms);
         if algorithms.is_empty() {
-            return Err(BuildError::InvalidSetting(
-                "no asymmetric algorithm allowed",
+            return Err(BuildError::invalid_setting(
+                "algorithms() allows no asymmetric algorithm (HMAC and none are never \
+                 accepted): pass some of DEFAULT_ALGORITHMS",
             ));
         }
         if self.required_typ.as_deref().is_some_and(str::is_empty) {
-            return Err(BuildError::InvalidSetting("require_typ needs a media type"));
+            return Err(BuildError::invalid_setting(
+                "require_typ needs a media type",
+            ));
         }
         if self.max_token_bytes == 0 {
-            return Err(BuildError::InvalidSetting(
-                "max_token_bytes must be positive",
+            return Err(BuildError::invalid_setting(
+                "max_token_bytes must be positive (default 16 KiB)",
             ));
         }
         self.policy.validate()?;
         let clock = self.clock.unwrap_or_else(|| Arc::new(SystemClock));
         if self.lease_ttl.is_zero() {
-            return Err(BuildError::InvalidSetting("lease_ttl must be positive"));
+            return Err(BuildError::invalid_setting(format!(
+                "lease_ttl must be positive (default {})",
+                crate::policy::human(DEFAULT_LEASE_TTL)
+            )));
         }
         let near = match self.near {
             Some(cache) => cache,
@@ -363,7 +403,7 @@ impl VerifierBuilder {
             .verified_tokens
             .is_some_and(|(capacity, ttl)| capacity == 0 || ttl.is_zero())
         {
-            return Err(BuildError::InvalidSetting(
+            return Err(BuildError::invalid_setting(
                 "the verified-token cache needs a capacity and a TTL",
             ));
         }
@@ -440,6 +480,17 @@ enum SourceSpec {
     JwksUrl(String),
     Discover(String),
     Ready(Arc<dyn KeySource>),
+}
+
+impl SourceSpec {
+    /// The builder call that gave it.
+    fn call(&self) -> &'static str {
+        match self {
+            Self::JwksUrl(_) => "jwks_url()",
+            Self::Discover(_) => "discover()",
+            Self::Ready(_) => "key_source()",
+        }
+    }
 }
 
 #[cfg(feature = "memory")]

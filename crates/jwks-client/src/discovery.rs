@@ -252,7 +252,9 @@ impl DiscoverySourceBuilder {
         let configuration = format!("{}{WELL_KNOWN}", issuer_url.as_str().trim_end_matches('/'));
         let configuration = checked_url(&configuration, self.http.plain_http)?;
         if self.ttl.is_zero() {
-            return Err(BuildError::InvalidSetting("discovery_ttl must be positive"));
+            return Err(BuildError::invalid_setting(
+                "discovery_ttl must be positive (default 24 h)",
+            ));
         }
         let key = format!(
             "oidc:{}",

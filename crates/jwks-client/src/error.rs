@@ -1,7 +1,10 @@
+use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
 use jwkstash_core::{FetchError, FlightError};
+
+use crate::keyset::SkippedKey;
 
 /// Why a token was refused. A service answers these with 401.
 ///
@@ -18,9 +21,19 @@ pub enum InvalidToken {
     /// The token is not a compact JWS of three base64url segments with JSON header and payload.
     #[error("malformed token: {0}")]
     Malformed(&'static str),
-    /// The header names an algorithm outside the allow-list (`none`, HMAC, unknown ones).
+    /// The header names an algorithm outside the allow-list: `none`, HMAC, a name jwkstash
+    /// does not know, or one the caller left off
+    /// [`VerifierBuilder::algorithms`](crate::VerifierBuilder::algorithms).
     #[error("algorithm not allowed")]
     AlgorithmNotAllowed,
+    /// The header names a standard JOSE algorithm (IANA's registry) that jwkstash cannot
+    /// verify: `ES256K`, `Ed448`, `ESP256`, ..., or an encryption algorithm (`RSA-OAEP`,
+    /// `dir`, ...: a JWE, which jwkstash does not decrypt). The provider signs with something
+    /// this library lacks, which is a configuration to change rather than an attack.
+    #[error(
+        "{0} is a standard JOSE algorithm that jwkstash does not verify; have the provider sign with one of DEFAULT_ALGORITHMS"
+    )]
+    AlgorithmNotSupported(&'static str),
     /// The header carries `crit`: no JWS extension is understood, so the token is refused.
     #[error("critical header extension not understood")]
     UnsupportedCritical,
@@ -93,6 +106,7 @@ impl InvalidToken {
             Self::TooLarge { .. } => "too_large",
             Self::Malformed(_) => "malformed",
             Self::AlgorithmNotAllowed => "algorithm_not_allowed",
+            Self::AlgorithmNotSupported(_) => "algorithm_not_supported",
             Self::UnsupportedCritical => "unsupported_critical",
             Self::InvalidKid => "invalid_kid",
             Self::MissingKid => "missing_kid",
@@ -119,13 +133,35 @@ impl InvalidToken {
 
 /// The signing keys could not be obtained: the provider failed and no usable copy is left
 /// (never fetched, or past `max_stale`). A service answers this with 503, not 401.
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("signing keys are unavailable")]
+///
+/// Its `Display` says why, with the whole chain of causes (`signing keys are unavailable:
+/// could not connect to the key source: ...`), so that logging it is enough; for that reason
+/// [`source`](std::error::Error::source) is `None` (an error reporter would print the causes
+/// twice). [`cause`](Self::cause) gives the cause itself.
+#[derive(Debug, Clone)]
 pub struct KeysUnavailable {
-    #[source]
     cause: Arc<RefreshError>,
     retry_after: Option<Duration>,
 }
+
+impl fmt::Display for KeysUnavailable {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "signing keys are unavailable: {}", self.cause)?;
+        let mut next = std::error::Error::source(&*self.cause);
+        while let Some(cause) = next {
+            write!(f, ": {cause}")?;
+            next = cause.source();
+        }
+        if let Some(retry_after) = self.retry_after {
+            let millis = u64::try_from(retry_after.as_millis()).unwrap_or(u64::MAX);
+            let retry_after = crate::policy::human(Duration::from_millis(millis));
+            write!(f, " (next attempt in {retry_after})")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for KeysUnavailable {}
 
 impl KeysUnavailable {
     pub(crate) fn new(cause: Arc<RefreshError>, retry_after: Option<Duration>) -> Self {
@@ -202,11 +238,12 @@ pub enum KeySetError {
     /// Not a JSON object with a `keys` array (or not JSON at all).
     #[error("not a JWKS document: {0}")]
     NotAKeySet(String),
-    /// The document parsed, but no key in it can verify tokens.
-    #[error("no usable key in the set ({skipped} skipped)")]
+    /// The document parsed, but no key in it can verify tokens. Its `Display` names the
+    /// skipped keys and why (the first 8, then how many more).
+    #[error("no usable key in the set: {}", describe_skipped(.skipped))]
     NoUsableKey {
-        /// How many keys were skipped.
-        skipped: usize,
+        /// The keys that were skipped, and why (empty: the document has no keys).
+        skipped: Vec<SkippedKey>,
     },
     /// A 304 answered a request that named no cached copy.
     #[error("not modified, but no cached copy to extend")]
@@ -214,6 +251,25 @@ pub enum KeySetError {
     /// The document could not be read (a [`StaticKeySource`](crate::StaticKeySource) file).
     #[error("the key set could not be read: {0}")]
     Unreadable(String),
+}
+
+/// How many skipped keys the `Display` of [`KeySetError::NoUsableKey`] names; it counts the
+/// others.
+const MAX_NAMED_SKIPS: usize = 8;
+
+fn describe_skipped(skipped: &[SkippedKey]) -> String {
+    if skipped.is_empty() {
+        return "it has no keys".to_owned();
+    }
+    let mut described: Vec<String> = skipped
+        .iter()
+        .take(MAX_NAMED_SKIPS)
+        .map(SkippedKey::to_string)
+        .collect();
+    if skipped.len() > MAX_NAMED_SKIPS {
+        described.push(format!("and {} more", skipped.len() - MAX_NAMED_SKIPS));
+    }
+    described.join("; ")
 }
 
 /// The error of [`Verifier::verify`](crate::Verifier::verify).
@@ -253,21 +309,38 @@ pub enum BuildError {
     /// No audience was configured and `any_audience()` was not called.
     #[error("an audience is required (or call any_audience())")]
     MissingAudience,
-    /// No key source (`jwks_url` or `key_source`) was configured.
-    #[error("a key source is required")]
+    /// No key source was configured.
+    #[error("a key source is required: call jwks_url(), discover() or key_source()")]
     MissingKeySource,
-    /// No cache was configured and the `memory` feature is off.
-    #[error("a cache is required (enable the `memory` feature or call cache())")]
+    /// No near tier was configured and the `memory` feature (the default moka tier) is off.
+    #[error(
+        "an in-process tier is required: enable the `memory` feature or pass one to near_tier()"
+    )]
     MissingCache,
     /// The URL does not parse or has no host.
     #[error("invalid URL: {0}")]
     InvalidUrl(String),
-    /// A plain `http://` URL without `allow_http(true)`.
-    #[error("plain http refused for {0}; use https or allow_http(true)")]
+    /// A plain `http://` URL, refused unless
+    /// [`allow_http_loopback`](crate::VerifierBuilder::allow_http_loopback) was called and the
+    /// host is this machine.
+    #[error(
+        "plain http refused for {0}: use https, or call allow_http_loopback() for a provider on this machine (it admits the loopback hosts localhost, 127.0.0.0/8 and ::1 only)"
+    )]
     InsecureUrl(String),
-    /// A setting is out of range.
+    /// A setting is out of range; the message gives its value, the range and the defaults.
     #[error("invalid setting: {0}")]
-    InvalidSetting(&'static str),
+    InvalidSetting(String),
+    /// Two builder calls that contradict each other, named in the order they were made (the
+    /// later would silently replace or void the earlier): `jwks_url()`, `discover()` and
+    /// `key_source()` each set where the keys come from, and `allow_http_loopback()` applies
+    /// only to `jwks_url()` and `discover()`.
+    #[error("{}", describe_conflict(.first, .second))]
+    ConflictingCalls {
+        /// The earlier call, such as `"jwks_url()"`.
+        first: &'static str,
+        /// The later call, such as `"key_source()"`.
+        second: &'static str,
+    },
     /// The pinned keys ([`VerifierBuilder::pinned_keys`](crate::VerifierBuilder::pinned_keys))
     /// are not a usable key set.
     #[error("pinned keys refused")]
@@ -280,4 +353,31 @@ pub enum BuildError {
     /// The HTTP client could not be built.
     #[error("HTTP client could not be built")]
     Client(#[source] jwkstash_core::BoxError),
+}
+
+impl BuildError {
+    /// An [`InvalidSetting`](Self::InvalidSetting) saying `why`.
+    pub(crate) fn invalid_setting(why: impl Into<String>) -> Self {
+        Self::InvalidSetting(why.into())
+    }
+}
+
+fn describe_conflict(first: &str, second: &str) -> String {
+    if first == "allow_http_loopback()" || second == "allow_http_loopback()" {
+        return format!(
+            "{first} and {second} cannot be combined: allow_http_loopback() applies to \
+             jwks_url() and discover() only; for a source of your own, call \
+             allow_http_loopback() on its builder (HttpKeySource::builder, \
+             DiscoverySource::builder)"
+        );
+    }
+    let calls = if first == second {
+        format!("{first} was called twice")
+    } else {
+        format!("{first} and {second} each set where the keys come from")
+    };
+    format!(
+        "{calls}: a verifier has one key source; call one of them once (for a second source \
+         when the first fails, key_source(Failover::new(primary, secondary)))"
+    )
 }

@@ -129,11 +129,13 @@ pub(crate) struct Fetcher {
 impl HttpOptions {
     pub(crate) fn build(self) -> Result<Fetcher, BuildError> {
         if self.total_timeout.is_zero() || self.connect_timeout.is_zero() {
-            return Err(BuildError::InvalidSetting("timeouts must be positive"));
+            return Err(BuildError::invalid_setting(
+                "connect_timeout and timeout must be positive (defaults 2 s and 5 s)",
+            ));
         }
         if self.max_body_bytes == 0 {
-            return Err(BuildError::InvalidSetting(
-                "max_body_bytes must be positive",
+            return Err(BuildError::invalid_setting(
+                "max_body_bytes must be positive (default 256 KiB)",
             ));
         }
         let roots = self

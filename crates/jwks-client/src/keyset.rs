@@ -183,6 +183,16 @@ pub struct SkippedKey {
     pub reason: SkipReason,
 }
 
+impl fmt::Display for SkippedKey {
+    /// `kid "k1": use is not sig`, or `a key without a usable kid: ...`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.kid {
+            Some(kid) => write!(f, "kid {kid:?}: {}", self.reason),
+            None => write!(f, "a key without a usable kid: {}", self.reason),
+        }
+    }
+}
+
 /// Why a key of a JWKS document was not used.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
@@ -384,9 +394,7 @@ impl KeySet {
         let raw = raw.into();
         let (keys, skipped) = Self::explain(&raw)?;
         if keys.is_empty() {
-            return Err(KeySetError::NoUsableKey {
-                skipped: skipped.len(),
-            });
+            return Err(KeySetError::NoUsableKey { skipped });
         }
         let fingerprint = short_hash([raw.as_ref()]);
         // A set is parsed on every read of a shared or snapshot tier, twice in a `Failover`,

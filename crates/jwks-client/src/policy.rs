@@ -151,26 +151,105 @@ impl FreshnessPolicy {
             .min(self.backoff_max)
     }
 
+    /// Refuses inconsistent values, saying which, with the values given and the defaults.
     pub(crate) fn validate(&self) -> Result<(), BuildError> {
-        let invalid = |what| Err(BuildError::InvalidSetting(what));
+        let default = Self::default();
+        let invalid = |why: String| Err(BuildError::invalid_setting(why));
         if self.min_ttl.is_zero() {
-            return invalid("min_ttl must be positive");
+            return invalid(format!(
+                "min_ttl must be positive (default {})",
+                human(default.min_ttl)
+            ));
         }
         if self.min_ttl > self.max_ttl || !(self.min_ttl..=self.max_ttl).contains(&self.ttl) {
-            return invalid("ttl must lie within min_ttl..=max_ttl");
+            let hint = if self.min_ttl > self.max_ttl {
+                "min_ttl must not exceed max_ttl"
+            } else if self.ttl < self.min_ttl {
+                "for a shorter ttl, lower min_ttl too"
+            } else {
+                "for a longer ttl, raise max_ttl too"
+            };
+            return invalid(format!(
+                "ttl must lie within min_ttl..=max_ttl: ttl is {}, min_ttl {}, max_ttl {} \
+                 (defaults: ttl {}, min_ttl {}, max_ttl {}); {hint}",
+                human(self.ttl),
+                human(self.min_ttl),
+                human(self.max_ttl),
+                human(default.ttl),
+                human(default.min_ttl),
+                human(default.max_ttl),
+            ));
         }
-        if self.unknown_kid_cooldown.is_zero() {
-            return invalid("unknown_kid_cooldown must be positive");
-        }
-        if self.min_refresh_interval.is_zero() {
-            return invalid("min_refresh_interval must be positive");
-        }
-        if self.fetch_timeout.is_zero() {
-            return invalid("fetch_timeout must be positive");
+        let positive = [
+            (
+                "unknown_kid_cooldown",
+                self.unknown_kid_cooldown,
+                default.unknown_kid_cooldown,
+            ),
+            (
+                "min_refresh_interval",
+                self.min_refresh_interval,
+                default.min_refresh_interval,
+            ),
+            ("fetch_timeout", self.fetch_timeout, default.fetch_timeout),
+        ];
+        for (name, value, default) in positive {
+            if value.is_zero() {
+                return invalid(format!(
+                    "{name} must be positive (default {})",
+                    human(default)
+                ));
+            }
         }
         if self.backoff_initial.is_zero() || self.backoff_initial > self.backoff_max {
-            return invalid("backoff_initial must be positive and at most backoff_max");
+            return invalid(format!(
+                "backoff_initial must be positive and at most backoff_max: backoff_initial is \
+                 {}, backoff_max {} (defaults: backoff_initial {}, backoff_max {})",
+                human(self.backoff_initial),
+                human(self.backoff_max),
+                human(default.backoff_initial),
+                human(default.backoff_max),
+            ));
         }
         Ok(())
+    }
+}
+
+/// A duration as the documentation writes it: `24 h`, `1 min`, `2 s`, `1.5 s`, `250 ms`.
+pub(crate) fn human(duration: Duration) -> String {
+    let seconds = duration.as_secs();
+    if duration.subsec_nanos() == 0 {
+        return match seconds {
+            0 => "0 s".to_owned(),
+            s if s.is_multiple_of(3600) => format!("{} h", s / 3600),
+            s if s.is_multiple_of(60) => format!("{} min", s / 60),
+            s => format!("{s} s"),
+        };
+    }
+    if seconds == 0 && duration.subsec_nanos().is_multiple_of(1_000_000) {
+        return format!("{} ms", duration.subsec_millis());
+    }
+    format!("{} s", duration.as_secs_f64())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_read_as_the_documentation_writes_them() {
+        let cases = [
+            (Duration::from_secs(24 * 3600), "24 h"),
+            (Duration::from_secs(60), "1 min"),
+            (Duration::from_secs(600), "10 min"),
+            (Duration::from_secs(90), "90 s"),
+            (Duration::from_secs(2), "2 s"),
+            (Duration::from_millis(1500), "1.5 s"),
+            (Duration::from_millis(250), "250 ms"),
+            (Duration::ZERO, "0 s"),
+        ];
+        for (duration, text) in cases {
+            assert_eq!(human(duration), text, "{duration:?}");
+        }
     }
 }

@@ -57,7 +57,7 @@ impl IssuerTemplate {
         let template = template.into();
         let claim = claim.into();
         let invalid = || {
-            Err(BuildError::InvalidSetting(
+            Err(BuildError::invalid_setting(
                 "an issuer template needs exactly one {placeholder} after the scheme and host",
             ))
         };
@@ -75,7 +75,7 @@ impl IssuerTemplate {
             return invalid();
         }
         if claim.is_empty() {
-            return Err(BuildError::InvalidSetting(
+            return Err(BuildError::invalid_setting(
                 "an issuer template needs the claim that carries its value",
             ));
         }

@@ -10,7 +10,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::Deserialize;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 
-use crate::alg::{AlgorithmSet, parse_asymmetric};
+use crate::alg::{AlgorithmSet, parse_asymmetric, standard_unsupported};
 use crate::error::InvalidToken;
 use crate::json::{Checked, Name, SeenNames, StrMember};
 use crate::keyset::{KeyId, MAX_KID_BYTES};
@@ -72,9 +72,17 @@ impl<'t> Token<'t> {
             (_, Some(_)) => return Err(InvalidToken::InvalidType),
             (_, None) => {}
         }
-        let alg = parse_asymmetric(header.alg.as_deref().unwrap_or_default())
-            .filter(|alg| algorithms.contains(*alg))
-            .ok_or(InvalidToken::AlgorithmNotAllowed)?;
+        let name = header.alg.as_deref().unwrap_or_default();
+        let alg = match parse_asymmetric(name) {
+            Some(alg) if algorithms.contains(alg) => alg,
+            Some(_) => return Err(InvalidToken::AlgorithmNotAllowed),
+            None => {
+                return Err(standard_unsupported(name)
+                    .map_or(InvalidToken::AlgorithmNotAllowed, |name| {
+                        InvalidToken::AlgorithmNotSupported(name)
+                    }));
+            }
+        };
         let key_id = match (header.kid, header.x5t_s256, header.x5t) {
             (Some(StrMember::Str(kid)), _, _) if !kid.is_empty() && kid.len() <= MAX_KID_BYTES => {
                 Some(KeyId::Kid(kid.into()))

@@ -161,7 +161,7 @@ async fn the_algorithm_must_fit_the_key() {
         ),
         (
             sign_as(&p256, "ES256K", "p256"),
-            InvalidToken::AlgorithmNotAllowed,
+            InvalidToken::AlgorithmNotSupported("ES256K"),
         ),
     ];
     for (token, expected) in cases {

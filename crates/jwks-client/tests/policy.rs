@@ -21,7 +21,7 @@ fn builds(policy: FreshnessPolicy) -> Result<(), String> {
         .build()
         .map(drop)
         .map_err(|error| match error {
-            BuildError::InvalidSetting(why) => why.to_owned(),
+            BuildError::InvalidSetting(why) => why,
             other => panic!("{other:?}"),
         })
 }

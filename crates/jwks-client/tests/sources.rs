@@ -70,14 +70,23 @@ fn an_inline_jwks_is_held_to_the_strict_parser() {
     ));
     let mut private = TestKey::ec_p256("k1").public_jwk();
     private["d"] = json!("AAAA");
+    let only_skip = |error: KeySetError| match error {
+        KeySetError::NoUsableKey { skipped } if skipped.len() == 1 => {
+            (skipped[0].kid.clone(), skipped[0].reason)
+        }
+        other => panic!("{other:?}"),
+    };
     assert_eq!(
-        refused(json!({ "keys": [private] })),
-        KeySetError::NoUsableKey { skipped: 1 }
+        only_skip(refused(json!({ "keys": [private] }))),
+        (Some("k1".to_owned()), jwkstash_jwks::SkipReason::PrivateKey)
     );
     let oct = json!({ "kty": "oct", "kid": "h", "k": "c2VjcmV0" });
     assert_eq!(
-        refused(json!({ "keys": [oct] })),
-        KeySetError::NoUsableKey { skipped: 1 }
+        only_skip(refused(json!({ "keys": [oct] }))),
+        (
+            Some("h".to_owned()),
+            jwkstash_jwks::SkipReason::SymmetricKey
+        )
     );
 }
 
@@ -172,7 +181,7 @@ fn pinned_keys_need_a_usable_key_with_a_kid() {
     ));
     assert!(matches!(
         build(json!({ "keys": [] })),
-        BuildError::PinnedKeys(KeySetError::NoUsableKey { skipped: 0 })
+        BuildError::PinnedKeys(KeySetError::NoUsableKey { skipped }) if skipped.is_empty()
     ));
 }
 
