@@ -1170,7 +1170,19 @@ async fn hostile_kids_never_reach_a_redis_key() {
     let keys = redis.cli(&["--scan", "--pattern", "*"]).await;
     let keys: Vec<&str> = keys.lines().filter(|line| !line.is_empty()).collect();
     assert!(keys.len() >= 2, "nothing reached Redis: {keys:?}");
-    for redis_key in keys {
+    // The directory of entries is one hash whose fields are entry names (hashes), no kid.
+    let directory = format!("{prefix}:directory");
+    let fields = redis.cli(&["hkeys", &directory]).await;
+    for field in fields.lines().filter(|line| !line.is_empty()) {
+        let hash = field
+            .strip_prefix("jwks:")
+            .unwrap_or_else(|| panic!("{field:?}"));
+        assert!(
+            hash.len() == 32 && hash.bytes().all(|b| b.is_ascii_hexdigit()),
+            "{field:?}"
+        );
+    }
+    for redis_key in keys.into_iter().filter(|key| *key != directory) {
         let rest = redis_key
             .strip_prefix(&format!("{prefix}:{{jwks:"))
             .unwrap_or_else(|| panic!("{redis_key:?}"));

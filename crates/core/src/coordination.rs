@@ -74,13 +74,15 @@ pub trait Lease: Send + Sync + fmt::Debug {
 }
 
 /// A change of the entry under `key` to the one fetched at `version` (milliseconds since the
-/// epoch of its `fetched_at`).
+/// epoch of its `fetched_at`), or a request to refresh it (`version` 0: an operator's tool asks
+/// the instances that read the entry to fetch it now).
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct Invalidation {
     /// The cache key whose entry changed.
     pub key: String,
-    /// The `fetched_at` of the new entry, in milliseconds since the epoch.
+    /// The `fetched_at` of the new entry, in milliseconds since the epoch; 0 for a refresh
+    /// request.
     pub version: u64,
 }
 
@@ -91,6 +93,18 @@ impl Invalidation {
             key: key.into(),
             version,
         }
+    }
+
+    /// A request that the instances reading `key` refresh it now (the `jwkstash refresh`
+    /// command). They honour it as a forced refresh: at most one fetch per
+    /// `min_refresh_interval` for the whole fleet, whoever asks.
+    pub fn refresh_request(key: impl Into<String>) -> Self {
+        Self::new(key, 0)
+    }
+
+    /// Whether this is a refresh request rather than news of a new entry.
+    pub fn is_refresh_request(&self) -> bool {
+        self.version == 0
     }
 }
 
@@ -106,10 +120,32 @@ pub trait Invalidations: Send + Sync + fmt::Debug {
     fn subscribe(&self) -> tokio::sync::broadcast::Receiver<Invalidation>;
 }
 
-/// A tier that a fleet shares: a [`Cache`] with a [`Lease`] and [`Invalidations`].
-pub trait SharedTier<V>: Cache<V> + Lease + Invalidations {}
+/// What the entries of a shared tier hold, announced by the instances that read them, so that
+/// an operator's tool (`jwkstash refresh`) can name the entry of an issuer instead of
+/// rebuilding its key from flags that may not match the fleet's configuration.
+///
+/// # Contract
+///
+/// * [`announce`](Directory::announce) records `about` for `key`, replacing an earlier record;
+///   `about` is a short document built by jwkstash (at most [`MAX_ABOUT_BYTES`]).
+/// * [`announced`](Directory::announced) lists every recorded entry with its latest `about`.
+#[async_trait]
+pub trait Directory: Send + Sync + fmt::Debug {
+    /// Records what the entry `key` holds.
+    async fn announce(&self, key: &str, about: &str) -> Result<(), CacheError>;
 
-impl<V, T: Cache<V> + Lease + Invalidations + ?Sized> SharedTier<V> for T {}
+    /// Every entry recorded, with what it holds, in no particular order.
+    async fn announced(&self) -> Result<Vec<(String, String)>, CacheError>;
+}
+
+/// The longest `about` document a [`Directory`] keeps, in bytes.
+pub const MAX_ABOUT_BYTES: usize = 4096;
+
+/// A tier that a fleet shares: a [`Cache`] with a [`Lease`], [`Invalidations`] and a
+/// [`Directory`].
+pub trait SharedTier<V>: Cache<V> + Lease + Invalidations + Directory {}
+
+impl<V, T: Cache<V> + Lease + Invalidations + Directory + ?Sized> SharedTier<V> for T {}
 
 /// Milliseconds since the epoch (0 before it), the unit of versions and claims.
 pub fn unix_millis(at: SystemTime) -> u64 {

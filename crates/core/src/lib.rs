@@ -37,7 +37,8 @@ pub mod testkit;
 pub use cache::{Cache, CacheValue, DecodeError, get_or_load};
 pub use clock::{Clock, ManualClock, SharedClock, SystemClock, TokioClock};
 pub use coordination::{
-    Invalidation, Invalidations, Lease, LeaseToken, SharedTier, from_unix_millis, unix_millis,
+    Directory, Invalidation, Invalidations, Lease, LeaseToken, MAX_ABOUT_BYTES, SharedTier,
+    from_unix_millis, unix_millis,
 };
 pub use entry::Entry;
 pub use error::{BoxError, CacheError, CacheErrorKind, FetchError};

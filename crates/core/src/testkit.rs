@@ -473,6 +473,34 @@ pub async fn run_invalidations_suite(a: &dyn crate::Invalidations, b: &dyn crate
     assert_eq!(heard, (sent.clone(), sent));
 }
 
+/// The [`Directory`](crate::Directory) contract, on two handles to one shared tier: what one
+/// instance announces the other lists, a later announcement replaces an earlier one, and a
+/// document over [`MAX_ABOUT_BYTES`](crate::MAX_ABOUT_BYTES) is refused.
+pub async fn run_directory_suite(a: &dyn crate::Directory, b: &dyn crate::Directory) {
+    let (first, second) = (unique("jwks:first"), unique("jwks:second"));
+    a.announce(&first, r#"{"issuers":["https://a.test/"]}"#)
+        .await
+        .unwrap();
+    b.announce(&second, r#"{"issuers":["https://b.test/"]}"#)
+        .await
+        .unwrap();
+    a.announce(&first, r#"{"issuers":["https://a2.test/"]}"#)
+        .await
+        .unwrap();
+    let listed = b.announced().await.unwrap();
+    let about = |key: &str| {
+        listed
+            .iter()
+            .filter(|(listed, _)| listed == key)
+            .map(|(_, about)| about.as_str())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(about(&first), [r#"{"issuers":["https://a2.test/"]}"#]);
+    assert_eq!(about(&second), [r#"{"issuers":["https://b.test/"]}"#]);
+    let long = "x".repeat(crate::MAX_ABOUT_BYTES + 1);
+    assert!(a.announce(&unique("jwks:long"), &long).await.is_err());
+}
+
 /// The first queued invalidation of `key`, if any.
 fn next_for(
     received: &mut tokio::sync::broadcast::Receiver<crate::Invalidation>,

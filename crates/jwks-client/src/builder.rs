@@ -392,6 +392,8 @@ impl VerifierBuilder {
                 let fleet = Fleet {
                     shared: Arc::clone(&shared),
                     lease_ttl: self.lease_ttl,
+                    about: about(&self.issuers, self.template.as_ref(), source.id()),
+                    listener: std::sync::OnceLock::new(),
                 };
                 (Tiered::new(near, shared), Box::new(fleet))
             }
@@ -448,6 +450,23 @@ impl VerifierBuilder {
             counters,
         }))
     }
+}
+
+/// What a fleet member's entry holds, for the shared tier's directory: the names an operator
+/// knows it by (issuers, template) and where its keys come from.
+fn about(
+    issuers: &[String],
+    template: Option<&IssuerTemplate>,
+    source_id: &str,
+) -> serde_json::Map<String, serde_json::Value> {
+    let mut about = serde_json::Map::new();
+    about.insert("issuers".into(), issuers.into());
+    if let Some(template) = template {
+        about.insert("template".into(), template.as_str().into());
+        about.insert("claim".into(), template.claim().into());
+    }
+    about.insert("source".into(), source_id.into());
+    about
 }
 
 /// The snapshot tier, built in `build()` with the verifier's clock.

@@ -13,35 +13,39 @@
 //!   but the sharing.
 
 use std::future::Future;
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime};
 
 use jwkstash_core::{Invalidation, LeaseToken, SharedTier, unix_millis};
-use tokio::sync::broadcast::error::{RecvError, TryRecvError};
 use tokio::time::Instant;
 
 use crate::error::RefreshError;
 use crate::events::KeyEvent;
 use crate::keyset::KeySet;
 use crate::kid_query::KidQuery;
-use crate::store::{KeyEntry, KeyStore, LoadResult, Loader, Reason, supersedes};
+use crate::listener::Listener;
+use crate::store::{KeyEntry, KeyStore, Listening, LoadResult, Loader, Reason, supersedes};
 
 /// How often a waiting instance reads the shared tier when no invalidation arrives.
 const POLL_INTERVAL: Duration = Duration::from_millis(50);
 const KID_REFETCH_SLOT: &str = "kid-refetch";
 const FETCH_FAILED_SLOT: &str = "fetch-failed";
-/// The shortest time between two shared-tier reads caused by invalidation messages.
-const INVALIDATION_SPACING: Duration = Duration::from_millis(5);
 /// When the fleet last tried the provider: the fleet-wide backoff.
 const ATTEMPT_SLOT: &str = "attempt";
-/// When the fleet last made a forced refresh.
-const FORCED_SLOT: &str = "forced";
+/// The claim slot of a shared tier entry ([`Lease::claim_period`](jwkstash_core::Lease)) that
+/// records when the fleet last made a forced refresh of it: an operator's tool reads it with
+/// `last_claimed` to tell a refresh shared within `min_refresh_interval` from none.
+pub const FORCED_REFRESH_SLOT: &str = "forced";
 
 /// The shared tier of a fleet member, for the lease, the claims and the invalidations; its
 /// entries are read through the store's [`Tiered`](jwkstash_core::Tiered).
 pub(crate) struct Fleet {
     pub(crate) shared: Arc<dyn SharedTier<Arc<KeySet>>>,
     pub(crate) lease_ttl: Duration,
+    /// What the store's entry holds (issuers, source), announced in the tier's directory.
+    pub(crate) about: serde_json::Map<String, serde_json::Value>,
+    /// The tier's one listener in this process, found when the store starts listening.
+    pub(crate) listener: OnceLock<Arc<Listener>>,
 }
 
 #[async_trait::async_trait]
@@ -60,8 +64,13 @@ impl Loader for Fleet {
         self.load_for_fleet(store, current, reason).await
     }
 
-    fn spawn_listener(&self, store: Weak<KeyStore>) -> Option<tokio::task::JoinHandle<()>> {
-        Some(self.listen(store))
+    fn listen(&self, store: &Arc<KeyStore>) -> Option<Box<dyn Listening>> {
+        let listener = self.listener.get_or_init(|| Listener::of(&self.shared));
+        let registration = listener.register(&store.cache_key, Arc::downgrade(store));
+        let (shared, key) = (Arc::clone(&self.shared), store.cache_key.clone());
+        let about = about_now(&self.about, store.clock.now());
+        tokio::spawn(async move { announce(&*shared, &key, &about).await });
+        Some(Box::new(registration))
     }
 }
 
@@ -206,7 +215,7 @@ impl Fleet {
         let period = store.policy.min_refresh_interval;
         let forced = self
             .shared
-            .claim_period(key, FORCED_SLOT, now, period)
+            .claim_period(key, FORCED_REFRESH_SLOT, now, period)
             .await
             .unwrap_or(true);
         if forced {
@@ -258,6 +267,8 @@ impl Fleet {
         let published = match &outcome {
             Ok(entry) => {
                 let invalidation = Invalidation::new(key, unix_millis(entry.fetched_at));
+                let about = about_now(&self.about, store.clock.now());
+                announce(&*self.shared, key, &about).await;
                 self.shared.publish(invalidation).await
             }
             Err(_) => self
@@ -356,12 +367,19 @@ impl Fleet {
     /// the lease go (released, or expired with a dead holder) so that this instance takes it.
     async fn wait_for_holder(&self, store: &KeyStore, current: Option<&KeyEntry>) -> Waited {
         let key = store.cache_key.as_str();
-        let mut invalidations = self.shared.subscribe();
+        let arrivals = self
+            .listener
+            .get_or_init(|| Listener::of(&self.shared))
+            .arrivals(key);
         let started = store.clock.now();
         // A live holder renews its lease for at most its fetch timeout; a dead one lets it end
         // within a TTL. Held longer than both, the tier is not answering.
         let deadline = Instant::now() + store.policy.fetch_timeout + 2 * self.lease_ttl;
         loop {
+            // Armed before the checks, so that a message between them and the pause counts.
+            let arrival = arrivals.notified();
+            tokio::pin!(arrival);
+            arrival.as_mut().enable();
             if let Some(entry) = self.newer_in_shared(store, current).await {
                 return Waited::Delivered(entry);
             }
@@ -378,48 +396,9 @@ impl Fleet {
                 return Waited::TimedOut;
             }
             let pause = POLL_INTERVAL.min(deadline - now);
-            // Woken early by an invalidation of this key; otherwise poll.
-            let _ = tokio::time::timeout(pause, next_for(&mut invalidations, key)).await;
+            // Woken early by a message of this key; otherwise poll.
+            let _ = tokio::time::timeout(pause, arrival).await;
         }
-    }
-
-    /// Listens for invalidations and copies newer sets from the shared tier to the near tier.
-    fn listen(&self, store: Weak<KeyStore>) -> tokio::task::JoinHandle<()> {
-        let mut invalidations = self.shared.subscribe();
-        tokio::spawn(async move {
-            loop {
-                let first = match invalidations.recv().await {
-                    Ok(invalidation) => invalidation,
-                    Err(RecvError::Lagged(_)) => continue,
-                    Err(RecvError::Closed) => return,
-                };
-                let Some(store) = store.upgrade() else { return };
-                // A burst (or a flood from whoever can publish) costs one read: what is queued
-                // behind the first message changes nothing that one read will not see.
-                let version = drain_newest(&mut invalidations, first, &store.cache_key);
-                let Some(version) = version else { continue };
-                let near = store.tiers.near();
-                let held = near.get(&store.cache_key).await.ok().flatten();
-                if held
-                    .as_ref()
-                    .is_some_and(|held| unix_millis(held.fetched_at) > version)
-                {
-                    continue;
-                }
-                let newer = |entry: KeyEntry| {
-                    let entry = store.clamp_outer(entry)?;
-                    held.as_ref()
-                        .is_none_or(|held| supersedes(&entry, held))
-                        .then_some(entry)
-                };
-                if let Some(entry) = store.tiers.read_shared(&store.cache_key, newer).await {
-                    store.pin(&entry);
-                }
-                drop(store);
-                // At most one read per spacing, however fast messages come.
-                tokio::time::sleep(INVALIDATION_SPACING).await;
-            }
-        })
     }
 }
 
@@ -435,34 +414,19 @@ enum Waited {
     TimedOut,
 }
 
-/// The newest version announced for `key` in `first` and every message already queued behind
-/// it; `None` if none of them is about `key`.
-fn drain_newest(
-    invalidations: &mut tokio::sync::broadcast::Receiver<Invalidation>,
-    first: Invalidation,
-    key: &str,
-) -> Option<u64> {
-    let mut newest = (first.key == key).then_some(first.version);
-    loop {
-        match invalidations.try_recv() {
-            Ok(invalidation) if invalidation.key == key => {
-                newest = newest.max(Some(invalidation.version));
-            }
-            // Messages were lost: one of them may have been about `key`.
-            Err(TryRecvError::Lagged(_)) => newest = Some(u64::MAX),
-            Ok(_) => {}
-            Err(TryRecvError::Empty | TryRecvError::Closed) => return newest,
-        }
-    }
+/// The directory document of an entry, with when it was announced.
+fn about_now(
+    about: &serde_json::Map<String, serde_json::Value>,
+    now: std::time::SystemTime,
+) -> String {
+    let mut about = about.clone();
+    about.insert("announced_at".into(), unix_millis(now).into());
+    serde_json::Value::Object(about).to_string()
 }
 
-/// Resolves at the next invalidation of `key` (or when the channel closes).
-async fn next_for(invalidations: &mut tokio::sync::broadcast::Receiver<Invalidation>, key: &str) {
-    loop {
-        match invalidations.recv().await {
-            Ok(invalidation) if invalidation.key == key => return,
-            Ok(_) | Err(RecvError::Lagged(_)) => {}
-            Err(RecvError::Closed) => std::future::pending().await,
-        }
+/// Records what the store's entry holds in the tier's directory, for `jwkstash refresh`.
+async fn announce(shared: &dyn SharedTier<Arc<KeySet>>, key: &str, about: &str) {
+    if let Err(error) = shared.announce(key, about).await {
+        tracing::debug!(%error, "could not announce the entry in the shared tier");
     }
 }

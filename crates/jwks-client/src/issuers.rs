@@ -30,6 +30,9 @@ pub const DEFAULT_RESOLVED_IDLE: Duration = Duration::from_secs(3600);
 pub const DEFAULT_MAX_REFUSED: u64 = 10_000;
 /// Default time a refused issuer is remembered (and not asked about again).
 pub const DEFAULT_REFUSED_TTL: Duration = Duration::from_secs(300);
+/// Default `issuer` label of the metrics (feature `metrics`) of every verifier a resolver
+/// builds: one value for all of them, so that their series do not grow with the tenants.
+pub const DEFAULT_RESOLVED_METRICS_LABEL: &str = "resolved";
 
 /// Decides, on the first token of an issuer the registry does not know, whether to accept it
 /// and how: `Some(builder)` with the key source, audience and policy for that issuer (the
@@ -79,6 +82,8 @@ pub struct Issuers {
     limits: Limits,
     near: Option<KeySetCache>,
     max_token_bytes: usize,
+    /// The `issuer` metrics label of resolved verifiers; `None`: each its own issuer.
+    metrics_label: Option<Arc<str>>,
 }
 
 /// The exact issuers' verifiers. Keys are `Arc<str>` so that copying a node of the map on a
@@ -188,6 +193,7 @@ impl Issuers {
             limits: Limits::default(),
             near: None,
             max_token_bytes: DEFAULT_MAX_TOKEN_BYTES,
+            metrics_label: Some(DEFAULT_RESOLVED_METRICS_LABEL.into()),
         }
     }
 
@@ -269,6 +275,30 @@ impl Issuers {
     #[must_use]
     pub fn max_token_bytes(mut self, bytes: usize) -> Self {
         self.max_token_bytes = bytes.max(1);
+        self
+    }
+
+    /// The `issuer` label value of the metrics (feature `metrics`) of every verifier the
+    /// resolver builds (default [`DEFAULT_RESOLVED_METRICS_LABEL`], `"resolved"`): their
+    /// counters and fetch durations add up under it, so that any number of resolved issuers
+    /// costs the series of one verifier (26), not 28 each. They record no key-set gauges
+    /// (`jwkstash_key_set_fetched_at_seconds`, `jwkstash_key_set_age_seconds`), which cannot
+    /// be summed: see [`health`](Self::health) for each issuer's keys. Each verifier's
+    /// [`Verifier::stats`] stay its own; tracing names each issuer. Verifiers given to
+    /// [`insert`](Self::insert) keep their own label (one per configured issuer or template).
+    #[must_use]
+    pub fn metrics_label(mut self, label: impl Into<String>) -> Self {
+        self.metrics_label = Some(label.into().into());
+        self
+    }
+
+    /// Opts in to one `issuer` label value per resolved issuer, as configured verifiers have:
+    /// 28 series per issuer, up to the resolver's `max_resolved` issuers (280,000 series at the
+    /// default 10,000). For exporters and budgets that can take that; the default shares one
+    /// label (see [`metrics_label`](Self::metrics_label)).
+    #[must_use]
+    pub fn metrics_per_issuer(mut self) -> Self {
+        self.metrics_label = None;
         self
     }
 
@@ -450,6 +480,7 @@ impl Issuers {
             ..
         } = resolution.clone();
         let name = key.clone();
+        let label = self.metrics_label.clone();
         let outcome = resolution
             .flights
             .run(key, move || async move {
@@ -466,7 +497,10 @@ impl Issuers {
                     tracing::warn!(?timeout, "the issuer resolver did not answer in time");
                     return Resolved::TimedOut(timeout);
                 };
-                match answer.map(VerifierBuilder::build) {
+                let built = answer.map(|builder| {
+                    crate::stats::shared_label(label.as_deref(), || builder.build())
+                });
+                match built {
                     Some(Ok(verifier)) => {
                         resolved.insert(name, verifier.clone());
                         Resolved::Accepted(verifier)

@@ -63,7 +63,7 @@ pub use freshness::KeyHealth;
 pub use http::{HttpKeySource, HttpKeySourceBuilder};
 pub use issuers::{
     DEFAULT_MAX_REFUSED, DEFAULT_MAX_RESOLVED, DEFAULT_REFUSED_TTL, DEFAULT_RESOLVED_IDLE,
-    IssuerResolver, Issuers, MAX_ISSUER_BYTES,
+    DEFAULT_RESOLVED_METRICS_LABEL, IssuerResolver, Issuers, MAX_ISSUER_BYTES,
 };
 pub use keyset::{
     KeySet, MAX_KEYS, MAX_KID_BYTES, MAX_RSA_BITS, MIN_RSA_BITS, SkipReason, SkippedKey,

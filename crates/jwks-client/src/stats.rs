@@ -111,6 +111,39 @@ impl Sharded {
     }
 }
 
+#[cfg(feature = "metrics")]
+thread_local! {
+    /// While [`shared_label`] runs: the `issuer` label that the verifiers it builds take
+    /// instead of their own issuer.
+    static SHARED_LABEL: std::cell::RefCell<Option<Box<str>>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Runs `build` (which builds verifiers, on this thread) so that each verifier it builds labels
+/// its metrics `issuer = label`, a value shared with others, instead of its own issuer, and
+/// records no key-set gauges (one gauge written by many verifiers would show whichever wrote
+/// last). `None`: their own issuer, as usual. Their counters add up under the shared label;
+/// each verifier's [`Stats`] stay its own.
+#[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
+pub(crate) fn shared_label<T>(label: Option<&str>, build: impl FnOnce() -> T) -> T {
+    #[cfg(feature = "metrics")]
+    {
+        /// Puts the previous label back, however `build` ends.
+        struct Restore(Option<Box<str>>);
+        impl Drop for Restore {
+            fn drop(&mut self) {
+                let previous = self.0.take();
+                SHARED_LABEL.with_borrow_mut(|label| *label = previous);
+            }
+        }
+        let previous =
+            SHARED_LABEL.with_borrow_mut(|shared| std::mem::replace(shared, label.map(Into::into)));
+        let _restore = Restore(previous);
+        build()
+    }
+    #[cfg(not(feature = "metrics"))]
+    build()
+}
+
 /// Each counter of [`Stats`], with the metric (name, label) it also feeds with feature `metrics`.
 macro_rules! counters {
     ($($field:ident: $kind:ty => $bump:ident [$metric:literal $(, $label:literal => $value:literal)?]),* $(,)?) => {
@@ -133,18 +166,29 @@ macro_rules! counters {
         }
 
         impl Counters {
-            /// Counters for a verifier of `issuer` (the metrics' `issuer` label).
+            /// Counters for a verifier of `issuer` (the metrics' `issuer` label, unless built
+            /// inside [`shared_label`]).
             #[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
             pub(crate) fn new(issuer: &str) -> Self {
+                #[cfg(feature = "metrics")]
+                let metrics = {
+                    let shared = SHARED_LABEL.with_borrow(Clone::clone);
+                    let issuer: String = shared.as_deref().unwrap_or(issuer).to_owned();
+                    let gauge = |name: &'static str| match shared {
+                        Some(_) => metrics::Gauge::noop(),
+                        None => metrics::gauge!(name, "issuer" => issuer.clone()),
+                    };
+                    Metrics {
+                        $($field: metrics::counter!($metric, "issuer" => issuer.clone() $(, $label => $value)?),)*
+                        fetch_duration: metrics::histogram!("jwkstash_fetch_duration_seconds", "issuer" => issuer.clone()),
+                        key_set_fetched_at: gauge("jwkstash_key_set_fetched_at_seconds"),
+                        key_set_age: gauge("jwkstash_key_set_age_seconds"),
+                    }
+                };
                 Self {
                     $($field: <$kind>::default(),)*
                     #[cfg(feature = "metrics")]
-                    metrics: Metrics {
-                        $($field: metrics::counter!($metric, "issuer" => issuer.to_owned() $(, $label => $value)?),)*
-                        fetch_duration: metrics::histogram!("jwkstash_fetch_duration_seconds", "issuer" => issuer.to_owned()),
-                        key_set_fetched_at: metrics::gauge!("jwkstash_key_set_fetched_at_seconds", "issuer" => issuer.to_owned()),
-                        key_set_age: metrics::gauge!("jwkstash_key_set_age_seconds", "issuer" => issuer.to_owned()),
-                    },
+                    metrics,
                 }
             }
 

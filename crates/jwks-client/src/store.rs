@@ -106,8 +106,8 @@ pub(crate) struct KeyStore {
     /// Kids found absent from a set, by their slot (which names the set's fingerprint), with
     /// when; made on the first unknown kid (most verifiers never see one).
     absent: std::sync::OnceLock<moka::sync::Cache<String, Absent>>,
-    /// The fleet's invalidation listener, stopped with the store.
-    listener: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// The store's place on the fleet's invalidation listener, given up with the store.
+    listener: Mutex<Option<Box<dyn Listening>>>,
     pub(crate) counters: Arc<Counters>,
     /// A random name of this verifier in logs, so that an operator can tell which instance of
     /// a fleet fetched.
@@ -136,12 +136,14 @@ pub(crate) trait Loader: Send + Sync {
     async fn load(&self, store: &KeyStore, current: Option<KeyEntry>, reason: Reason)
     -> LoadResult;
 
-    /// Starts what keeps the store up to date between loads, if anything.
-    fn spawn_listener(
-        &self,
-        store: std::sync::Weak<KeyStore>,
-    ) -> Option<tokio::task::JoinHandle<()>>;
+    /// Starts what keeps the store up to date between loads, if anything; it stops when the
+    /// returned value is dropped (with the store). Called in a tokio runtime.
+    fn listen(&self, store: &Arc<KeyStore>) -> Option<Box<dyn Listening>>;
 }
+
+/// What keeps a store up to date between loads (a fleet's place on the shared tier's
+/// listener), for as long as it is held.
+pub(crate) trait Listening: Send + Sync {}
 
 /// A store on its own: every load is a fetch from the source.
 pub(crate) struct Alone;
@@ -161,7 +163,7 @@ impl Loader for Alone {
         store.fetch(current, &reason).await
     }
 
-    fn spawn_listener(&self, _: std::sync::Weak<KeyStore>) -> Option<tokio::task::JoinHandle<()>> {
+    fn listen(&self, _: &Arc<KeyStore>) -> Option<Box<dyn Listening>> {
         None
     }
 }
@@ -595,14 +597,14 @@ impl KeyStore {
         } else {
             Reason::Stale
         };
-        let started = self.flights.start((), move || async move {
-            let _release = ReleaseClaim(Arc::clone(&store));
+        // Made before the task: the claim ends with the load however it ends, also when its
+        // task is dropped before it ever runs (a runtime shutting down), and at once when
+        // another load is running (it will bring a new set) and the closure is dropped unused.
+        let release = ReleaseClaim(Arc::clone(self));
+        self.flights.start((), move || async move {
+            let _release = release;
             store.load(Some(current), reason).await
         });
-        if !started {
-            // Another load is running; it will bring a new set.
-            self.refresh_claimed.store(false, Ordering::Release);
-        }
     }
 
     /// Waits for a load: joins the one running, or starts one unless the source is backing off.
@@ -871,20 +873,7 @@ impl KeyStore {
     pub(crate) fn listen(self: &Arc<Self>) {
         let mut listener = self.listener.lock().unwrap_or_else(PoisonError::into_inner);
         if listener.is_none() {
-            *listener = self.loader.spawn_listener(Arc::downgrade(self));
-        }
-    }
-}
-
-impl Drop for KeyStore {
-    fn drop(&mut self) {
-        if let Some(listener) = self
-            .listener
-            .get_mut()
-            .unwrap_or_else(PoisonError::into_inner)
-            .take()
-        {
-            listener.abort();
+            *listener = self.loader.listen(self);
         }
     }
 }

@@ -164,7 +164,7 @@ async fn a_subscriber_that_never_reads_loses_old_events_and_slows_nothing() {
 async fn the_fetching_instance_reports_the_lease_taken_and_lost() {
     let clock = TokioClock::new();
     let key = TestKey::ed25519("k1");
-    let shared = Arc::new(LosesLeases(
+    let shared = Arc::new(TestTier::losing_leases(
         jwkstash_memory::MemoryCache::<Arc<jwkstash_jwks::KeySet>>::builder()
             .clock(Arc::new(clock.clone()))
             .build(),

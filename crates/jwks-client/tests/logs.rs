@@ -182,7 +182,7 @@ async fn fetches_name_their_instance_and_reason_and_a_lost_lease_warns() {
         inner: scripted_source(vec![Ok(modified(&[&key]))], Arc::clone(&calls)),
         delay: std::time::Duration::from_millis(300),
     };
-    let shared = LosesLeases(
+    let shared = TestTier::losing_leases(
         jwkstash_memory::MemoryCache::<Arc<jwkstash_jwks::KeySet>>::builder()
             .clock(Arc::new(clock.clone()))
             .build(),

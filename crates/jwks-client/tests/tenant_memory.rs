@@ -67,13 +67,7 @@ const TENANTS: usize = 1000;
 
 /// Held by each test while it measures: `LIVE` counts the whole binary's allocations, so the
 /// tests measure one at a time.
-static MEASURING: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn measuring() -> std::sync::MutexGuard<'static, ()> {
-    MEASURING
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-}
+static MEASURING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 fn live() -> isize {
     LIVE.load(Ordering::Relaxed)
@@ -88,7 +82,7 @@ fn allocated_by(f: impl FnOnce()) -> usize {
 
 #[tokio::test(flavor = "current_thread")]
 async fn one_more_tenant_of_a_shared_key_set_costs_under_one_kib() {
-    let _measuring = measuring();
+    let _measuring = MEASURING.lock().await;
     let key = TestKey::ec_p256("common");
     let source = StaticKeySource::from_json(jwks(&[&key]).to_string()).unwrap();
     let tenants: Vec<String> = (0..=TENANTS).map(tenant).collect();
@@ -155,7 +149,7 @@ async fn one_more_tenant_of_a_shared_key_set_costs_under_one_kib() {
 #[test]
 fn adding_the_ten_thousandth_issuer_allocates_about_what_the_hundredth_did() {
     const ISSUERS: usize = 10_000;
-    let _measuring = measuring();
+    let _measuring = MEASURING.blocking_lock();
     let key = TestKey::ec_p256("k1");
     let source = StaticKeySource::from_json(jwks(&[&key]).to_string()).unwrap();
     let clock: jwkstash_core::SharedClock = std::sync::Arc::new(jwkstash_core::SystemClock);

@@ -892,3 +892,36 @@ async fn a_source_that_never_answers_costs_cold_callers_the_fetch_timeout_and_no
     assert_eq!(calls.load(Ordering::SeqCst), 2);
     assert_eq!(verifier.stats().fetch_failures, 2);
 }
+
+/// A background refresh whose task is dropped before it ever runs (its runtime shut down)
+/// does not keep the next one from starting: the claim on the refresh ends with the task.
+#[test]
+fn a_refresh_dropped_before_it_ran_does_not_stop_later_refreshes() {
+    let clock = jwkstash_core::ManualClock::default();
+    let key = TestKey::ed25519("k1");
+    let calls = Arc::new(AtomicUsize::new(0));
+    let source = scripted_source_expecting(vec![Ok(modified(&[&key]))], Arc::clone(&calls), 2);
+    let runtime = || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    };
+    let first = runtime();
+    let verifier =
+        first.block_on(async { builder(source, Arc::new(clock.clone())).build().unwrap() });
+    let token = token(&key, &clock);
+    first.block_on(verifier.verify::<Value>(&token)).unwrap();
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    // In the refresh-ahead window: the verification starts a refresh and returns before the
+    // refresh's task runs; the runtime is then dropped with the task.
+    clock.advance(9 * MINUTE + Duration::from_secs(30));
+    first.block_on(verifier.verify::<Value>(&token)).unwrap();
+    drop(first);
+    assert_eq!(calls.load(Ordering::SeqCst), 1, "the first refresh ran");
+    let second = runtime();
+    second.block_on(async {
+        verifier.verify::<Value>(&token).await.unwrap();
+        eventually("a later refresh ran", || calls.load(Ordering::SeqCst) == 2).await;
+    });
+}

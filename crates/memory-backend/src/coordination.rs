@@ -6,7 +6,8 @@ use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 use jwkstash_core::{
-    CacheError, Invalidation, Invalidations, Lease, LeaseToken, from_unix_millis, unix_millis,
+    CacheError, CacheErrorKind, Directory, Invalidation, Invalidations, Lease, LeaseToken,
+    MAX_ABOUT_BYTES, from_unix_millis, unix_millis,
 };
 use tokio::sync::broadcast;
 use tokio::time::Instant;
@@ -19,6 +20,7 @@ pub(crate) struct LocalCoordination {
     leases: Mutex<HashMap<String, (LeaseToken, Instant)>>,
     claims: moka::sync::Cache<String, u64>,
     invalidations: broadcast::Sender<Invalidation>,
+    directory: moka::sync::Cache<String, String>,
 }
 
 impl LocalCoordination {
@@ -27,6 +29,7 @@ impl LocalCoordination {
             leases: Mutex::new(HashMap::new()),
             claims: moka::sync::Cache::new(capacity.max(1024)),
             invalidations: broadcast::channel(64).0,
+            directory: moka::sync::Cache::new(capacity.max(1024)),
         }
     }
 }
@@ -129,5 +132,28 @@ impl<V: Clone + Send + Sync + 'static> Invalidations for MemoryCache<V> {
 
     fn subscribe(&self) -> broadcast::Receiver<Invalidation> {
         self.local.invalidations.subscribe()
+    }
+}
+
+#[async_trait]
+impl<V: Clone + Send + Sync + 'static> Directory for MemoryCache<V> {
+    async fn announce(&self, key: &str, about: &str) -> Result<(), CacheError> {
+        if about.len() > MAX_ABOUT_BYTES {
+            return Err(CacheError::new("memory", CacheErrorKind::Other)
+                .with_source("directory document too long"));
+        }
+        self.local
+            .directory
+            .insert(key.to_owned(), about.to_owned());
+        Ok(())
+    }
+
+    async fn announced(&self) -> Result<Vec<(String, String)>, CacheError> {
+        Ok(self
+            .local
+            .directory
+            .iter()
+            .map(|(key, about)| (key.as_ref().clone(), about))
+            .collect())
     }
 }

@@ -29,6 +29,7 @@ async fn memory_cache_passes_the_lease_and_invalidations_suites() {
     let other = cache.clone();
     testkit::run_lease_suite(&cache, &other, &clock).await;
     testkit::run_invalidations_suite(&cache, &other).await;
+    testkit::run_directory_suite(&cache, &other).await;
 }
 
 #[tokio::test]

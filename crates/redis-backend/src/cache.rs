@@ -158,6 +158,11 @@ impl RedisCache {
         format!("{}:invalidations", self.inner.prefix)
     }
 
+    /// The hash of announced entries ([`Directory`](jwkstash_core::Directory)).
+    pub(crate) fn directory(&self) -> String {
+        format!("{}:directory", self.inner.prefix)
+    }
+
     pub(crate) fn now(&self) -> SystemTime {
         self.inner.clock.now()
     }

@@ -5,10 +5,11 @@
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
-use fred::prelude::{EventInterface, KeysInterface, PubsubInterface};
+use fred::prelude::{EventInterface, HashesInterface, KeysInterface, PubsubInterface};
 use fred::types::{Expiration, SetOptions, Value};
 use jwkstash_core::{
-    CacheError, Invalidation, Invalidations, Lease, LeaseToken, from_unix_millis, unix_millis,
+    CacheError, CacheErrorKind, Directory, Invalidation, Invalidations, Lease, LeaseToken,
+    MAX_ABOUT_BYTES, from_unix_millis, unix_millis,
 };
 use tokio::sync::broadcast;
 
@@ -115,6 +116,45 @@ impl Invalidations for RedisCache {
 
     fn subscribe(&self) -> broadcast::Receiver<Invalidation> {
         self.inner.invalidations.subscribe()
+    }
+}
+
+/// The most entries `announced` reads: a directory planted larger is refused, not read.
+const MAX_DIRECTORY_ENTRIES: i64 = 100_000;
+
+/// The directory is one Redis hash, `PREFIX:directory`: field the cache key, value its `about`.
+#[async_trait]
+impl Directory for RedisCache {
+    async fn announce(&self, key: &str, about: &str) -> Result<(), CacheError> {
+        if about.len() > MAX_ABOUT_BYTES {
+            return Err(
+                CacheError::new(crate::cache::BACKEND, CacheErrorKind::Other)
+                    .with_source("directory document too long"),
+            );
+        }
+        // Checked like every key name, though it is only a field here.
+        self.redis_key(key, "entry")?;
+        let _added: i64 = self
+            .call(self.redis().hset(self.directory(), (key, about)))
+            .await?;
+        Ok(())
+    }
+
+    async fn announced(&self) -> Result<Vec<(String, String)>, CacheError> {
+        let directory = self.directory();
+        let entries: i64 = self.call(self.redis().hlen(&directory)).await?;
+        if entries > MAX_DIRECTORY_ENTRIES {
+            return Err(
+                CacheError::new(crate::cache::BACKEND, CacheErrorKind::Other)
+                    .with_source("directory larger than any fleet writes"),
+            );
+        }
+        let all: std::collections::HashMap<String, String> =
+            self.call(self.redis().hgetall(&directory)).await?;
+        Ok(all
+            .into_iter()
+            .filter(|(_, about)| about.len() <= MAX_ABOUT_BYTES)
+            .collect())
     }
 }
 

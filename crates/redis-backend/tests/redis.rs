@@ -70,6 +70,7 @@ async fn conformance(url: &str, tag: &str, secret: Option<&[u8]>) {
     let b = signed_cache(url, tag, &clock, SECRET).await;
     testkit::run_lease_suite(&a, &b, &clock).await;
     testkit::run_invalidations_suite(&a, &b).await;
+    testkit::run_directory_suite(&a, &b).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

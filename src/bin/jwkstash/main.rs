@@ -8,9 +8,13 @@
 //! # After an emergency rotation, with a fleet sharing Redis (feature `redis`); the fleet's
 //! # HMAC secret comes from the environment, never from a flag:
 //! JWKSTASH_HMAC_SECRET=... jwkstash refresh --redis redis://... --issuer https://idp.example.com/
+//! JWKSTASH_HMAC_SECRET=... jwkstash refresh --redis redis://... --list
 //! ```
 //!
 //! Exit codes: 0 success, 1 the token is invalid, 2 the keys could not be obtained or bad usage.
+
+#[cfg(feature = "redis")]
+mod refresh;
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -64,39 +68,12 @@ enum Command {
         /// The token.
         token: String,
     },
-    /// Forces one fetch of an issuer's keys for a whole fleet sharing a Redis tier: every
-    /// instance hears of the new set and drops the old one (within `min_refresh_interval`,
-    /// one such refresh is shared by all). Or, with --drop, deletes the shared entry.
+    /// Asks a fleet sharing a Redis tier to fetch an issuer's keys now: the entry is the one
+    /// the fleet's verifiers announced for that issuer, and they refresh it with their own
+    /// settings (one fetch for the fleet); every instance then drops the old set. Or, with
+    /// --drop, deletes the shared entry.
     #[cfg(feature = "redis")]
-    Refresh {
-        #[command(flatten)]
-        fleet: FleetArgs,
-        /// Delete the shared entry instead of replacing it (each instance keeps its own copy
-        /// until it refreshes; prefer the default, which replaces the set everywhere).
-        #[arg(long)]
-        drop: bool,
-    },
-}
-
-/// How to reach a fleet's shared tier, and which key set there: the same issuer(s) and key
-/// source as the fleet's verifiers, since they name the entry.
-#[cfg(feature = "redis")]
-#[derive(clap::Args)]
-struct FleetArgs {
-    /// The Redis URL of the fleet (redis://, rediss://, redis-cluster://, redis-sentinel://).
-    #[arg(long)]
-    redis: String,
-    /// The key prefix the fleet uses in Redis.
-    #[arg(long, default_value = "jwkstash")]
-    prefix: String,
-    /// The issuer (repeat it for every spelling the fleet's verifiers accept).
-    #[arg(long = "issuer", required = true)]
-    issuers: Vec<String>,
-    /// The JWKS URL, if the fleet's verifiers use one instead of discovery.
-    #[arg(long)]
-    jwks: Option<String>,
-    #[command(flatten)]
-    http: HttpArgs,
+    Refresh(refresh::Args),
 }
 
 #[derive(clap::Args)]
@@ -109,7 +86,8 @@ struct HttpArgs {
     timeout: u64,
 }
 
-type Failure = (u8, String);
+/// An exit code and what to print.
+pub(crate) type Failure = (u8, String);
 
 fn source(url: &str, jwks: bool, http: &HttpArgs) -> Result<Arc<dyn KeySource>, Failure> {
     let timeout = Duration::from_secs(http.timeout.max(1));
@@ -210,68 +188,8 @@ async fn verify(
     }
 }
 
-/// The environment variable that holds the fleet's HMAC secret.
-#[cfg(feature = "redis")]
-const SECRET_ENV: &str = "JWKSTASH_HMAC_SECRET";
-
-#[cfg(feature = "redis")]
-async fn refresh(fleet: &FleetArgs, drop: bool) -> Result<(), Failure> {
-    let secret = std::env::var(SECRET_ENV)
-        .map_err(|_| (2, format!("{SECRET_ENV} must hold the fleet's HMAC secret")))?;
-    let tier = jwkstash::RedisCache::builder()
-        .url(fleet.redis.as_str())
-        .prefix(fleet.prefix.as_str())
-        .hmac_secret(secret.into_bytes())
-        .build()
-        .await
-        .map_err(|error| (2, format!("cannot reach {}: {error}", fleet.redis)))?;
-    let source = match &fleet.jwks {
-        Some(url) => source(url, true, &fleet.http)?,
-        None => source(&fleet.issuers[0], false, &fleet.http)?,
-    };
-    let mut builder = Verifier::builder()
-        .key_source(source)
-        .shared_tier(Arc::new(tier))
-        .any_audience();
-    for issuer in &fleet.issuers {
-        builder = builder.issuer(issuer.as_str());
-    }
-    let verifier = builder
-        .build()
-        .map_err(|error| (2, format!("bad settings: {error}")))?;
-    if drop {
-        verifier
-            .invalidate()
-            .await
-            .map_err(|error| (2, format!("could not delete the shared entry: {error}")))?;
-        println!("dropped the shared key set");
-        return Ok(());
-    }
-    let refreshed = verifier
-        .refresh()
-        .await
-        .map_err(|error| (2, format!("{error}: {}", source_chain(&error))))?;
-    let mut kids: Vec<&str> = refreshed
-        .key_set
-        .keys()
-        .iter()
-        .filter_map(|key| key.kid())
-        .collect();
-    kids.sort_unstable();
-    let how = if refreshed.fetched {
-        "fetched"
-    } else {
-        "already refreshed within the interval"
-    };
-    println!(
-        "{how}: fingerprint {:016x}, kids: {}",
-        refreshed.key_set.fingerprint(),
-        kids.join(", ")
-    );
-    Ok(())
-}
-
-fn source_chain(error: &dyn std::error::Error) -> String {
+/// The causes of `error`, joined.
+pub(crate) fn source_chain(error: &dyn std::error::Error) -> String {
     let mut causes = Vec::new();
     let mut next = error.source();
     while let Some(cause) = next {
@@ -295,7 +213,7 @@ async fn main() -> ExitCode {
             token,
         } => verify(issuer, audiences, jwks.as_deref(), *leeway, http, token).await,
         #[cfg(feature = "redis")]
-        Command::Refresh { fleet, drop } => refresh(fleet, *drop).await,
+        Command::Refresh(args) => refresh::run(args).await,
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,

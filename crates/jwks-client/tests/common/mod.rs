@@ -205,26 +205,47 @@ pub fn tenant_token(key: &TestKey, iss: &str, tid: &str) -> String {
 /// The audience of [`tenant_token`]s.
 pub const TENANT_AUDIENCE: &str = "api://multi-tenant-app";
 
-/// A shared tier whose lease renewals never succeed (fault injection): a holder loses its lease
-/// at the first heartbeat, as one whose renewals stopped reaching the tier would. Everything
-/// else is the in-process shared tier it wraps.
+/// The in-process shared tier, counting its subscriptions, and with lease renewals that never
+/// succeed when `loses_leases` (fault injection: a holder loses its lease at the first
+/// heartbeat, as one whose renewals stopped reaching the tier would).
 #[derive(Debug, Clone)]
-pub struct LosesLeases(pub jwkstash_memory::MemoryCache<Arc<jwkstash_jwks::KeySet>>);
+pub struct TestTier {
+    pub inner: jwkstash_memory::MemoryCache<Arc<jwkstash_jwks::KeySet>>,
+    pub loses_leases: bool,
+    pub subscriptions: Arc<AtomicUsize>,
+}
+
+impl TestTier {
+    pub fn new(inner: jwkstash_memory::MemoryCache<Arc<jwkstash_jwks::KeySet>>) -> Self {
+        Self {
+            inner,
+            loses_leases: false,
+            subscriptions: Arc::default(),
+        }
+    }
+
+    pub fn losing_leases(inner: jwkstash_memory::MemoryCache<Arc<jwkstash_jwks::KeySet>>) -> Self {
+        Self {
+            loses_leases: true,
+            ..Self::new(inner)
+        }
+    }
+}
 
 type KeySetEntry = jwkstash_core::Entry<Arc<jwkstash_jwks::KeySet>>;
 
 #[async_trait]
-impl jwkstash_core::Cache<Arc<jwkstash_jwks::KeySet>> for LosesLeases {
+impl jwkstash_core::Cache<Arc<jwkstash_jwks::KeySet>> for TestTier {
     async fn get(&self, key: &str) -> Result<Option<KeySetEntry>, jwkstash_core::CacheError> {
-        self.0.get(key).await
+        self.inner.get(key).await
     }
 
     async fn put(&self, key: &str, entry: KeySetEntry) -> Result<(), jwkstash_core::CacheError> {
-        self.0.put(key, entry).await
+        self.inner.put(key, entry).await
     }
 
     async fn remove(&self, key: &str) -> Result<(), jwkstash_core::CacheError> {
-        self.0.remove(key).await
+        self.inner.remove(key).await
     }
 
     fn name(&self) -> &'static str {
@@ -233,13 +254,13 @@ impl jwkstash_core::Cache<Arc<jwkstash_jwks::KeySet>> for LosesLeases {
 }
 
 #[async_trait]
-impl jwkstash_core::Lease for LosesLeases {
+impl jwkstash_core::Lease for TestTier {
     async fn acquire(
         &self,
         key: &str,
         ttl: Duration,
     ) -> Result<Option<jwkstash_core::LeaseToken>, jwkstash_core::CacheError> {
-        self.0.acquire(key, ttl).await
+        self.inner.acquire(key, ttl).await
     }
 
     async fn release(
@@ -247,16 +268,19 @@ impl jwkstash_core::Lease for LosesLeases {
         key: &str,
         token: &jwkstash_core::LeaseToken,
     ) -> Result<(), jwkstash_core::CacheError> {
-        self.0.release(key, token).await
+        self.inner.release(key, token).await
     }
 
     async fn renew(
         &self,
-        _: &str,
-        _: &jwkstash_core::LeaseToken,
-        _: Duration,
+        key: &str,
+        token: &jwkstash_core::LeaseToken,
+        ttl: Duration,
     ) -> Result<bool, jwkstash_core::CacheError> {
-        Ok(false)
+        if self.loses_leases {
+            return Ok(false);
+        }
+        self.inner.renew(key, token, ttl).await
     }
 
     async fn claim_period(
@@ -266,7 +290,7 @@ impl jwkstash_core::Lease for LosesLeases {
         now: SystemTime,
         period: Duration,
     ) -> Result<bool, jwkstash_core::CacheError> {
-        self.0.claim_period(key, slot, now, period).await
+        self.inner.claim_period(key, slot, now, period).await
     }
 
     async fn last_claimed(
@@ -274,20 +298,32 @@ impl jwkstash_core::Lease for LosesLeases {
         key: &str,
         slot: &str,
     ) -> Result<Option<SystemTime>, jwkstash_core::CacheError> {
-        self.0.last_claimed(key, slot).await
+        self.inner.last_claimed(key, slot).await
     }
 }
 
 #[async_trait]
-impl jwkstash_core::Invalidations for LosesLeases {
+impl jwkstash_core::Invalidations for TestTier {
     async fn publish(
         &self,
         invalidation: jwkstash_core::Invalidation,
     ) -> Result<(), jwkstash_core::CacheError> {
-        self.0.publish(invalidation).await
+        self.inner.publish(invalidation).await
     }
 
     fn subscribe(&self) -> tokio::sync::broadcast::Receiver<jwkstash_core::Invalidation> {
-        self.0.subscribe()
+        self.subscriptions.fetch_add(1, Ordering::SeqCst);
+        self.inner.subscribe()
+    }
+}
+
+#[async_trait]
+impl jwkstash_core::Directory for TestTier {
+    async fn announce(&self, key: &str, about: &str) -> Result<(), jwkstash_core::CacheError> {
+        self.inner.announce(key, about).await
+    }
+
+    async fn announced(&self) -> Result<Vec<(String, String)>, jwkstash_core::CacheError> {
+        self.inner.announced().await
     }
 }
