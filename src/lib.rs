@@ -49,9 +49,9 @@ pub use jwkstash_jwks::{
     DEFAULT_LEASE_TTL, DEFAULT_LEEWAY, DEFAULT_MAX_TOKEN_BYTES, Discovery, DiscoverySource,
     DiscoverySourceBuilder, EVENT_CAPACITY, Failover, FreshnessPolicy, HttpKeySource,
     HttpKeySourceBuilder, InvalidToken, IssuerResolver, IssuerTemplate, Issuers, KeyEvent,
-    KeyHealth, KeyKind, KeySet, KeySetCache, KeySetError, KeysUnavailable, MAX_CERTIFICATE_BYTES,
-    RefreshError, Refreshed, SharedKeySetTier, SkipReason, SkippedKey, StaticKeySource, Stats,
-    Verifier, VerifierBuilder, VerifyError, VerifyingKey, WithPinnedKeys,
+    KeyEvents, KeyHealth, KeyKind, KeySet, KeySetCache, KeySetError, KeysUnavailable,
+    MAX_CERTIFICATE_BYTES, RefreshError, Refreshed, SharedKeySetTier, SkipReason, SkippedKey,
+    StaticKeySource, Stats, Verifier, VerifierBuilder, VerifyError, VerifyingKey, WithPinnedKeys,
 };
 #[cfg(feature = "memory")]
 #[cfg_attr(docsrs, doc(cfg(feature = "memory")))]

@@ -1,6 +1,7 @@
 //! [`KeyEvent`]s: what happened to a verifier's keys, for alerts and dashboards. Sent on a
 //! bounded tokio broadcast channel: a verification never waits for a subscriber, and a
-//! subscriber that falls behind loses the oldest events (`RecvError::Lagged`), not memory.
+//! subscriber that falls behind loses the oldest events (`RecvError::Lagged`), not memory;
+//! [`KeyEvents`] goes on after such a gap.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -55,6 +56,66 @@ pub enum KeyEvent {
         /// The lease TTL that a renewal failed to meet.
         lease_ttl: Duration,
     },
+}
+
+/// A subscription to a verifier's [`KeyEvent`]s that goes on after falling behind.
+///
+/// The channel is bounded ([`EVENT_CAPACITY`]): a subscriber that falls behind loses the
+/// oldest events, and a bare [`Receiver`](broadcast::Receiver) then answers
+/// `Err(RecvError::Lagged(n))` once before the events it still holds, so a
+/// `while let Ok(event) = receiver.recv().await` loop stops for good at the first lag.
+/// [`next`](Self::next) skips the gap instead, and counts it in [`lost`](Self::lost).
+///
+/// ```no_run
+/// fn alert_on_failures(verifier: &jwkstash_jwks::Verifier) {
+///     let mut events = jwkstash_jwks::KeyEvents::from(verifier.subscribe());
+///     tokio::spawn(async move {
+///         while let Some(event) = events.next().await {
+///             if let jwkstash_jwks::KeyEvent::RefreshFailed { cause, .. } = event {
+///                 eprintln!("JWKS refresh failed: {cause}");
+///             }
+///         }
+///     });
+/// }
+/// ```
+#[derive(Debug)]
+pub struct KeyEvents {
+    receiver: broadcast::Receiver<KeyEvent>,
+    lost: u64,
+}
+
+impl KeyEvents {
+    /// The next event, waiting for one. Events lost because this subscriber fell behind are
+    /// skipped (and counted in [`lost`](Self::lost)); `None` only once the verifier is gone
+    /// (it and every clone of it dropped).
+    pub async fn next(&mut self) -> Option<KeyEvent> {
+        loop {
+            match self.receiver.recv().await {
+                Ok(event) => return Some(event),
+                Err(broadcast::error::RecvError::Lagged(lost)) => {
+                    self.lost = self.lost.saturating_add(lost);
+                }
+                Err(broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    }
+
+    /// How many events this subscriber lost by falling behind, so far.
+    pub fn lost(&self) -> u64 {
+        self.lost
+    }
+
+    /// The receiver underneath.
+    pub fn into_inner(self) -> broadcast::Receiver<KeyEvent> {
+        self.receiver
+    }
+}
+
+impl From<broadcast::Receiver<KeyEvent>> for KeyEvents {
+    /// Wraps a receiver of [`Verifier::subscribe`](crate::Verifier::subscribe).
+    fn from(receiver: broadcast::Receiver<KeyEvent>) -> Self {
+        Self { receiver, lost: 0 }
+    }
 }
 
 /// The sending side, held by the key store. The channel is made at the first subscription:

@@ -57,7 +57,7 @@ pub use discovery::{DEFAULT_DISCOVERY_TTL, Discovery, DiscoverySource, Discovery
 pub use error::{
     BuildError, InvalidToken, KeySetError, KeysUnavailable, RefreshError, VerifyError,
 };
-pub use events::{EVENT_CAPACITY, KeyEvent};
+pub use events::{EVENT_CAPACITY, KeyEvent, KeyEvents};
 pub use fetcher::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_BODY_BYTES, DEFAULT_TOTAL_TIMEOUT};
 pub use freshness::KeyHealth;
 pub use http::{HttpKeySource, HttpKeySourceBuilder};

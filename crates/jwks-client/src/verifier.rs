@@ -171,8 +171,10 @@ impl Verifier {
     /// failed (cause, retry after), a stale set was served (once per stale period), and in a
     /// fleet the fetch lease taken or outlasted. The channel is bounded
     /// ([`EVENT_CAPACITY`](crate::EVENT_CAPACITY)) and never slows a verification: a
-    /// subscriber that falls behind receives `RecvError::Lagged` and loses the oldest events.
-    /// Events are sent only while someone subscribes.
+    /// subscriber that falls behind receives `RecvError::Lagged` and loses the oldest events,
+    /// and must keep receiving after it: [`KeyEvents::from`](crate::KeyEvents) does (a loop on
+    /// `recv()` that stops at its first error stops for good at the first lag). Events are sent
+    /// only while someone subscribes.
     pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<crate::KeyEvent> {
         self.inner.store.events.subscribe()
     }

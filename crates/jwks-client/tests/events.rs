@@ -10,7 +10,7 @@ use std::time::Duration;
 use common::*;
 use jwkstash_core::TokioClock;
 use jwkstash_jwks::testkit::TestKey;
-use jwkstash_jwks::{EVENT_CAPACITY, KeyEvent, RefreshError, Verifier};
+use jwkstash_jwks::{EVENT_CAPACITY, KeyEvent, KeyEvents, RefreshError, Verifier};
 use serde_json::Value;
 use tokio::sync::broadcast::Receiver;
 use tokio::sync::broadcast::error::TryRecvError;
@@ -254,4 +254,50 @@ async fn a_live_holder_keeps_its_lease_through_a_slow_fetch() {
     );
     assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 1);
     assert_eq!(first.stats().fetches + second.stats().fetches, 1);
+}
+
+/// A subscriber that falls behind loses the oldest events, and must go on after that: a bare
+/// receiver's next `recv()` is `Err(Lagged)` (the README's `while let Ok(..)` loop used to stop
+/// there for good). `KeyEvents` skips the gap, counts it, and ends only with the verifier.
+#[tokio::test(start_paused = true)]
+async fn key_events_ride_over_a_lag_count_what_was_lost_and_end_with_the_verifier() {
+    let key = TestKey::ed25519("k1");
+    let clock = TokioClock::new();
+    // Every fetch brings a different set: each is a KeySetChanged event.
+    let answers = (0..100)
+        .map(|i| Ok(modified(&[&key, &TestKey::ed25519(&format!("extra-{i}"))])))
+        .collect();
+    let verifier = verifier(answers, &clock);
+    let mut raw = verifier.subscribe();
+    let mut events = KeyEvents::from(verifier.subscribe());
+    verifier.prefetch().await.unwrap();
+    for _ in 0..(EVENT_CAPACITY + 9) {
+        advance(Duration::from_secs(6)).await;
+        assert!(verifier.refresh().await.unwrap().fetched);
+    }
+    // 74 events into a channel of 64: the 10 oldest are lost.
+    assert!(matches!(
+        raw.recv().await,
+        Err(tokio::sync::broadcast::error::RecvError::Lagged(10))
+    ));
+    for _ in 0..EVENT_CAPACITY {
+        let event = events.next().await;
+        assert!(
+            matches!(event, Some(KeyEvent::KeySetChanged { .. })),
+            "{event:?}"
+        );
+    }
+    assert_eq!(events.lost(), 10);
+    // It goes on hearing new events.
+    advance(Duration::from_secs(6)).await;
+    assert!(verifier.refresh().await.unwrap().fetched);
+    assert!(matches!(
+        events.next().await,
+        Some(KeyEvent::KeySetChanged { .. })
+    ));
+    assert_eq!(events.lost(), 10);
+    // And ends when the verifier is gone.
+    drop((verifier, raw));
+    let end = tokio::time::timeout(MINUTE, events.next()).await;
+    assert!(matches!(end, Ok(None)), "{end:?}");
 }
