@@ -130,6 +130,18 @@ where
         self.lock().contains_key(key)
     }
 
+    /// How many callers of [`run`](Self::run) or [`run_if`](Self::run_if) are waiting now for
+    /// the load running for `key`, the one that started it included (0 when none runs; a
+    /// [`start`](Self::start) does not wait). Tests use it to hold a load open until the
+    /// callers they expect have joined it.
+    pub fn waiting(&self, key: &K) -> usize {
+        self.lock()
+            .get(key)
+            .and_then(|flight| flight.load.strong_count())
+            // One handle stays in the map for as long as the flight runs.
+            .map_or(0, |handles| handles.saturating_sub(1))
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<K, Flight<T>>> {
         self.flights.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -214,29 +226,57 @@ mod tests {
 
     use super::*;
 
+    /// Waits (yielding) until `callers` wait on the flight of `key`; at most 10 s.
+    async fn joined<K, T>(flights: &SingleFlight<K, T>, key: &K, callers: usize)
+    where
+        K: Hash + Eq + Clone + Send + Sync + 'static,
+        T: Clone + Send + Sync + 'static,
+    {
+        let all_in = async {
+            while flights.waiting(key) < callers {
+                tokio::task::yield_now().await;
+            }
+        };
+        assert!(
+            tokio::time::timeout(Duration::from_secs(10), all_in)
+                .await
+                .is_ok(),
+            "{} of {callers} callers joined",
+            flights.waiting(key)
+        );
+    }
+
+    /// The load is held open by a gate until all 100 callers are seen waiting on it: they
+    /// joined the one load while it ran, whatever the scheduling, with no timing involved.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn concurrent_runs_share_one_load() {
         let flights = Arc::new(SingleFlight::<&'static str, u32>::new());
         let loads = Arc::new(AtomicUsize::new(0));
+        let gate = Arc::new(tokio::sync::Semaphore::new(0));
         let mut tasks = Vec::new();
         for _ in 0..100 {
             let flights = Arc::clone(&flights);
-            let loads = Arc::clone(&loads);
+            let (loads, gate) = (Arc::clone(&loads), Arc::clone(&gate));
             tasks.push(tokio::spawn(async move {
                 flights
                     .run("k", || async move {
                         loads.fetch_add(1, Ordering::SeqCst);
-                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        let _open = gate.acquire().await;
                         7
                     })
                     .await
             }));
         }
+        joined(&flights, &"k", 100).await;
+        assert!(flights.is_running(&"k"));
+        assert!(loads.load(Ordering::SeqCst) <= 1);
+        gate.add_permits(1);
         for task in tasks {
             assert_eq!(task.await.ok(), Some(Ok(7)));
         }
         assert_eq!(loads.load(Ordering::SeqCst), 1);
         assert!(!flights.is_running(&"k"));
+        assert_eq!(flights.waiting(&"k"), 0);
     }
 
     #[tokio::test(start_paused = true)]
@@ -253,12 +293,13 @@ mod tests {
                     .await
             })
         };
-        tokio::task::yield_now().await;
-        assert!(flights.is_running(&1));
+        joined(&flights, &1, 1).await;
         let waiter = {
             let flights = Arc::clone(&flights);
             tokio::spawn(async move { flights.run(1, || async { 0 }).await })
         };
+        // The waiter joined the leader's load before the leader goes.
+        joined(&flights, &1, 2).await;
         leader.abort();
         assert_eq!(waiter.await.ok(), Some(Ok(42)));
     }
