@@ -38,6 +38,7 @@ mod issuers;
 mod json;
 mod keyset;
 mod kid_query;
+mod listener;
 mod policy;
 mod sources;
 mod stats;
@@ -59,6 +60,7 @@ pub use error::{
 };
 pub use events::{EVENT_CAPACITY, KeyEvent, KeyEvents};
 pub use fetcher::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_BODY_BYTES, DEFAULT_TOTAL_TIMEOUT};
+pub use fleet::FORCED_REFRESH_SLOT;
 pub use freshness::KeyHealth;
 pub use http::{HttpKeySource, HttpKeySourceBuilder};
 pub use issuers::{
