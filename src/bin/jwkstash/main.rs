@@ -184,20 +184,22 @@ async fn verify(
         Err(VerifyError::InvalidToken(reason)) => {
             Err((1, format!("invalid token: {reason} ({})", reason.code())))
         }
-        Err(error) => Err((2, format!("{error}: {}", source_chain(&error)))),
+        Err(error) => Err((2, with_causes(&error))),
     }
 }
 
-/// The causes of `error`, joined.
-pub(crate) fn source_chain(error: &dyn std::error::Error) -> String {
-    let mut causes = Vec::new();
+/// `error` and its causes (the ones its message does not already carry), joined.
+fn with_causes(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
     let mut next = error.source();
     while let Some(cause) = next {
-        causes.push(cause.to_string());
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
         next = cause.source();
     }
-    causes.join(": ")
+    text
 }
+
 
 #[tokio::main]
 async fn main() -> ExitCode {
