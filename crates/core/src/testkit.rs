@@ -163,19 +163,31 @@ pub async fn large_value(cache: &TestCache, clock: &ManualClock) {
 pub async fn concurrent_single_flight(cache: &TestCache, clock: &ManualClock) {
     let flights = Arc::new(SingleFlight::new());
     let loads = Arc::new(AtomicUsize::new(0));
+    // The load is held open until every caller is seen waiting on it: no timing involved.
+    let gate = Arc::new(tokio::sync::Semaphore::new(0));
     let mut tasks = Vec::new();
     for _ in 0..64 {
         let (cache, flights, loads) = (Arc::clone(cache), Arc::clone(&flights), Arc::clone(&loads));
+        let gate = Arc::clone(&gate);
         let entry = entry_now(clock, b"loaded once");
         tasks.push(tokio::spawn(async move {
             get_or_load(&cache, &flights, "conformance:flight", || async move {
                 loads.fetch_add(1, Ordering::SeqCst);
-                tokio::time::sleep(Duration::from_millis(50)).await;
+                let _open = gate.acquire().await;
                 Ok::<_, std::convert::Infallible>(entry)
             })
             .await
         }));
     }
+    let key = "conformance:flight".to_owned();
+    let all_joined = tokio::time::timeout(5 * SECOND, async {
+        while flights.waiting(&key) < 64 {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await;
+    assert!(all_joined.is_ok(), "the callers never all joined one load");
+    gate.add_permits(1);
     for task in tasks {
         let entry = task.await.unwrap().unwrap().unwrap();
         assert_eq!(entry.value, b"loaded once");
