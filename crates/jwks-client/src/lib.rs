@@ -22,31 +22,20 @@
 //! # Ok(()) }
 //! ```
 
-mod alg;
-mod builder;
-mod certificate;
-mod claims;
-mod discovery;
 mod error;
-mod events;
-mod fetcher;
-mod fleet;
-mod freshness;
-mod health;
-mod http;
 mod issuers;
-mod json;
-mod keyset;
-mod kid_query;
-mod listener;
-mod policy;
-mod sources;
+mod jose;
+mod source;
 mod stats;
 mod store;
-mod template;
-mod token;
-mod verified;
-mod verifier;
+mod verify;
+
+// The paths the files had before they moved into their rooms; removed as the rooms settle.
+use jose::{alg, certificate, claims, json, keyset, template, token};
+use source::{discovery, fetcher, http, sources};
+use store::backoff as health;
+use store::{events, fleet, freshness, kid_query, listener, policy};
+use verify::{builder, verified, verifier};
 
 #[cfg(feature = "testkit")]
 pub mod testkit;
