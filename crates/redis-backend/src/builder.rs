@@ -290,6 +290,13 @@ impl RedisCacheBuilder {
     }
 }
 
+impl RedisCache {
+    /// A builder; a server and a prefix are required.
+    pub fn builder() -> crate::RedisCacheBuilder {
+        crate::RedisCacheBuilder::default()
+    }
+}
+
 /// Keep trying to connect from the first attempt on, rather than failing `init`.
 fn resilient(mut config: Config) -> Config {
     config.fail_fast = false;

@@ -31,6 +31,7 @@
 mod builder;
 mod cache;
 mod circuit;
+mod client;
 mod coordination;
 mod scripts;
 
