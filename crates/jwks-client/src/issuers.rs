@@ -14,11 +14,13 @@ use serde::de::DeserializeOwned;
 
 use jwkstash_core::SingleFlight;
 
-use crate::builder::VerifierBuilder;
-use crate::error::{InvalidToken, KeysUnavailable, RefreshError, VerifyError};
-use crate::policy::DEFAULT_FETCH_TIMEOUT;
-use crate::token::decode_segment;
-use crate::verifier::{DEFAULT_MAX_TOKEN_BYTES, KeySetCache, Verifier};
+use crate::verify::builder::VerifierBuilder;
+use crate::jose::error::InvalidToken;
+use crate::store::error::{KeysUnavailable, RefreshError};
+use crate::verify::error::VerifyError;
+use crate::store::policy::DEFAULT_FETCH_TIMEOUT;
+use crate::jose::token::decode_segment;
+use crate::verify::verifier::{DEFAULT_MAX_TOKEN_BYTES, KeySetCache, Verifier};
 
 /// The longest `iss` the registry looks up or resolves, in bytes.
 pub const MAX_ISSUER_BYTES: usize = 512;
@@ -221,7 +223,7 @@ impl Issuers {
     pub fn resolver(mut self, resolver: impl IssuerResolver + 'static) -> Self {
         if self.near.is_none() {
             let clock: jwkstash_core::SharedClock = Arc::new(jwkstash_core::SystemClock);
-            self.near = crate::builder::default_cache(&clock).ok();
+            self.near = crate::verify::builder::default_cache(&clock).ok();
         }
         self.resolver = Some(Resolution::new(Arc::new(resolver), &self.limits));
         self

@@ -30,41 +30,34 @@ mod stats;
 mod store;
 mod verify;
 
-// The paths the files had before they moved into their rooms; removed as the rooms settle.
-use jose::{alg, certificate, claims, json, keyset, template, token};
-use source::{discovery, fetcher, http, sources};
-use store::backoff as health;
-use store::{events, fleet, freshness, kid_query, listener, policy};
-use verify::{builder, verified, verifier};
-
 #[cfg(feature = "testkit")]
 pub mod testkit;
 
-pub use alg::{Algorithm, DEFAULT_ALGORITHMS, KeyKind, UnsupportedAlgorithm};
-pub use builder::VerifierBuilder;
-pub use certificate::MAX_CERTIFICATE_BYTES;
-pub use discovery::{DEFAULT_DISCOVERY_TTL, Discovery, DiscoverySource, DiscoverySourceBuilder};
-pub use error::{
-    BuildError, InvalidToken, KeySetError, KeysUnavailable, RefreshError, VerifyError,
+pub use error::BuildError;
+pub use jose::alg::{Algorithm, DEFAULT_ALGORITHMS, KeyKind, UnsupportedAlgorithm};
+pub use jose::certificate::MAX_CERTIFICATE_BYTES;
+pub use jose::error::{InvalidToken, KeySetError, SkipReason, SkippedKey};
+pub use jose::keyset::{KeySet, MAX_KEYS, MAX_KID_BYTES, MAX_RSA_BITS, MIN_RSA_BITS, VerifyingKey};
+pub use jose::template::{IssuerTemplate, MAX_TEMPLATE_VALUE_BYTES};
+pub use source::discovery::{
+    DEFAULT_DISCOVERY_TTL, Discovery, DiscoverySource, DiscoverySourceBuilder,
 };
-pub use events::{EVENT_CAPACITY, KeyEvent, KeyEvents};
-pub use fetcher::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_BODY_BYTES, DEFAULT_TOTAL_TIMEOUT};
-pub use fleet::FORCED_REFRESH_SLOT;
-pub use freshness::KeyHealth;
-pub use http::{HttpKeySource, HttpKeySourceBuilder};
+pub use source::fetcher::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_BODY_BYTES, DEFAULT_TOTAL_TIMEOUT};
+pub use source::http::{HttpKeySource, HttpKeySourceBuilder};
+pub use source::sources::{Failover, StaticKeySource, WithPinnedKeys};
+pub use store::error::{KeysUnavailable, RefreshError};
+pub use store::events::{EVENT_CAPACITY, KeyEvent, KeyEvents};
+pub use store::fleet::FORCED_REFRESH_SLOT;
+pub use store::freshness::KeyHealth;
+pub use store::policy::{DEFAULT_FETCH_TIMEOUT, FreshnessPolicy};
 pub use issuers::{
     DEFAULT_MAX_REFUSED, DEFAULT_MAX_RESOLVED, DEFAULT_REFUSED_TTL, DEFAULT_RESOLVED_IDLE,
     DEFAULT_RESOLVED_METRICS_LABEL, IssuerResolver, Issuers, MAX_ISSUER_BYTES,
 };
-pub use keyset::{
-    KeySet, MAX_KEYS, MAX_KID_BYTES, MAX_RSA_BITS, MIN_RSA_BITS, SkipReason, SkippedKey,
-    VerifyingKey,
-};
-pub use policy::{DEFAULT_FETCH_TIMEOUT, FreshnessPolicy};
-pub use sources::{Failover, StaticKeySource, WithPinnedKeys};
 pub use stats::Stats;
-pub use template::{IssuerTemplate, MAX_TEMPLATE_VALUE_BYTES};
-pub use verifier::{
+pub use verify::builder::VerifierBuilder;
+pub use verify::error::VerifyError;
+pub use verify::verifier::{
     DEFAULT_LEASE_TTL, DEFAULT_LEEWAY, DEFAULT_MAX_TOKEN_BYTES, KeySetCache, Refreshed,
     SharedKeySetTier, Verifier,
 };

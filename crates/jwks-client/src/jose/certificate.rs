@@ -13,7 +13,7 @@ use x509_parser::oid_registry::{
 };
 use x509_parser::prelude::FromDer;
 
-use crate::keyset::{Material, SkipReason};
+use crate::jose::error::SkipReason;
 
 /// A certificate longer than this (DER bytes) is refused.
 pub const MAX_CERTIFICATE_BYTES: usize = 16 * 1024;
@@ -24,9 +24,16 @@ const X5C_BASE64: GeneralPurpose = GeneralPurpose::new(
     GeneralPurposeConfig::new().with_decode_padding_mode(DecodePaddingMode::Indifferent),
 );
 
+/// The public key of a certificate, in the members a JWK would give it.
+pub(crate) enum CertifiedKey {
+    Rsa { n: Vec<u8>, e: Vec<u8> },
+    Ec { crv: &'static str, x: Vec<u8>, y: Vec<u8> },
+    Okp { crv: &'static str, x: Vec<u8> },
+}
+
 /// The leaf certificate of an `x5c` chain: its key and thumbprints.
 pub(crate) struct Leaf {
-    pub(crate) material: Material,
+    pub(crate) key: CertifiedKey,
     /// SHA-1 of the DER (`x5t`).
     pub(crate) x5t: [u8; 20],
     /// SHA-256 of the DER (`x5t#S256`).
@@ -51,28 +58,36 @@ pub(crate) fn leaf(x5c: &[String]) -> Result<Leaf, SkipReason> {
     if !rest.is_empty() {
         return Err(SkipReason::Certificate);
     }
-    let material = key_of(certificate.public_key())?;
+    let key = key_of(certificate.public_key())?;
     let sha1 = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA1_FOR_LEGACY_USE_ONLY, &der);
     let mut x5t = [0u8; 20];
     x5t.copy_from_slice(sha1.as_ref());
     Ok(Leaf {
-        material,
+        key,
         x5t,
         x5t_s256: Sha256::digest(&der).into(),
     })
 }
 
-fn key_of(spki: &x509_parser::x509::SubjectPublicKeyInfo<'_>) -> Result<Material, SkipReason> {
+fn key_of(
+    spki: &x509_parser::x509::SubjectPublicKeyInfo<'_>,
+) -> Result<CertifiedKey, SkipReason> {
     let algorithm = &spki.algorithm.algorithm;
     let key = spki.subject_public_key.data.as_ref();
     if *algorithm == OID_PKCS1_RSAENCRYPTION {
         let Ok(x509_parser::public_key::PublicKey::RSA(rsa)) = spki.parsed() else {
             return Err(SkipReason::Certificate);
         };
-        return Ok(Material::rsa(rsa.modulus.to_vec(), rsa.exponent.to_vec()));
+        return Ok(CertifiedKey::Rsa {
+            n: rsa.modulus.to_vec(),
+            e: rsa.exponent.to_vec(),
+        });
     }
     if *algorithm == OID_SIG_ED25519 {
-        return Ok(Material::okp("Ed25519", key.to_vec()));
+        return Ok(CertifiedKey::Okp {
+            crv: "Ed25519",
+            x: key.to_vec(),
+        });
     }
     if *algorithm != OID_KEY_TYPE_EC_PUBLIC_KEY {
         return Err(SkipReason::UnsupportedKeyType);
@@ -96,7 +111,11 @@ fn key_of(spki: &x509_parser::x509::SubjectPublicKeyInfo<'_>) -> Result<Material
     match key.split_first() {
         Some((0x04, coordinates)) if coordinates.len() == 2 * width => {
             let (x, y) = coordinates.split_at(width);
-            Ok(Material::ec(crv, x.to_vec(), y.to_vec()))
+            Ok(CertifiedKey::Ec {
+                crv,
+                x: x.to_vec(),
+                y: y.to_vec(),
+            })
         }
         _ => Err(SkipReason::BadCoordinates),
     }

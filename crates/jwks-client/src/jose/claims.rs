@@ -8,9 +8,9 @@ use std::time::{Duration, SystemTime};
 use serde::de::{Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
-use crate::error::InvalidToken;
-use crate::json::{Checked, Name, SeenNames};
-use crate::template::{self, IssuerTemplate};
+use crate::jose::error::InvalidToken;
+use crate::jose::json::{Checked, Name, SeenNames};
+use crate::jose::template::{self, IssuerTemplate};
 
 /// The registered claims of a payload, borrowed as raw JSON and typed only when checked, so
 /// that a wrong JSON type is a clear refusal and a valid payload costs no allocation.

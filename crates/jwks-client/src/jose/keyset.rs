@@ -16,9 +16,10 @@ use serde::de::IgnoredAny;
 use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
 
-use crate::alg::{Algorithm, KeyKind, parse_asymmetric};
-use crate::certificate;
-use crate::error::{InvalidToken, KeySetError};
+use crate::jose::alg::{Algorithm, KeyKind, parse_asymmetric};
+use crate::jose::certificate;
+use crate::jose::error::{InvalidToken, KeySetError};
+use crate::jose::error::{SkipReason, SkippedKey};
 
 /// RSA moduli below this many bits are refused, whatever the crypto backend accepts.
 pub const MIN_RSA_BITS: u32 = 2048;
@@ -173,92 +174,6 @@ impl fmt::Debug for VerifyingKey {
     }
 }
 
-/// A key that was left out of the set, and why.
-#[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
-pub struct SkippedKey {
-    /// Its `kid` if it had a usable one (at most [`MAX_KID_BYTES`]).
-    pub kid: Option<String>,
-    /// Why it was skipped.
-    pub reason: SkipReason,
-}
-
-impl fmt::Display for SkippedKey {
-    /// `kid "k1": use is not sig`, or `a key without a usable kid: ...`.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.kid {
-            Some(kid) => write!(f, "kid {kid:?}: {}", self.reason),
-            None => write!(f, "a key without a usable kid: {}", self.reason),
-        }
-    }
-}
-
-/// Why a key of a JWKS document was not used.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum SkipReason {
-    /// Not a JSON object with the members its `kty` needs, or members of the wrong type.
-    Malformed,
-    /// A `kty` that is not RSA, EC or OKP.
-    UnsupportedKeyType,
-    /// A curve that is not P-256, P-384, P-521 or Ed25519.
-    UnsupportedCurve,
-    /// The key carries private members (`d`, `p`, `q`, ...): published by mistake, never used.
-    PrivateKey,
-    /// A symmetric (`oct`) key: HMAC is never accepted against a remote key set.
-    SymmetricKey,
-    /// `use` is not `sig`.
-    NotForSignatures,
-    /// `key_ops` does not include `verify`.
-    NoVerifyOperation,
-    /// `alg` is not an accepted asymmetric algorithm or does not fit the key type.
-    UnsupportedAlgorithm,
-    /// An RSA modulus below [`MIN_RSA_BITS`] or above [`MAX_RSA_BITS`].
-    RsaSize,
-    /// An RSA exponent that is even, below 3, or wider than 32 bits.
-    RsaExponent,
-    /// EC or Ed25519 coordinates of the wrong length.
-    BadCoordinates,
-    /// EC coordinates of the right length that are not a point on the named curve.
-    PointNotOnCurve,
-    /// A `kid` longer than [`MAX_KID_BYTES`].
-    KidTooLong,
-    /// The set already had [`MAX_KEYS`] usable keys.
-    TooManyKeys,
-    /// The `x5c` leaf certificate is not a readable X.509 certificate (or is too long).
-    Certificate,
-    /// The `x5c` certificate's key differs from the JWK's members (its `kty`, its `crv`, or its
-    /// key members), or a stated `x5t` / `x5t#S256` differs from the certificate's thumbprint.
-    CertificateMismatch,
-    /// `key_ops` names an operation that a key of this type cannot take part in: `encrypt`,
-    /// `decrypt`, `wrapKey` or `unwrapKey` on an EC or Ed25519 key, `deriveKey` or
-    /// `deriveBits` on an RSA or Ed25519 key.
-    KeyOperationsMismatch,
-}
-
-impl fmt::Display for SkipReason {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Self::Malformed => "malformed key",
-            Self::UnsupportedKeyType => "unsupported kty",
-            Self::UnsupportedCurve => "unsupported curve",
-            Self::PrivateKey => "private key material published",
-            Self::SymmetricKey => "symmetric (oct) key",
-            Self::NotForSignatures => "use is not sig",
-            Self::NoVerifyOperation => "key_ops lacks verify",
-            Self::UnsupportedAlgorithm => "alg not accepted for this key",
-            Self::RsaSize => "RSA modulus size out of range",
-            Self::RsaExponent => "RSA exponent refused",
-            Self::BadCoordinates => "bad curve coordinates",
-            Self::PointNotOnCurve => "the point is not on the curve",
-            Self::KidTooLong => "kid too long",
-            Self::TooManyKeys => "too many keys",
-            Self::Certificate => "unreadable x5c certificate",
-            Self::CertificateMismatch => "x5c certificate does not match the key",
-            Self::KeyOperationsMismatch => "key_ops names an operation of another key type",
-        })
-    }
-}
 
 /// How many documents with skipped keys a process remembers having warned about (a ring of
 /// fingerprints, 8 KiB): the oldest is forgotten first, and warned about again if it returns.
@@ -615,13 +530,14 @@ fn parse_key(raw: &RawValue) -> Result<VerifyingKey, SkippedKey> {
         .map(certificate::leaf)
         .transpose()
         .map_err(reason)?;
-    let material = match (Material::of_members(&jwk).map_err(reason)?, &leaf) {
-        (Some(members), Some(leaf)) if members != leaf.material => {
+    let certified = leaf.as_ref().map(|leaf| Material::certified(&leaf.key));
+    let material = match (Material::of_members(&jwk).map_err(reason)?, certified) {
+        (Some(members), Some(certified)) if members != certified => {
             return Err(reason(SkipReason::CertificateMismatch));
         }
         (Some(members), _) => members,
         // Only `x5c`: every member present must agree with the certificate's key.
-        (None, Some(leaf)) if leaf.material.agrees_with(&jwk) => leaf.material.clone(),
+        (None, Some(certified)) if certified.agrees_with(&jwk) => certified,
         (None, Some(_)) => return Err(reason(SkipReason::CertificateMismatch)),
         (None, None) => return Err(reason(SkipReason::Malformed)),
     };
@@ -691,6 +607,15 @@ pub(crate) struct Material {
 }
 
 impl Material {
+    /// The members of a certificate's key.
+    fn certified(key: &certificate::CertifiedKey) -> Self {
+        match key {
+            certificate::CertifiedKey::Rsa { n, e } => Self::rsa(n.clone(), e.clone()),
+            certificate::CertifiedKey::Ec { crv, x, y } => Self::ec(crv, x.clone(), y.clone()),
+            certificate::CertifiedKey::Okp { crv, x } => Self::okp(crv, x.clone()),
+        }
+    }
+
     pub(crate) fn rsa(n: Vec<u8>, e: Vec<u8>) -> Self {
         Self {
             kty: "RSA",

@@ -5,6 +5,7 @@
 pub(crate) mod alg;
 pub(crate) mod certificate;
 pub(crate) mod claims;
+pub(crate) mod error;
 pub(crate) mod json;
 pub(crate) mod keyset;
 pub(crate) mod template;

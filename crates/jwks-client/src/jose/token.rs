@@ -4,16 +4,16 @@
 use std::borrow::Cow;
 use std::fmt;
 
-use crate::alg::Algorithm;
+use crate::jose::alg::Algorithm;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::Deserialize;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 
-use crate::alg::{AlgorithmSet, parse_asymmetric, standard_unsupported};
-use crate::error::InvalidToken;
-use crate::json::{Checked, Name, SeenNames, StrMember};
-use crate::keyset::{KeyId, MAX_KID_BYTES};
+use crate::jose::alg::{AlgorithmSet, parse_asymmetric, standard_unsupported};
+use crate::jose::error::InvalidToken;
+use crate::jose::json::{Checked, Name, SeenNames, StrMember};
+use crate::jose::keyset::{KeyId, MAX_KID_BYTES};
 
 /// A compact JWS split into its parts, with the header checked.
 pub(crate) struct Token<'t> {

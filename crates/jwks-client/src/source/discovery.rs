@@ -18,8 +18,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::error::BuildError;
-use crate::fetcher::{Fetcher, HttpOptions, checked_url, http_option_setters};
-use crate::http::JWKS_MEDIA_TYPES;
+use crate::source::fetcher::{Fetcher, HttpOptions, checked_url, http_option_setters};
+use crate::source::http::JWKS_MEDIA_TYPES;
 
 /// How long a discovery document is used before it is fetched again.
 pub const DEFAULT_DISCOVERY_TTL: Duration = Duration::from_secs(24 * 3600);

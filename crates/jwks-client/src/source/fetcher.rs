@@ -64,9 +64,9 @@ macro_rules! http_option_setters {
         /// [`allow_http_loopback`](Self::allow_http_loopback).
         pub fn allow_http(mut self, allow: bool) -> Self {
             self.http.plain_http = if allow {
-                $crate::fetcher::PlainHttp::Any
+                $crate::source::fetcher::PlainHttp::Any
             } else {
-                $crate::fetcher::PlainHttp::Never
+                $crate::source::fetcher::PlainHttp::Never
             };
             self
         }
@@ -75,8 +75,8 @@ macro_rules! http_option_setters {
         /// `::1`), for a provider running on this machine (a Keycloak in a container on
         /// `http://localhost:8080`). Any other host still needs https.
         pub fn allow_http_loopback(mut self) -> Self {
-            if self.http.plain_http == $crate::fetcher::PlainHttp::Never {
-                self.http.plain_http = $crate::fetcher::PlainHttp::Loopback;
+            if self.http.plain_http == $crate::source::fetcher::PlainHttp::Never {
+                self.http.plain_http = $crate::source::fetcher::PlainHttp::Loopback;
             }
             self
         }

@@ -5,7 +5,7 @@ use jwkstash_core::{FetchError, Fetched, KeySource, Validators};
 use reqwest::Url;
 
 use crate::error::BuildError;
-use crate::fetcher::{Fetcher, HttpOptions, checked_url, http_option_setters};
+use crate::source::fetcher::{Fetcher, HttpOptions, checked_url, http_option_setters};
 
 /// The media types asked for a JWKS.
 pub(crate) const JWKS_MEDIA_TYPES: &str = "application/jwk-set+json, application/json";

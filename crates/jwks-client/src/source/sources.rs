@@ -13,9 +13,9 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
 
-use crate::error::KeySetError;
-use crate::fetcher::DEFAULT_MAX_BODY_BYTES;
-use crate::keyset::KeySet;
+use crate::jose::error::KeySetError;
+use crate::source::fetcher::DEFAULT_MAX_BODY_BYTES;
+use crate::jose::keyset::KeySet;
 
 /// A JWKS held by the application: inline (a string in the configuration) or in a file read
 /// again at every refresh (a mounted secret that an operator updates). Parsed by the same

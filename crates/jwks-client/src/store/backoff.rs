@@ -6,8 +6,8 @@ use std::time::{Duration, SystemTime};
 
 use jwkstash_core::{FetchError, unix_millis};
 
-use crate::error::RefreshError;
-use crate::policy::FreshnessPolicy;
+use crate::store::error::RefreshError;
+use crate::store::policy::FreshnessPolicy;
 
 /// Consecutive failures of the source and the backoff they impose.
 #[derive(Default)]

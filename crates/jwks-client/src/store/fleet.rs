@@ -19,11 +19,11 @@ use std::time::{Duration, SystemTime};
 use jwkstash_core::{Invalidation, LeaseToken, SharedTier, unix_millis};
 use tokio::time::Instant;
 
-use crate::error::RefreshError;
-use crate::events::KeyEvent;
-use crate::keyset::KeySet;
-use crate::kid_query::KidQuery;
-use crate::listener::Listener;
+use crate::store::error::RefreshError;
+use crate::store::events::KeyEvent;
+use crate::jose::keyset::KeySet;
+use crate::store::kid_query::KidQuery;
+use crate::store::listener::Listener;
 use crate::store::{KeyEntry, KeyStore, Listening, LoadResult, Loader, Reason, supersedes};
 
 /// How often a waiting instance reads the shared tier when no invalidation arrives.

@@ -4,7 +4,7 @@
 
 use std::time::{Duration, SystemTime};
 
-use crate::policy::FreshnessPolicy;
+use crate::store::policy::FreshnessPolicy;
 
 /// The times of the set a verifier holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -12,15 +12,16 @@ use jwkstash_core::{
     from_unix_millis, unix_millis,
 };
 
-use crate::error::{KeySetError, KeysUnavailable, RefreshError};
-use crate::events::{Events, KeyEvent};
-use crate::freshness::{self, Action, SetTimes, Situation};
-use crate::health::Health;
-use crate::keyset::KeySet;
-use crate::kid_query::KidQuery;
-use crate::policy::FreshnessPolicy;
+use crate::jose::error::KeySetError;
+use crate::store::error::{KeysUnavailable, RefreshError};
+use crate::store::events::{Events, KeyEvent};
+use crate::store::freshness::{self, Action, SetTimes, Situation};
+use crate::store::backoff::Health;
+use crate::jose::keyset::KeySet;
+use crate::store::kid_query::KidQuery;
+use crate::store::policy::FreshnessPolicy;
 use crate::stats::Counters;
-use crate::verifier::KeyTiers;
+use crate::verify::verifier::KeyTiers;
 
 /// A cached key set with its times.
 pub(crate) type KeyEntry = Entry<Arc<KeySet>>;
@@ -126,7 +127,7 @@ impl std::fmt::Debug for KeyStore {
 }
 
 /// How a store brings a set newer than the one it holds: one small trait, so that the store
-/// knows nothing of fleets ([`Fleet`](crate::fleet::Fleet) implements it over a shared tier).
+/// knows nothing of fleets ([`Fleet`](crate::store::fleet::Fleet) implements it over a shared tier).
 #[async_trait::async_trait]
 pub(crate) trait Loader: Send + Sync {
     /// A short name for `Debug`.

@@ -7,8 +7,8 @@ use std::time::{Duration, SystemTime};
 
 use sha2::{Digest, Sha256};
 
-use crate::claims::unix_seconds;
-use crate::keyset::{KeyId, KeySet};
+use crate::jose::claims::unix_seconds;
+use crate::jose::keyset::{KeyId, KeySet};
 
 /// A refetch asked for by one token's `kid`.
 #[derive(Debug, Clone)]

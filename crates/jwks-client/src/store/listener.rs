@@ -16,7 +16,7 @@ use tokio::sync::Notify;
 use tokio::sync::broadcast::error::RecvError;
 
 use crate::store::{KeyEntry, KeyStore, supersedes};
-use crate::verifier::SharedKeySetTier;
+use crate::verify::verifier::SharedKeySetTier;
 
 /// The shortest time between two shared-tier reads of one store caused by messages.
 const INVALIDATION_SPACING: Duration = Duration::from_millis(5);

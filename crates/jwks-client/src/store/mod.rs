@@ -2,6 +2,7 @@
 //! unknown-kid cooldown and negative cache, events), and the fleet that makes instances sharing
 //! a tier fetch once for all of them.
 
+pub(crate) mod error;
 pub(crate) mod backoff;
 pub(crate) mod events;
 pub(crate) mod fleet;

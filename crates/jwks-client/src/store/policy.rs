@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use crate::error::BuildError;
+use crate::error::{BuildError, human};
 
 /// The default [`fetch_timeout`](FreshnessPolicy::fetch_timeout): a little over the HTTP
 /// source's own total deadline (5 s), so that its more precise error comes first.
@@ -215,22 +215,6 @@ impl FreshnessPolicy {
     }
 }
 
-/// A duration as the documentation writes it: `24 h`, `1 min`, `2 s`, `1.5 s`, `250 ms`.
-pub(crate) fn human(duration: Duration) -> String {
-    let seconds = duration.as_secs();
-    if duration.subsec_nanos() == 0 {
-        return match seconds {
-            0 => "0 s".to_owned(),
-            s if s.is_multiple_of(3600) => format!("{} h", s / 3600),
-            s if s.is_multiple_of(60) => format!("{} min", s / 60),
-            s => format!("{s} s"),
-        };
-    }
-    if seconds == 0 && duration.subsec_nanos().is_multiple_of(1_000_000) {
-        return format!("{} ms", duration.subsec_millis());
-    }
-    format!("{} s", duration.as_secs_f64())
-}
 
 #[cfg(test)]
 mod tests {

@@ -1,7 +1,7 @@
 //! Real keys (RSA 2048, EC P-256/P-384, Ed25519) generated with aws-lc, and token signing with
 //! full control over the header and payload bytes.
 
-use crate::alg::Algorithm;
+use crate::jose::alg::Algorithm;
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::rsa::{KeyPair as RsaKeyPair, KeySize};
 use aws_lc_rs::signature::{self, EcdsaKeyPair, Ed25519KeyPair, KeyPair};

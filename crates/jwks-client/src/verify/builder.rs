@@ -5,21 +5,21 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::alg::Algorithm;
+use crate::jose::alg::Algorithm;
 use jwkstash_core::{KeySource, SharedClock, SystemClock, Tiered};
 use sha2::{Digest, Sha256};
 
-use crate::alg::{AlgorithmSet, DEFAULT_ALGORITHMS};
-use crate::claims::ClaimRules;
+use crate::jose::alg::{AlgorithmSet, DEFAULT_ALGORITHMS};
+use crate::jose::claims::ClaimRules;
 use crate::error::BuildError;
-use crate::fleet::Fleet;
-use crate::http::HttpKeySource;
-use crate::policy::FreshnessPolicy;
+use crate::store::fleet::Fleet;
+use crate::source::http::HttpKeySource;
+use crate::store::policy::FreshnessPolicy;
 use crate::stats::Counters;
 use crate::store::{Alone, KeyStore, Loader, StoreParts};
-use crate::template::IssuerTemplate;
-use crate::verified::VerifiedTokens;
-use crate::verifier::{
+use crate::jose::template::IssuerTemplate;
+use crate::verify::verified::VerifiedTokens;
+use crate::verify::verifier::{
     DEFAULT_LEASE_TTL, DEFAULT_LEEWAY, DEFAULT_MAX_TOKEN_BYTES, Inner, KeySetCache, KeyTiers,
     SharedKeySetTier, Verifier,
 };
@@ -380,7 +380,7 @@ impl VerifierBuilder {
         if self.lease_ttl.is_zero() {
             return Err(BuildError::invalid_setting(format!(
                 "lease_ttl must be positive (default {})",
-                crate::policy::human(DEFAULT_LEASE_TTL)
+                crate::error::human(DEFAULT_LEASE_TTL)
             )));
         }
         let near = match self.near {

@@ -10,12 +10,12 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::alg::Algorithm;
+use crate::jose::alg::Algorithm;
 use jwkstash_core::SharedClock;
 use sha2::{Digest, Sha256};
 
-use crate::claims::{Times, unix_seconds};
-use crate::keyset::{KeyId, KeySet};
+use crate::jose::claims::{Times, unix_seconds};
+use crate::jose::keyset::{KeyId, KeySet};
 
 /// What a full verification learnt, for the cache.
 pub(crate) struct Checked {

@@ -9,17 +9,19 @@ use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
 use tracing::Instrument;
 
-use crate::alg::AlgorithmSet;
-use crate::builder::VerifierBuilder;
-use crate::claims::{ClaimRules, Registered};
-use crate::error::{InvalidToken, KeysUnavailable, VerifyError};
-use crate::keyset::{KeySet, VerifyingKey};
-use crate::kid_query::KidQuery;
+use crate::jose::alg::AlgorithmSet;
+use crate::verify::builder::VerifierBuilder;
+use crate::jose::claims::{ClaimRules, Registered};
+use crate::jose::error::InvalidToken;
+use crate::store::error::KeysUnavailable;
+use crate::verify::error::VerifyError;
+use crate::jose::keyset::{KeySet, VerifyingKey};
+use crate::store::kid_query::KidQuery;
 use crate::stats::{Counters, Stats};
 use crate::store::KeyStore;
-use crate::template::IssuerTemplate;
-use crate::token::{Token, decode_segment};
-use crate::verified::{Checked, TokenHash, VerifiedTokens};
+use crate::jose::template::IssuerTemplate;
+use crate::jose::token::{Token, decode_segment};
+use crate::verify::verified::{Checked, TokenHash, VerifiedTokens};
 
 /// Tokens longer than this are refused before any decoding (configurable).
 pub const DEFAULT_MAX_TOKEN_BYTES: usize = 16 * 1024;
