@@ -119,7 +119,7 @@ impl RedisCache {
         let cache = Self {
             inner: Arc::new(inner),
         };
-        crate::coordination::start_subscriber(&cache);
+        crate::pubsub::start_subscriber(&cache);
         cache
     }
 

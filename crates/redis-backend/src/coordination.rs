@@ -1,25 +1,21 @@
-//! [`Lease`] and [`Invalidations`] in Redis: `SET NX PX` leases, claims by Lua script, and
-//! pub/sub on `PREFIX:invalidations` through a subscriber client that re-subscribes after
-//! reconnects.
+//! [`Lease`] and [`Directory`] in Redis: `SET NX PX` leases, claims by Lua script, and the
+//! directory of announced entries in one hash.
 
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
-use fred::prelude::{EventInterface, HashesInterface, KeysInterface, PubsubInterface};
+use fred::prelude::{HashesInterface, KeysInterface};
 use fred::types::{Expiration, SetOptions, Value};
 use jwkstash_core::{
-    CacheError, CacheErrorKind, Directory, Invalidation, Invalidations, Lease, LeaseToken,
-    MAX_ABOUT_BYTES, from_unix_millis, unix_millis,
+    CacheError, CacheErrorKind, Directory, Lease, LeaseToken, MAX_ABOUT_BYTES, from_unix_millis,
+    unix_millis,
 };
-use tokio::sync::broadcast;
 
 use crate::cache::RedisCache;
 use crate::scripts;
 
 /// Claims are kept at least this long, whatever their period.
 const MIN_CLAIM_RETENTION: Duration = Duration::from_secs(60);
-/// The longest invalidation message accepted from the channel.
-const MAX_MESSAGE_BYTES: usize = 256;
 
 fn millis(duration: Duration) -> i64 {
     i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
@@ -104,21 +100,6 @@ impl Lease for RedisCache {
     }
 }
 
-#[async_trait]
-impl Invalidations for RedisCache {
-    async fn publish(&self, invalidation: Invalidation) -> Result<(), CacheError> {
-        let message = format!("{} {}", invalidation.key, invalidation.version);
-        let _receivers: i64 = self
-            .call(self.redis().publish(self.channel(), message))
-            .await?;
-        Ok(())
-    }
-
-    fn subscribe(&self) -> broadcast::Receiver<Invalidation> {
-        self.inner.invalidations.subscribe()
-    }
-}
-
 /// The most entries `announced` reads: a directory planted larger is refused, not read.
 const MAX_DIRECTORY_ENTRIES: i64 = 100_000;
 
@@ -155,79 +136,5 @@ impl Directory for RedisCache {
             .into_iter()
             .filter(|(_, about)| about.len() <= MAX_ABOUT_BYTES)
             .collect())
-    }
-}
-
-/// Parses `"<key> <version>"`; anything else (from whoever can publish) is dropped.
-fn parse_message(message: &str) -> Option<Invalidation> {
-    if message.len() > MAX_MESSAGE_BYTES {
-        return None;
-    }
-    let (key, version) = message.split_once(' ')?;
-    let key_ok = !key.is_empty()
-        && key
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"_-.:".contains(&b));
-    Some(Invalidation::new(
-        key_ok.then(|| key.to_owned())?,
-        version.parse().ok()?,
-    ))
-}
-
-/// Subscribes to the channel (retrying until Redis is there) and forwards its messages.
-pub(crate) fn start_subscriber(cache: &RedisCache) {
-    let inner = &cache.inner;
-    let subscriber = inner.subscriber.clone();
-    let channel = cache.channel();
-    inner.track(subscriber.manage_subscriptions());
-    inner.track(tokio::spawn({
-        let subscriber = subscriber.clone();
-        async move {
-            while let Err(error) = subscriber.subscribe(channel.clone()).await {
-                tracing::debug!(%error, "redis subscribe failed; retrying");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-            }
-        }
-    }));
-    let sender = inner.invalidations.clone();
-    let mut messages = subscriber.message_rx();
-    inner.track(tokio::spawn(async move {
-        loop {
-            match messages.recv().await {
-                Ok(message) => {
-                    let parsed = message.value.as_str().and_then(|text| parse_message(&text));
-                    if let Some(invalidation) = parsed {
-                        let _ = sender.send(invalidation);
-                    }
-                }
-                Err(broadcast::error::RecvError::Lagged(_)) => {}
-                Err(broadcast::error::RecvError::Closed) => return,
-            }
-        }
-    }));
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn messages_are_parsed_strictly() {
-        assert_eq!(
-            parse_message("jwks:abc 17"),
-            Some(Invalidation::new("jwks:abc", 17))
-        );
-        for bad in [
-            "",
-            "jwks:abc",
-            "jwks:abc x",
-            "../etc 1",
-            "a b c",
-            " 1",
-            "jwks:abc -1",
-        ] {
-            assert_eq!(parse_message(bad), None, "{bad:?}");
-        }
-        assert_eq!(parse_message(&format!("{} 1", "k".repeat(300))), None);
     }
 }

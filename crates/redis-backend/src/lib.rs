@@ -33,6 +33,7 @@ mod cache;
 mod circuit;
 mod client;
 mod coordination;
+mod pubsub;
 mod scripts;
 
 #[cfg(feature = "testkit")]
