@@ -14,13 +14,14 @@ use serde::de::DeserializeOwned;
 
 use jwkstash_core::SingleFlight;
 
-use crate::verify::builder::VerifierBuilder;
 use crate::jose::error::InvalidToken;
-use crate::store::error::{KeysUnavailable, RefreshError};
-use crate::verify::error::VerifyError;
-use crate::store::policy::DEFAULT_FETCH_TIMEOUT;
 use crate::jose::token::decode_segment;
-use crate::verify::verifier::{DEFAULT_MAX_TOKEN_BYTES, KeySetCache, Verifier};
+use crate::store::error::{KeysUnavailable, RefreshError};
+use crate::store::policy::DEFAULT_FETCH_TIMEOUT;
+use crate::store::tiers::KeySetCache;
+use crate::verify::builder::VerifierBuilder;
+use crate::verify::error::VerifyError;
+use crate::verify::verifier::{DEFAULT_MAX_TOKEN_BYTES, Verifier};
 
 /// The longest `iss` the registry looks up or resolves, in bytes.
 pub const MAX_ISSUER_BYTES: usize = 512;

@@ -34,6 +34,10 @@ mod verify;
 pub mod testkit;
 
 pub use error::BuildError;
+pub use issuers::{
+    DEFAULT_MAX_REFUSED, DEFAULT_MAX_RESOLVED, DEFAULT_REFUSED_TTL, DEFAULT_RESOLVED_IDLE,
+    DEFAULT_RESOLVED_METRICS_LABEL, IssuerResolver, Issuers, MAX_ISSUER_BYTES,
+};
 pub use jose::alg::{Algorithm, DEFAULT_ALGORITHMS, KeyKind, UnsupportedAlgorithm};
 pub use jose::certificate::MAX_CERTIFICATE_BYTES;
 pub use jose::error::{InvalidToken, KeySetError, SkipReason, SkippedKey};
@@ -45,19 +49,15 @@ pub use source::discovery::{
 pub use source::fetcher::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_BODY_BYTES, DEFAULT_TOTAL_TIMEOUT};
 pub use source::http::{HttpKeySource, HttpKeySourceBuilder};
 pub use source::sources::{Failover, StaticKeySource, WithPinnedKeys};
+pub use stats::Stats;
 pub use store::error::{KeysUnavailable, RefreshError};
 pub use store::events::{EVENT_CAPACITY, KeyEvent, KeyEvents};
 pub use store::fleet::FORCED_REFRESH_SLOT;
 pub use store::freshness::KeyHealth;
 pub use store::policy::{DEFAULT_FETCH_TIMEOUT, FreshnessPolicy};
-pub use issuers::{
-    DEFAULT_MAX_REFUSED, DEFAULT_MAX_RESOLVED, DEFAULT_REFUSED_TTL, DEFAULT_RESOLVED_IDLE,
-    DEFAULT_RESOLVED_METRICS_LABEL, IssuerResolver, Issuers, MAX_ISSUER_BYTES,
-};
-pub use stats::Stats;
+pub use store::tiers::{KeySetCache, SharedKeySetTier};
 pub use verify::builder::VerifierBuilder;
 pub use verify::error::VerifyError;
 pub use verify::verifier::{
-    DEFAULT_LEASE_TTL, DEFAULT_LEEWAY, DEFAULT_MAX_TOKEN_BYTES, KeySetCache, Refreshed,
-    SharedKeySetTier, Verifier,
+    DEFAULT_LEASE_TTL, DEFAULT_LEEWAY, DEFAULT_MAX_TOKEN_BYTES, Refreshed, Verifier,
 };

@@ -255,18 +255,3 @@ counters! {
     verified_token_hits: Sharded => verified_token_hit ["jwkstash_verified_token_cache_hits_total"],
     invalidations_heard: AtomicU64 => invalidation_heard ["jwkstash_invalidations_heard_total"],
 }
-
-impl Counters {
-    /// Counts an upstream fetch by why it ran.
-    pub(crate) fn fetch_for(&self, reason: &crate::store::Reason) {
-        use crate::store::Reason;
-        match reason {
-            Reason::Cold => self.fetch_cold(),
-            Reason::RefreshAhead => self.fetch_refresh_ahead(),
-            Reason::Stale => self.fetch_stale(),
-            Reason::Kid(query) if query.is_unknown() => self.fetch_unknown_kid(),
-            Reason::Kid(_) => self.fetch_reused_kid(),
-            Reason::Forced => self.fetch_forced(),
-        }
-    }
-}

@@ -26,9 +26,19 @@ const X5C_BASE64: GeneralPurpose = GeneralPurpose::new(
 
 /// The public key of a certificate, in the members a JWK would give it.
 pub(crate) enum CertifiedKey {
-    Rsa { n: Vec<u8>, e: Vec<u8> },
-    Ec { crv: &'static str, x: Vec<u8>, y: Vec<u8> },
-    Okp { crv: &'static str, x: Vec<u8> },
+    Rsa {
+        n: Vec<u8>,
+        e: Vec<u8>,
+    },
+    Ec {
+        crv: &'static str,
+        x: Vec<u8>,
+        y: Vec<u8>,
+    },
+    Okp {
+        crv: &'static str,
+        x: Vec<u8>,
+    },
 }
 
 /// The leaf certificate of an `x5c` chain: its key and thumbprints.
@@ -69,9 +79,7 @@ pub(crate) fn leaf(x5c: &[String]) -> Result<Leaf, SkipReason> {
     })
 }
 
-fn key_of(
-    spki: &x509_parser::x509::SubjectPublicKeyInfo<'_>,
-) -> Result<CertifiedKey, SkipReason> {
+fn key_of(spki: &x509_parser::x509::SubjectPublicKeyInfo<'_>) -> Result<CertifiedKey, SkipReason> {
     let algorithm = &spki.algorithm.algorithm;
     let key = spki.subject_public_key.data.as_ref();
     if *algorithm == OID_PKCS1_RSAENCRYPTION {

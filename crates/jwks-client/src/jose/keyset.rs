@@ -174,7 +174,6 @@ impl fmt::Debug for VerifyingKey {
     }
 }
 
-
 /// How many documents with skipped keys a process remembers having warned about (a ring of
 /// fingerprints, 8 KiB): the oldest is forgotten first, and warned about again if it returns.
 const WARNED_SETS: usize = 1024;

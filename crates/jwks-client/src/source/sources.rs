@@ -14,8 +14,8 @@ use serde_json::value::RawValue;
 use sha2::{Digest, Sha256};
 
 use crate::jose::error::KeySetError;
-use crate::source::fetcher::DEFAULT_MAX_BODY_BYTES;
 use crate::jose::keyset::KeySet;
+use crate::source::fetcher::DEFAULT_MAX_BODY_BYTES;
 
 /// A JWKS held by the application: inline (a string in the configuration) or in a file read
 /// again at every refresh (a mounted secret that an operator updates). Parsed by the same

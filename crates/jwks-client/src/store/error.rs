@@ -108,4 +108,3 @@ impl From<FlightError> for RefreshError {
         Self::Interrupted
     }
 }
-

@@ -10,8 +10,8 @@ use std::time::{Duration, SystemTime};
 use jwkstash_core::unix_millis;
 use tokio::sync::broadcast;
 
-use crate::store::error::RefreshError;
 use crate::jose::keyset::KeySet;
+use crate::store::error::RefreshError;
 
 /// How many events a subscriber may fall behind before it loses the oldest.
 pub const EVENT_CAPACITY: usize = 64;

@@ -13,18 +13,18 @@
 //!   but the sharing.
 
 use std::future::Future;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, OnceLock, Weak};
 use std::time::{Duration, SystemTime};
 
 use jwkstash_core::{Invalidation, LeaseToken, SharedTier, unix_millis};
 use tokio::time::Instant;
 
+use crate::jose::keyset::KeySet;
 use crate::store::error::RefreshError;
 use crate::store::events::KeyEvent;
-use crate::jose::keyset::KeySet;
 use crate::store::kid_query::KidQuery;
 use crate::store::listener::Listener;
-use crate::store::{KeyEntry, KeyStore, Listening, LoadResult, Loader, Reason, supersedes};
+use crate::store::load::{Follower, Host, KeyEntry, Listening, LoadResult, Loader, Reason};
 
 /// How often a waiting instance reads the shared tier when no invalidation arrives.
 const POLL_INTERVAL: Duration = Duration::from_millis(50);
@@ -55,20 +55,20 @@ impl Loader for Fleet {
     }
 
     /// Brings a set newer than `current`, fetching upstream only if no other instance does.
-    async fn load(
-        &self,
-        store: &KeyStore,
-        current: Option<KeyEntry>,
-        reason: Reason,
-    ) -> LoadResult {
-        self.load_for_fleet(store, current, reason).await
+    async fn load(&self, host: &dyn Host, current: Option<KeyEntry>, reason: Reason) -> LoadResult {
+        self.load_for_fleet(host, current, reason).await
     }
 
-    fn listen(&self, store: &Arc<KeyStore>) -> Option<Box<dyn Listening>> {
+    fn listen(
+        &self,
+        key: &str,
+        now: SystemTime,
+        follower: Weak<dyn Follower>,
+    ) -> Option<Box<dyn Listening>> {
         let listener = self.listener.get_or_init(|| Listener::of(&self.shared));
-        let registration = listener.register(&store.cache_key, Arc::downgrade(store));
-        let (shared, key) = (Arc::clone(&self.shared), store.cache_key.clone());
-        let about = about_now(&self.about, store.clock.now());
+        let registration = listener.register(key, follower);
+        let (shared, key) = (Arc::clone(&self.shared), key.to_owned());
+        let about = about_now(&self.about, now);
         tokio::spawn(async move { announce(&*shared, &key, &about).await });
         Some(Box::new(registration))
     }
@@ -77,41 +77,41 @@ impl Loader for Fleet {
 impl Fleet {
     async fn load_for_fleet(
         &self,
-        store: &KeyStore,
+        host: &dyn Host,
         current: Option<KeyEntry>,
         reason: Reason,
     ) -> LoadResult {
-        let key = store.cache_key.as_str();
+        let key = host.cache_key();
         // A forced refresh must fetch, whatever the shared tier holds (the interval between
         // two is claimed as holder).
         if !matches!(reason, Reason::Forced)
-            && let Some(newer) = self.newer_in_shared(store, current.as_ref()).await
+            && let Some(newer) = host.newer_in_shared(current.as_ref()).await
         {
             return Ok(newer);
         }
         let token = match self.shared.acquire(key, self.lease_ttl).await {
             Ok(Some(token)) => token,
-            Ok(None) => match self.wait_for_holder(store, current.as_ref()).await {
+            Ok(None) => match self.wait_for_holder(host, current.as_ref()).await {
                 Waited::Delivered(entry) => return Ok(entry),
                 Waited::Failed => return Err(Arc::new(RefreshError::FleetFetchFailed)),
                 Waited::Acquired(token) => token,
                 Waited::TimedOut => {
                     tracing::warn!("no lease holder delivered; fetching without the fleet");
                     return self
-                        .mark_if_absent(store, &reason, store.fetch(current, &reason).await)
+                        .mark_if_absent(host, &reason, host.fetch(current, &reason).await)
                         .await;
                 }
             },
             Err(error) => {
                 tracing::warn!(%error, "lease unavailable; fetching without the fleet");
                 return self
-                    .mark_if_absent(store, &reason, store.fetch(current, &reason).await)
+                    .mark_if_absent(host, &reason, host.fetch(current, &reason).await)
                     .await;
             }
         };
-        store.events.send(|| KeyEvent::LeaseTaken);
-        let work = self.load_as_holder(store, current, &reason);
-        let outcome = self.while_holding(store, &token, work).await;
+        host.events().send(|| KeyEvent::LeaseTaken);
+        let work = self.load_as_holder(host, current, &reason);
+        let outcome = self.while_holding(host, &token, work).await;
         if let Err(error) = self.shared.release(key, &token).await {
             tracing::debug!(%error, "lease release failed; it expires by itself");
         }
@@ -123,11 +123,11 @@ impl Fleet {
     /// lease is reported once, and the work goes on.
     async fn while_holding<T>(
         &self,
-        store: &KeyStore,
+        host: &dyn Host,
         token: &LeaseToken,
         work: impl Future<Output = T>,
     ) -> T {
-        let key = store.cache_key.as_str();
+        let key = host.cache_key();
         let every = self.lease_ttl / 3;
         let heartbeat = async {
             let mut beats = tokio::time::interval_at(Instant::now() + every, every);
@@ -149,10 +149,10 @@ impl Fleet {
             () = heartbeat => {}
         }
         let lease_ttl = self.lease_ttl;
-        store.events.send(|| KeyEvent::LeaseLost { lease_ttl });
+        host.events().send(|| KeyEvent::LeaseLost { lease_ttl });
         tracing::warn!(
-            source = store.source_id(),
-            instance = store.instance,
+            source = host.source_id(),
+            instance = host.instance(),
             lease_ttl = ?self.lease_ttl,
             "lost the fleet's fetch lease while fetching (renewals did not reach the shared \
              tier in time); another instance may fetch too"
@@ -163,46 +163,46 @@ impl Fleet {
     /// With the lease held: use what the previous holder delivered, or fetch.
     async fn load_as_holder(
         &self,
-        store: &KeyStore,
+        host: &dyn Host,
         current: Option<KeyEntry>,
         reason: &Reason,
     ) -> LoadResult {
         if matches!(reason, Reason::Forced) {
-            if !self.may_force(store).await {
+            if !self.may_force(host).await {
                 // Another instance refreshed within the interval: its set is the one to use.
-                let shared = self.newer_in_shared(store, current.as_ref()).await;
+                let shared = host.newer_in_shared(current.as_ref()).await;
                 return shared
                     .or(current)
                     .ok_or_else(|| Arc::new(RefreshError::FleetFetchFailed));
             }
-            let outcome = self.fetch_as_holder(store, current, reason).await;
-            return self.mark_if_absent(store, reason, outcome).await;
+            let outcome = self.fetch_as_holder(host, current, reason).await;
+            return self.mark_if_absent(host, reason, outcome).await;
         }
-        if let Some(newer) = self.newer_in_shared(store, current.as_ref()).await {
+        if let Some(newer) = host.newer_in_shared(current.as_ref()).await {
             return Ok(newer);
         }
         if let (Reason::Kid(query), Some(current)) = (reason, &current)
-            && !self.may_refetch_for_kid(store, query).await
+            && !self.may_refetch_for_kid(host, query).await
         {
             // Not a fetch: the caller cannot mark the kid absent from this set.
             return Ok(current.clone());
         }
-        if !self.may_attempt(store).await {
+        if !self.may_attempt(host).await {
             return Err(Arc::new(RefreshError::FleetBackingOff));
         }
-        let outcome = self.fetch_as_holder(store, current, reason).await;
-        self.mark_if_absent(store, reason, outcome).await
+        let outcome = self.fetch_as_holder(host, current, reason).await;
+        self.mark_if_absent(host, reason, outcome).await
     }
 
     /// Fleet-wide backoff: at most one upstream attempt per backoff period across the fleet.
     /// Every instance counts the fleet's failures (its own fetches, and the failures of the
     /// holders it waited for), so the period grows alike everywhere; a healthy source has a
     /// period of zero. A failing shared tier does not block the attempt.
-    async fn may_attempt(&self, store: &KeyStore) -> bool {
-        let period = store.attempt_period();
-        let now = store.clock.now();
+    async fn may_attempt(&self, host: &dyn Host) -> bool {
+        let period = host.attempt_period();
+        let now = host.now();
         self.shared
-            .claim_period(&store.cache_key, ATTEMPT_SLOT, now, period)
+            .claim_period(host.cache_key(), ATTEMPT_SLOT, now, period)
             .await
             .unwrap_or(true)
     }
@@ -210,9 +210,9 @@ impl Fleet {
     /// Whether this instance may make the fleet's forced refresh: one per
     /// `min_refresh_interval` for the fleet. A forced refresh ignores the backoff; a failing
     /// shared tier does not block it.
-    async fn may_force(&self, store: &KeyStore) -> bool {
-        let (key, now) = (store.cache_key.as_str(), store.clock.now());
-        let period = store.policy.min_refresh_interval;
+    async fn may_force(&self, host: &dyn Host) -> bool {
+        let (key, now) = (host.cache_key(), host.now());
+        let period = host.policy().min_refresh_interval;
         let forced = self
             .shared
             .claim_period(key, FORCED_REFRESH_SLOT, now, period)
@@ -233,7 +233,7 @@ impl Fleet {
     /// set lacks it. One mark per refetch: the kids of callers that merely joined stay local.
     async fn mark_if_absent(
         &self,
-        store: &KeyStore,
+        host: &dyn Host,
         reason: &Reason,
         outcome: LoadResult,
     ) -> LoadResult {
@@ -243,10 +243,10 @@ impl Fleet {
             let marked = self
                 .shared
                 .claim_period(
-                    &store.cache_key,
+                    host.cache_key(),
                     &slot,
-                    store.clock.now(),
-                    store.policy.negative_ttl,
+                    host.now(),
+                    host.policy().negative_ttl,
                 )
                 .await;
             if let Err(error) = marked {
@@ -258,22 +258,22 @@ impl Fleet {
 
     async fn fetch_as_holder(
         &self,
-        store: &KeyStore,
+        host: &dyn Host,
         current: Option<KeyEntry>,
         reason: &Reason,
     ) -> LoadResult {
-        let key = store.cache_key.as_str();
-        let outcome = store.fetch(current, reason).await;
+        let key = host.cache_key();
+        let outcome = host.fetch(current, reason).await;
         let published = match &outcome {
             Ok(entry) => {
                 let invalidation = Invalidation::new(key, unix_millis(entry.fetched_at));
-                let about = about_now(&self.about, store.clock.now());
+                let about = about_now(&self.about, host.now());
                 announce(&*self.shared, key, &about).await;
                 self.shared.publish(invalidation).await
             }
             Err(_) => self
                 .shared
-                .claim_period(key, FETCH_FAILED_SLOT, store.clock.now(), Duration::ZERO)
+                .claim_period(key, FETCH_FAILED_SLOT, host.now(), Duration::ZERO)
                 .await
                 .map(drop),
         };
@@ -283,53 +283,38 @@ impl Fleet {
         outcome
     }
 
-    /// An entry of the shared tier that is fresh and newer than `current`, copied to the near tier.
-    async fn newer_in_shared(
-        &self,
-        store: &KeyStore,
-        current: Option<&KeyEntry>,
-    ) -> Option<KeyEntry> {
-        let now = store.clock.now();
-        let newer = |entry: KeyEntry| {
-            let entry = store.clamp_outer(entry)?;
-            let newer = current.is_none_or(|current| supersedes(&entry, current));
-            (newer && entry.is_fresh(now)).then_some(entry)
-        };
-        store.tiers.read_shared(&store.cache_key, newer).await
-    }
-
     /// Whether this instance may refetch for a kid: not if an unknown kid was already found
     /// absent from this set by the fleet (and the token does not claim to be newer than that
     /// finding), nor if another instance refetched within the cooldown. What the fleet knew is
     /// passed to the store: the absent kid, and when the fleet's cooldown ends.
-    async fn may_refetch_for_kid(&self, store: &KeyStore, query: &KidQuery) -> bool {
-        let key = store.cache_key.as_str();
-        let now = store.clock.now();
+    async fn may_refetch_for_kid(&self, host: &dyn Host, query: &KidQuery) -> bool {
+        let key = host.cache_key();
+        let now = host.now();
         if let Some(slot) = query.absent_slot()
             && let Ok(Some(marked)) = self.shared.last_claimed(key, slot).await
-            && now < marked + store.policy.negative_ttl
+            && now < marked + host.policy().negative_ttl
             && !query.issued_after(marked)
         {
-            store.remember_absent(slot, marked);
+            host.remember_absent(slot, marked);
             return false;
         }
-        let cooldown = store.policy.unknown_kid_cooldown;
+        let cooldown = host.policy().unknown_kid_cooldown;
         // A failing shared tier does not block the refetch: the local cooldown still holds.
         let claimed = self
             .shared
             .claim_period(key, KID_REFETCH_SLOT, now, cooldown)
             .await;
         if claimed.as_ref().is_ok_and(|claimed| !claimed) {
-            match self.last_kid_refetch(store).await {
-                Some((claimed_at, true)) => store.kid_refetch_claimed_at(claimed_at),
+            match self.last_kid_refetch(host).await {
+                Some((claimed_at, true)) => host.kid_refetch_claimed_at(claimed_at),
                 // Claimed within the cooldown, but no set fetched since then is in the shared
                 // tier: its claimer died or hung with the lease (which is ours now). Refetch
                 // and claim afresh, or one dead instance would keep a rotated kid out for the
                 // whole cooldown.
                 Some((_, false)) => {
                     tracing::warn!(
-                        source = store.source_id(),
-                        instance = store.instance,
+                        source = host.source_id(),
+                        instance = host.instance(),
                         "the fleet's unknown-kid refetch never delivered; fetching again"
                     );
                     let _ = self
@@ -348,8 +333,8 @@ impl Fleet {
 
     /// When the fleet's last unknown-kid refetch was claimed, and whether it delivered: a set
     /// fetched at or after the claim is in the shared tier. `None` when the tier cannot tell.
-    async fn last_kid_refetch(&self, store: &KeyStore) -> Option<(SystemTime, bool)> {
-        let key = store.cache_key.as_str();
+    async fn last_kid_refetch(&self, host: &dyn Host) -> Option<(SystemTime, bool)> {
+        let key = host.cache_key();
         let claimed_at = self
             .shared
             .last_claimed(key, KID_REFETCH_SLOT)
@@ -365,22 +350,22 @@ impl Fleet {
 
     /// Waits for the lease holder: until it delivers a newer set, reports a failure, or lets
     /// the lease go (released, or expired with a dead holder) so that this instance takes it.
-    async fn wait_for_holder(&self, store: &KeyStore, current: Option<&KeyEntry>) -> Waited {
-        let key = store.cache_key.as_str();
+    async fn wait_for_holder(&self, host: &dyn Host, current: Option<&KeyEntry>) -> Waited {
+        let key = host.cache_key();
         let arrivals = self
             .listener
             .get_or_init(|| Listener::of(&self.shared))
             .arrivals(key);
-        let started = store.clock.now();
+        let started = host.now();
         // A live holder renews its lease for at most its fetch timeout; a dead one lets it end
         // within a TTL. Held longer than both, the tier is not answering.
-        let deadline = Instant::now() + store.policy.fetch_timeout + 2 * self.lease_ttl;
+        let deadline = Instant::now() + host.policy().fetch_timeout + 2 * self.lease_ttl;
         loop {
             // Armed before the checks, so that a message between them and the pause counts.
             let arrival = arrivals.notified();
             tokio::pin!(arrival);
             arrival.as_mut().enable();
-            if let Some(entry) = self.newer_in_shared(store, current).await {
+            if let Some(entry) = host.newer_in_shared(current).await {
                 return Waited::Delivered(entry);
             }
             if let Ok(Some(failed)) = self.shared.last_claimed(key, FETCH_FAILED_SLOT).await

@@ -3,7 +3,7 @@
 //! With a shared tier, [`Fleet`] makes the instances fetch once for all of them.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwapOption;
@@ -13,51 +13,22 @@ use jwkstash_core::{
 };
 
 use crate::jose::error::KeySetError;
+use crate::jose::keyset::KeySet;
+use crate::stats::Counters;
+use crate::store::backoff::Health;
 use crate::store::error::{KeysUnavailable, RefreshError};
 use crate::store::events::{Events, KeyEvent};
 use crate::store::freshness::{self, Action, SetTimes, Situation};
-use crate::store::backoff::Health;
-use crate::jose::keyset::KeySet;
 use crate::store::kid_query::KidQuery;
+use crate::store::load::{
+    Follower, Host, KeyEntry, Listening, LoadResult, Loader, Reason, supersedes,
+};
 use crate::store::policy::FreshnessPolicy;
-use crate::stats::Counters;
-use crate::verify::verifier::KeyTiers;
-
-/// A cached key set with its times.
-pub(crate) type KeyEntry = Entry<Arc<KeySet>>;
-pub(crate) type LoadResult = Result<KeyEntry, Arc<RefreshError>>;
+use crate::store::tiers::KeyTiers;
 
 /// What a token with an unknown `kid` is told to wait before it retries when the refetch
 /// did not finish in time.
 const PENDING_RETRY_AFTER: Duration = Duration::from_secs(1);
-
-/// Why a load runs.
-#[derive(Debug, Clone)]
-pub(crate) enum Reason {
-    /// No usable set (cold start, or past `max_stale`): callers wait.
-    Cold,
-    /// The set is inside its refresh-ahead window.
-    RefreshAhead,
-    /// The set is past its freshness and served stale meanwhile.
-    Stale,
-    /// A token named a `kid` the set lacks, or one whose key failed the signature.
-    Kid(KidQuery),
-    /// An operator asked for it ([`Verifier::refresh`](crate::Verifier::refresh)).
-    Forced,
-}
-
-impl Reason {
-    /// A short name for logs and metrics.
-    pub(crate) fn code(&self) -> &'static str {
-        match self {
-            Self::Cold => "cold",
-            Self::RefreshAhead => "refresh_ahead",
-            Self::Stale => "stale",
-            Self::Kid(query) => query.code(),
-            Self::Forced => "forced",
-        }
-    }
-}
 
 /// How far in the future a shared entry's `fetched_at` may lie (clock skew between instances).
 const SHARED_CLOCK_SKEW: Duration = Duration::from_secs(5);
@@ -126,26 +97,6 @@ impl std::fmt::Debug for KeyStore {
     }
 }
 
-/// How a store brings a set newer than the one it holds: one small trait, so that the store
-/// knows nothing of fleets ([`Fleet`](crate::store::fleet::Fleet) implements it over a shared tier).
-#[async_trait::async_trait]
-pub(crate) trait Loader: Send + Sync {
-    /// A short name for `Debug`.
-    fn name(&self) -> &'static str;
-
-    /// Brings a set newer than `current` for `reason` (a fetch, or another instance's).
-    async fn load(&self, store: &KeyStore, current: Option<KeyEntry>, reason: Reason)
-    -> LoadResult;
-
-    /// Starts what keeps the store up to date between loads, if anything; it stops when the
-    /// returned value is dropped (with the store). Called in a tokio runtime.
-    fn listen(&self, store: &Arc<KeyStore>) -> Option<Box<dyn Listening>>;
-}
-
-/// What keeps a store up to date between loads (a fleet's place on the shared tier's
-/// listener), for as long as it is held.
-pub(crate) trait Listening: Send + Sync {}
-
 /// A store on its own: every load is a fetch from the source.
 pub(crate) struct Alone;
 
@@ -155,16 +106,11 @@ impl Loader for Alone {
         "alone"
     }
 
-    async fn load(
-        &self,
-        store: &KeyStore,
-        current: Option<KeyEntry>,
-        reason: Reason,
-    ) -> LoadResult {
-        store.fetch(current, &reason).await
+    async fn load(&self, host: &dyn Host, current: Option<KeyEntry>, reason: Reason) -> LoadResult {
+        host.fetch(current, &reason).await
     }
 
-    fn listen(&self, _: &Arc<KeyStore>) -> Option<Box<dyn Listening>> {
+    fn listen(&self, _: &str, _: SystemTime, _: Weak<dyn Follower>) -> Option<Box<dyn Listening>> {
         None
     }
 }
@@ -644,7 +590,7 @@ impl KeyStore {
         {
             return Ok(landed);
         }
-        let outcome = self.loader.load(&self, current, reason.clone()).await;
+        let outcome = self.loader.load(&*self, current, reason.clone()).await;
         match &outcome {
             Ok(entry) => {
                 self.health.succeeded();
@@ -733,7 +679,7 @@ impl KeyStore {
             "fetching the key set"
         );
         self.counters.fetch();
-        self.counters.fetch_for(reason);
+        count_fetch(&self.counters, reason);
         let started = std::time::Instant::now();
         // Every source, whatever its own deadlines: no caller waits on a hung one forever.
         let timeout = self.policy.fetch_timeout;
@@ -874,7 +820,10 @@ impl KeyStore {
     pub(crate) fn listen(self: &Arc<Self>) {
         let mut listener = self.listener.lock().unwrap_or_else(PoisonError::into_inner);
         if listener.is_none() {
-            *listener = self.loader.listen(self);
+            let follower: Arc<dyn Follower> = Arc::clone(self) as Arc<dyn Follower>;
+            *listener =
+                self.loader
+                    .listen(&self.cache_key, self.clock.now(), Arc::downgrade(&follower));
         }
     }
 }
@@ -901,11 +850,16 @@ fn times(entry: &KeyEntry) -> SetTimes {
     }
 }
 
-/// Whether `entry` replaces `held`: fetched later, or at the same millisecond with other content.
-pub(crate) fn supersedes(entry: &KeyEntry, held: &KeyEntry) -> bool {
-    entry.fetched_at > held.fetched_at
-        || (entry.fetched_at == held.fetched_at
-            && entry.value.fingerprint() != held.value.fingerprint())
+/// Counts an upstream fetch by why it ran.
+fn count_fetch(counters: &Counters, reason: &Reason) {
+    match reason {
+        Reason::Cold => counters.fetch_cold(),
+        Reason::RefreshAhead => counters.fetch_refresh_ahead(),
+        Reason::Stale => counters.fetch_stale(),
+        Reason::Kid(query) if query.is_unknown() => counters.fetch_unknown_kid(),
+        Reason::Kid(_) => counters.fetch_reused_kid(),
+        Reason::Forced => counters.fetch_forced(),
+    }
 }
 
 /// Counts a running load for as long as it lives, however it ends.

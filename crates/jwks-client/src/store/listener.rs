@@ -11,12 +11,12 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
-use jwkstash_core::{Invalidation, unix_millis};
+use jwkstash_core::Invalidation;
 use tokio::sync::Notify;
 use tokio::sync::broadcast::error::RecvError;
 
-use crate::store::{KeyEntry, KeyStore, supersedes};
-use crate::verify::verifier::SharedKeySetTier;
+use crate::store::load::{Follower, Listening};
+use crate::store::tiers::SharedKeySetTier;
 
 /// The shortest time between two shared-tier reads of one store caused by messages.
 const INVALIDATION_SPACING: Duration = Duration::from_millis(5);
@@ -44,7 +44,7 @@ struct Route {
 
 /// One store's place on a route.
 struct Member {
-    store: Weak<KeyStore>,
+    store: Weak<dyn Follower>,
     /// The newest version heard and not yet read (0: none; [`READ_ANYWAY`]).
     pending: AtomicU64,
     /// Set while a task reads the shared tier for this store.
@@ -78,7 +78,7 @@ impl Listener {
     }
 
     /// Routes the messages of `key` to `store` until the registration is dropped.
-    pub(crate) fn register(self: &Arc<Self>, key: &str, store: Weak<KeyStore>) -> Registration {
+    pub(crate) fn register(self: &Arc<Self>, key: &str, store: Weak<dyn Follower>) -> Registration {
         let member = Arc::new(Member {
             store,
             pending: AtomicU64::new(0),
@@ -199,8 +199,7 @@ impl Member {
                 let Some(store) = member.store.upgrade() else {
                     return;
                 };
-                store.counters.invalidation_heard();
-                catch_up(&store, version).await;
+                store.catch_up(version).await;
                 drop(store);
                 tokio::time::sleep(INVALIDATION_SPACING).await;
                 member.reading.store(false, Ordering::Release);
@@ -219,41 +218,8 @@ impl Member {
         let Some(store) = self.store.upgrade() else {
             return;
         };
-        tracing::info!(
-            source = store.source_id(),
-            "refresh requested through the shared tier"
-        );
-        tokio::spawn(async move {
-            let _ = store.refresh().await;
-        });
+        tokio::spawn(store.refresh_requested());
     }
 }
 
-/// Copies the shared tier's entry into the store if it is newer than what the store holds and
-/// at least `version` (unless [`READ_ANYWAY`]).
-async fn catch_up(store: &KeyStore, version: u64) {
-    let held = store
-        .tiers
-        .near()
-        .get(&store.cache_key)
-        .await
-        .ok()
-        .flatten();
-    if version != READ_ANYWAY
-        && held
-            .as_ref()
-            .is_some_and(|held| unix_millis(held.fetched_at) > version)
-    {
-        return;
-    }
-    let newer = |entry: KeyEntry| {
-        let entry = store.clamp_outer(entry)?;
-        held.as_ref()
-            .is_none_or(|held| supersedes(&entry, held))
-            .then_some(entry)
-    };
-    if let Some(entry) = store.tiers.read_shared(&store.cache_key, newer).await {
-        store.pin(&entry);
-    }
-}
-impl crate::store::Listening for Registration {}
+impl Listening for Registration {}

@@ -215,7 +215,6 @@ impl FreshnessPolicy {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

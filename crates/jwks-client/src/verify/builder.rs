@@ -9,19 +9,20 @@ use crate::jose::alg::Algorithm;
 use jwkstash_core::{KeySource, SharedClock, SystemClock, Tiered};
 use sha2::{Digest, Sha256};
 
+use crate::error::BuildError;
 use crate::jose::alg::{AlgorithmSet, DEFAULT_ALGORITHMS};
 use crate::jose::claims::ClaimRules;
-use crate::error::BuildError;
-use crate::store::fleet::Fleet;
-use crate::source::http::HttpKeySource;
-use crate::store::policy::FreshnessPolicy;
-use crate::stats::Counters;
-use crate::store::{Alone, KeyStore, Loader, StoreParts};
 use crate::jose::template::IssuerTemplate;
+use crate::source::http::HttpKeySource;
+use crate::stats::Counters;
+use crate::store::fleet::Fleet;
+use crate::store::load::Loader;
+use crate::store::policy::FreshnessPolicy;
+use crate::store::tiers::{KeySetCache, KeyTiers, SharedKeySetTier};
+use crate::store::{Alone, KeyStore, StoreParts};
 use crate::verify::verified::VerifiedTokens;
 use crate::verify::verifier::{
-    DEFAULT_LEASE_TTL, DEFAULT_LEEWAY, DEFAULT_MAX_TOKEN_BYTES, Inner, KeySetCache, KeyTiers,
-    SharedKeySetTier, Verifier,
+    DEFAULT_LEASE_TTL, DEFAULT_LEEWAY, DEFAULT_MAX_TOKEN_BYTES, Inner, Verifier,
 };
 
 /// Builds a [`Verifier`].
@@ -88,6 +89,13 @@ impl Default for VerifierBuilder {
             max_token_bytes: DEFAULT_MAX_TOKEN_BYTES,
             verified_tokens: None,
         }
+    }
+}
+
+impl Verifier {
+    /// A builder; `issuer`, an audience (or `any_audience`) and a key source are required.
+    pub fn builder() -> VerifierBuilder {
+        VerifierBuilder::default()
     }
 }
 

@@ -4,39 +4,28 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use jwkstash_core::{Cache, SharedClock, SharedTier};
+use jwkstash_core::SharedClock;
 use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
 use tracing::Instrument;
 
 use crate::jose::alg::AlgorithmSet;
-use crate::verify::builder::VerifierBuilder;
 use crate::jose::claims::{ClaimRules, Registered};
 use crate::jose::error::InvalidToken;
-use crate::store::error::KeysUnavailable;
-use crate::verify::error::VerifyError;
 use crate::jose::keyset::{KeySet, VerifyingKey};
-use crate::store::kid_query::KidQuery;
-use crate::stats::{Counters, Stats};
-use crate::store::KeyStore;
 use crate::jose::template::IssuerTemplate;
 use crate::jose::token::{Token, decode_segment};
+use crate::stats::{Counters, Stats};
+use crate::store::KeyStore;
+use crate::store::error::KeysUnavailable;
+use crate::store::kid_query::KidQuery;
+use crate::verify::error::VerifyError;
 use crate::verify::verified::{Checked, TokenHash, VerifiedTokens};
 
 /// Tokens longer than this are refused before any decoding (configurable).
 pub const DEFAULT_MAX_TOKEN_BYTES: usize = 16 * 1024;
 /// Default clock-skew allowance for `exp` and `nbf`.
 pub const DEFAULT_LEEWAY: Duration = Duration::from_secs(60);
-
-/// The cache stack type a verifier reads: parsed key sets behind any [`Cache`].
-pub type KeySetCache = Arc<dyn Cache<Arc<KeySet>>>;
-
-/// A tier shared by a fleet of verifiers (Redis): a cache with a lease and invalidations.
-pub type SharedKeySetTier = Arc<dyn SharedTier<Arc<KeySet>>>;
-
-/// A verifier's cache stack: its near tier over the fleet's shared tier, if any, over its
-/// snapshot tier, if any.
-pub(crate) type KeyTiers = jwkstash_core::Tiered<KeySetCache, SharedKeySetTier, KeySetCache>;
 
 /// Default lease TTL: how long a fleet takes to notice that its fetching instance died. The
 /// holder renews the lease while it fetches, so the TTL does not bound the fetch.
@@ -54,7 +43,7 @@ pub struct Verifier {
     inner: Arc<Inner>,
 }
 
-/// What a verifier is made of; put together by [`VerifierBuilder::build`].
+/// What a verifier is made of; put together by [`VerifierBuilder::build`](crate::VerifierBuilder::build).
 pub(crate) struct Inner {
     pub(crate) store: Arc<KeyStore>,
     /// The issuer (or issuer template) named in logs and metrics.
@@ -83,11 +72,6 @@ impl Verifier {
         Self {
             inner: Arc::new(inner),
         }
-    }
-
-    /// A builder; `issuer`, an audience (or `any_audience`) and a key source are required.
-    pub fn builder() -> VerifierBuilder {
-        VerifierBuilder::default()
     }
 
     /// Verifies `token` and returns its claims as `C`.
