@@ -46,9 +46,11 @@ pub use jose::template::{IssuerTemplate, MAX_TEMPLATE_VALUE_BYTES};
 pub use source::discovery::{
     DEFAULT_DISCOVERY_TTL, Discovery, DiscoverySource, DiscoverySourceBuilder,
 };
+pub use source::failover::Failover;
 pub use source::fetcher::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_BODY_BYTES, DEFAULT_TOTAL_TIMEOUT};
 pub use source::http::{HttpKeySource, HttpKeySourceBuilder};
-pub use source::sources::{Failover, StaticKeySource, WithPinnedKeys};
+pub use source::pinned::WithPinnedKeys;
+pub use source::static_keys::StaticKeySource;
 pub use stats::Stats;
 pub use store::error::{KeysUnavailable, RefreshError};
 pub use store::events::{EVENT_CAPACITY, KeyEvent, KeyEvents};

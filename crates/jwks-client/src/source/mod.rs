@@ -2,6 +2,8 @@
 //! static, pinned and failover sources.
 
 pub(crate) mod discovery;
+pub(crate) mod failover;
 pub(crate) mod fetcher;
 pub(crate) mod http;
-pub(crate) mod sources;
+pub(crate) mod pinned;
+pub(crate) mod static_keys;
