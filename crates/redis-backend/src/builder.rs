@@ -12,6 +12,8 @@ use jwkstash_core::{SharedClock, SystemClock};
 
 use crate::cache::{Inner, RedisCache};
 use crate::circuit::Circuit;
+use crate::client::RedisClient;
+use crate::pubsub;
 
 /// Default deadline of one Redis call.
 pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_millis(250);
@@ -261,18 +263,23 @@ impl RedisCacheBuilder {
                 );
             }
         }
+        let client = RedisClient::new(
+            client,
+            self.prefix,
+            self.call_timeout,
+            Circuit::new(self.failures_to_open, self.cool_off),
+        );
         let inner = Inner::new(
             client,
             subscriber,
-            self.prefix,
             secrets,
-            self.call_timeout,
             self.max_value_bytes,
-            Circuit::new(self.failures_to_open, self.cool_off),
             self.clock_skew,
             self.clock,
         );
-        Ok(RedisCache::start(inner))
+        let cache = RedisCache::new(inner);
+        pubsub::start_subscriber(&cache);
+        Ok(cache)
     }
 
     fn client_for(&self, config: &Config) -> Result<Client, BuildError> {
@@ -292,8 +299,8 @@ impl RedisCacheBuilder {
 
 impl RedisCache {
     /// A builder; a server and a prefix are required.
-    pub fn builder() -> crate::RedisCacheBuilder {
-        crate::RedisCacheBuilder::default()
+    pub fn builder() -> RedisCacheBuilder {
+        RedisCacheBuilder::default()
     }
 }
 

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
-use fred::clients::{Client, SubscriberClient};
+use fred::clients::SubscriberClient;
 use fred::prelude::{ClientLike, KeysInterface};
 use fred::types::Value;
 use jwkstash_core::envelope::{self, Refusals, Refused, Secret};
@@ -14,10 +14,8 @@ use jwkstash_core::{
 };
 use tokio::sync::broadcast;
 
-use crate::circuit::Circuit;
+use crate::client::{BACKEND, RedisClient};
 use crate::scripts;
-
-pub(crate) const BACKEND: &str = "redis";
 
 /// A shared cache tier in Redis. Cloning is cheap; clones share the connection.
 #[derive(Clone)]
@@ -26,15 +24,12 @@ pub struct RedisCache {
 }
 
 pub(crate) struct Inner {
-    pub(crate) client: Client,
+    pub(crate) client: RedisClient,
     pub(crate) subscriber: SubscriberClient,
-    pub(crate) prefix: String,
     /// The secret values are sealed with, then those still accepted (being rotated out); empty
     /// only when the caller opted out of authentication by name.
     secrets: Vec<Secret>,
-    pub(crate) call_timeout: Duration,
     max_value_bytes: usize,
-    pub(crate) circuit: Circuit,
     pub(crate) clock_skew: Duration,
     pub(crate) clock: SharedClock,
     pub(crate) invalidations: broadcast::Sender<Invalidation>,
@@ -45,35 +40,28 @@ pub(crate) struct Inner {
 impl fmt::Debug for RedisCache {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RedisCache")
-            .field("prefix", &self.inner.prefix)
+            .field("prefix", &self.inner.client.prefix())
             .field("secrets", &self.inner.secrets.len())
-            .field("call_timeout", &self.inner.call_timeout)
-            .field("circuit_open", &self.inner.circuit.is_open())
+            .field("call_timeout", &self.inner.client.call_timeout())
+            .field("circuit_open", &self.inner.client.circuit_open())
             .finish_non_exhaustive()
     }
 }
 
 impl Inner {
-    #[allow(clippy::too_many_arguments)]
     pub(crate) fn new(
-        client: Client,
+        client: RedisClient,
         subscriber: SubscriberClient,
-        prefix: String,
         secrets: Vec<Secret>,
-        call_timeout: Duration,
         max_value_bytes: usize,
-        circuit: Circuit,
         clock_skew: Duration,
         clock: SharedClock,
     ) -> Self {
         Self {
             client,
             subscriber,
-            prefix,
             secrets,
-            call_timeout,
             max_value_bytes,
-            circuit,
             clock_skew,
             clock,
             invalidations: broadcast::channel(256).0,
@@ -100,7 +88,7 @@ impl Drop for Inner {
         {
             task.abort();
         }
-        let (client, subscriber) = (self.client.clone(), self.subscriber.clone());
+        let (client, subscriber) = (self.client.fred().clone(), self.subscriber.clone());
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             runtime.spawn(async move {
                 let _ = client.quit().await;
@@ -115,17 +103,16 @@ fn millis(duration: Duration) -> u64 {
 }
 
 impl RedisCache {
-    pub(crate) fn start(inner: Inner) -> Self {
-        let cache = Self {
+    /// The cache over `inner`; the builder then starts its subscriber task.
+    pub(crate) fn new(inner: Inner) -> Self {
+        Self {
             inner: Arc::new(inner),
-        };
-        crate::pubsub::start_subscriber(&cache);
-        cache
+        }
     }
 
     /// Whether the circuit is open (Redis skipped after repeated failures).
     pub fn circuit_open(&self) -> bool {
-        self.inner.circuit.is_open()
+        self.inner.client.circuit_open()
     }
 
     pub(crate) fn now(&self) -> SystemTime {
@@ -143,12 +130,13 @@ impl RedisCache {
 
     /// Reads and checks the envelope under `name`, or `None`.
     async fn read<V: CacheValue>(&self, name: &str) -> Result<Option<Entry<V>>, CacheError> {
-        let key = self.redis_key(name, "entry")?;
+        let client = &self.inner.client;
+        let key = client.redis_key(name, "entry")?;
         let max = self.inner.max_value_bytes;
         // At most `max + 1` bytes come back, whatever was planted: an oversize value costs no
         // more than the limit. A value of another type answers WRONGTYPE, a missing key "".
         let read = async {
-            match self
+            match client
                 .redis()
                 .getrange::<Value, _>(key.as_str(), 0, max)
                 .await
@@ -157,7 +145,7 @@ impl RedisCache {
                 outcome => outcome.map(Some),
             }
         };
-        let bytes = match self.call(read).await? {
+        let bytes = match client.call(read).await? {
             None => return Ok(self.refuse(&key, Refused::WrongType)),
             Some(Value::Bytes(bytes)) => bytes,
             Some(Value::String(text)) => text.into_inner(),
@@ -198,11 +186,12 @@ impl<V: CacheValue + Clone> Cache<V> for RedisCache {
     }
 
     async fn put(&self, key: &str, entry: Entry<V>) -> Result<(), CacheError> {
+        let client = &self.inner.client;
         let now = self.now();
         let Ok(ttl) = entry.usable_until.duration_since(now) else {
             return Ok(());
         };
-        let redis_key = self.redis_key(key, "entry")?;
+        let redis_key = client.redis_key(key, "entry")?;
         let value = entry.value.to_bytes();
         let secret = self.inner.secrets.first().map(Secret::bytes);
         let sealed = envelope::seal(&redis_key, &entry, &value, secret).ok_or_else(|| {
@@ -218,15 +207,16 @@ impl<V: CacheValue + Clone> Cache<V> for RedisCache {
             Value::Integer(millis(ttl).max(1) as i64),
             Value::Integer((unix_millis(now) + millis(self.inner.clock_skew)) as i64),
         ];
-        let _written: i64 = self
+        let _written: i64 = client
             .script(&scripts::WRITE_IF_NEWER, vec![redis_key], args)
             .await?;
         Ok(())
     }
 
     async fn remove(&self, key: &str) -> Result<(), CacheError> {
-        let redis_key = self.redis_key(key, "entry")?;
-        let _removed: i64 = self.call(self.redis().del(redis_key)).await?;
+        let client = &self.inner.client;
+        let redis_key = client.redis_key(key, "entry")?;
+        let _removed: i64 = client.call(client.redis().del(redis_key)).await?;
         Ok(())
     }
 

@@ -12,6 +12,7 @@ use jwkstash_core::{
 };
 
 use crate::cache::RedisCache;
+use crate::client::BACKEND;
 use crate::scripts;
 
 /// Claims are kept at least this long, whatever their period.
@@ -24,10 +25,11 @@ fn millis(duration: Duration) -> i64 {
 #[async_trait]
 impl Lease for RedisCache {
     async fn acquire(&self, key: &str, ttl: Duration) -> Result<Option<LeaseToken>, CacheError> {
-        let lease = self.redis_key(key, "lease")?;
+        let client = &self.inner.client;
+        let lease = client.redis_key(key, "lease")?;
         let token = LeaseToken::random();
-        let set: Value = self
-            .call(self.redis().set(
+        let set: Value = client
+            .call(client.redis().set(
                 lease,
                 token.as_str(),
                 Some(Expiration::PX(millis(ttl).max(1))),
@@ -40,8 +42,9 @@ impl Lease for RedisCache {
     }
 
     async fn release(&self, key: &str, token: &LeaseToken) -> Result<(), CacheError> {
-        let lease = self.redis_key(key, "lease")?;
-        let _released: i64 = self
+        let client = &self.inner.client;
+        let lease = client.redis_key(key, "lease")?;
+        let _released: i64 = client
             .script(
                 &scripts::RELEASE_LEASE,
                 vec![lease],
@@ -57,8 +60,9 @@ impl Lease for RedisCache {
         token: &LeaseToken,
         ttl: Duration,
     ) -> Result<bool, CacheError> {
-        let lease = self.redis_key(key, "lease")?;
-        let renewed: i64 = self
+        let client = &self.inner.client;
+        let lease = client.redis_key(key, "lease")?;
+        let renewed: i64 = client
             .script(
                 &scripts::RENEW_LEASE,
                 vec![lease],
@@ -78,22 +82,24 @@ impl Lease for RedisCache {
         now: SystemTime,
         period: Duration,
     ) -> Result<bool, CacheError> {
-        let claim = self.redis_key(key, slot)?;
+        let client = &self.inner.client;
+        let claim = client.redis_key(key, slot)?;
         let args: Vec<Value> = vec![
             Value::Integer(unix_millis(now) as i64),
             Value::Integer(millis(period)),
             Value::Integer(millis(period.max(MIN_CLAIM_RETENTION))),
             Value::Integer(millis(self.inner.clock_skew)),
         ];
-        let claimed: i64 = self
+        let claimed: i64 = client
             .script(&scripts::CLAIM_PERIOD, vec![claim], args)
             .await?;
         Ok(claimed == 1)
     }
 
     async fn last_claimed(&self, key: &str, slot: &str) -> Result<Option<SystemTime>, CacheError> {
-        let claim = self.redis_key(key, slot)?;
-        let value: Option<String> = self.call(self.redis().get(claim)).await?;
+        let client = &self.inner.client;
+        let claim = client.redis_key(key, slot)?;
+        let value: Option<String> = client.call(client.redis().get(claim)).await?;
         Ok(value
             .and_then(|millis| millis.parse::<u64>().ok())
             .map(from_unix_millis))
@@ -108,30 +114,28 @@ const MAX_DIRECTORY_ENTRIES: i64 = 100_000;
 impl Directory for RedisCache {
     async fn announce(&self, key: &str, about: &str) -> Result<(), CacheError> {
         if about.len() > MAX_ABOUT_BYTES {
-            return Err(
-                CacheError::new(crate::cache::BACKEND, CacheErrorKind::Other)
-                    .with_source("directory document too long"),
-            );
+            return Err(CacheError::new(BACKEND, CacheErrorKind::Other)
+                .with_source("directory document too long"));
         }
+        let client = &self.inner.client;
         // Checked like every key name, though it is only a field here.
-        self.redis_key(key, "entry")?;
-        let _added: i64 = self
-            .call(self.redis().hset(self.directory(), (key, about)))
+        client.redis_key(key, "entry")?;
+        let _added: i64 = client
+            .call(client.redis().hset(client.directory(), (key, about)))
             .await?;
         Ok(())
     }
 
     async fn announced(&self) -> Result<Vec<(String, String)>, CacheError> {
-        let directory = self.directory();
-        let entries: i64 = self.call(self.redis().hlen(&directory)).await?;
+        let client = &self.inner.client;
+        let directory = client.directory();
+        let entries: i64 = client.call(client.redis().hlen(&directory)).await?;
         if entries > MAX_DIRECTORY_ENTRIES {
-            return Err(
-                CacheError::new(crate::cache::BACKEND, CacheErrorKind::Other)
-                    .with_source("directory larger than any fleet writes"),
-            );
+            return Err(CacheError::new(BACKEND, CacheErrorKind::Other)
+                .with_source("directory larger than any fleet writes"));
         }
         let all: std::collections::HashMap<String, String> =
-            self.call(self.redis().hgetall(&directory)).await?;
+            client.call(client.redis().hgetall(&directory)).await?;
         Ok(all
             .into_iter()
             .filter(|(_, about)| about.len() <= MAX_ABOUT_BYTES)

@@ -28,6 +28,14 @@
 //! # Ok(()) }
 //! ```
 
+// Each module imports only modules listed above it in this order (no import circles):
+// circuit, scripts  leaves: the circuit breaker and the Lua scripts
+// client            the fred client and the call rules: key naming, deadline, circuit, EVALSHA
+// cache             RedisCache and its Cache impl: envelope, write-if-newer, refusals
+// coordination      Lease and Directory, through the client
+// pubsub            Invalidations, the subscriber task, message parsing
+// builder           RedisCacheBuilder: assembles the above and starts the subscriber
+// testkit           (feature) a real redis-server per test; imports none of the above
 mod builder;
 mod cache;
 mod circuit;

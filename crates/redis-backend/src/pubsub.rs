@@ -16,9 +16,10 @@ const MAX_MESSAGE_BYTES: usize = 256;
 #[async_trait]
 impl Invalidations for RedisCache {
     async fn publish(&self, invalidation: Invalidation) -> Result<(), CacheError> {
+        let client = &self.inner.client;
         let message = format!("{} {}", invalidation.key, invalidation.version);
-        let _receivers: i64 = self
-            .call(self.redis().publish(self.channel(), message))
+        let _receivers: i64 = client
+            .call(client.redis().publish(client.channel(), message))
             .await?;
         Ok(())
     }
@@ -48,7 +49,7 @@ fn parse_message(message: &str) -> Option<Invalidation> {
 pub(crate) fn start_subscriber(cache: &RedisCache) {
     let inner = &cache.inner;
     let subscriber = inner.subscriber.clone();
-    let channel = cache.channel();
+    let channel = inner.client.channel();
     inner.track(subscriber.manage_subscriptions());
     inner.track(tokio::spawn({
         let subscriber = subscriber.clone();
