@@ -1,0 +1,9 @@
+//! Every name this crate takes from `jwkstash`, in one place: when the facade moves a name into
+//! a module, this file is the one to change.
+
+pub(crate) use jwkstash::events::{KeyHealth, Stats};
+pub(crate) use jwkstash::keys::{Algorithm, KeySet, VerifyingKey};
+pub(crate) use jwkstash::{
+    FreshnessPolicy, InvalidToken, KeysUnavailable, RedisCache, Verifier, VerifierBuilder,
+    VerifyError,
+};
