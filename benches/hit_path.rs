@@ -24,9 +24,11 @@ use std::time::{Duration, Instant, SystemTime};
 
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
 use jsonwebtoken::{DecodingKey, Validation, jwk::Jwk};
-use jwkstash::Algorithm;
+use jwkstash::keys::Algorithm;
+use jwkstash::keys::KeySet;
 use jwkstash::testkit::{Behaviour, IdpBuilder, StaticSource, TestKey, jwks};
-use jwkstash::{Cache, Entry, KeySet, MemoryCache, RedisCache, Tiered, Verifier};
+use jwkstash::tier::{Cache, Entry, Tiered};
+use jwkstash::{MemoryCache, RedisCache, Verifier};
 use jwkstash_core::ManualClock;
 use jwkstash_redis::fred::prelude::{Builder, ClientLike, Config, KeysInterface};
 use jwkstash_redis::testkit::RedisServer;
@@ -332,7 +334,7 @@ fn verify_stale_while_refreshing(c: &mut Criterion) {
             .await
             .unwrap();
         // A fetch deadline longer than the benchmark: the refresh hangs throughout.
-        let source = jwkstash::HttpKeySource::builder(idp.jwks_url())
+        let source = jwkstash::source::HttpKeySource::builder(idp.jwks_url())
             .allow_http(true)
             .timeout(Duration::from_secs(3600))
             .build()

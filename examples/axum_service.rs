@@ -9,8 +9,9 @@ use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::get;
+use jwkstash::events::KeyHealth;
 use jwkstash::testkit::Idp;
-use jwkstash::{Claims, JwtLayer, KeyHealth, Verifier};
+use jwkstash::{Claims, JwtLayer, Verifier};
 use serde::Deserialize;
 
 #[derive(Clone, Deserialize)]

@@ -7,12 +7,12 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use jwkstash::jwkstash_core::Directory;
+use jwkstash::events::KeyEvent;
+use jwkstash::issuers::IssuerTemplate;
+use jwkstash::source::Failover;
 use jwkstash::testkit::{Idp, TestKey, jwks};
-use jwkstash::{
-    Failover, InvalidToken, IssuerTemplate, KeyEvent, RedisCache, Verifier, VerifierBuilder,
-    VerifyError,
-};
+use jwkstash::tier::Directory;
+use jwkstash::{InvalidToken, RedisCache, Verifier, VerifierBuilder, VerifyError};
 use jwkstash_redis::testkit::RedisServer;
 use serde_json::Value;
 use tokio::process::Command;

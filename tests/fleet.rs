@@ -10,11 +10,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use jwkstash::clock::{Clock, ManualClock};
+use jwkstash::events::KeyEvent;
+use jwkstash::source::Fetched;
 use jwkstash::testkit::{TestKey, eventually, jwks};
-use jwkstash::{
-    Clock, Fetched, FreshnessPolicy, InvalidToken, KeyEvent, ManualClock, MemoryCache, RedisCache,
-    SharedKeySetTier, Verifier, VerifyError,
-};
+use jwkstash::tier::SharedKeySetTier;
+use jwkstash::{FreshnessPolicy, InvalidToken, MemoryCache, RedisCache, Verifier, VerifyError};
 use jwkstash_core::{Lease, MockKeySource};
 use jwkstash_redis::testkit::{RedisCluster, RedisSentinel, RedisServer, TestCa, tls_config};
 use serde_json::{Value, json};
@@ -28,7 +29,7 @@ const MINUTE: Duration = Duration::from_secs(60);
 /// Where the shared tier lives.
 #[derive(Clone)]
 enum Shared {
-    Memory(MemoryCache<Arc<jwkstash::KeySet>>),
+    Memory(MemoryCache<Arc<jwkstash::keys::KeySet>>),
     /// A Redis; `ca` set: `url` is `rediss://` and the instances trust that root only.
     Redis {
         url: String,
@@ -135,7 +136,7 @@ impl Upstream {
         mock.expect_fetch().times(times).returning(move |_| {
             counted.fetch_add(1, Ordering::SeqCst);
             if down.load(Ordering::SeqCst) {
-                return Err(jwkstash::FetchError::Status(500));
+                return Err(jwkstash::source::FetchError::Status(500));
             }
             Ok(scripted.lock().unwrap().last().cloned().expect("an answer"))
         });
@@ -200,15 +201,15 @@ struct Slow {
 }
 
 #[async_trait::async_trait]
-impl jwkstash::KeySource for Slow {
+impl jwkstash::source::KeySource for Slow {
     fn id(&self) -> &str {
         self.mock.id()
     }
 
     async fn fetch(
         &self,
-        validators: &jwkstash::Validators,
-    ) -> Result<Fetched, jwkstash::FetchError> {
+        validators: &jwkstash::source::Validators,
+    ) -> Result<Fetched, jwkstash::source::FetchError> {
         self.gate.open.fetch_add(1, Ordering::SeqCst);
         let mut held = self.gate.held.subscribe();
         let _ = held.wait_for(|held| !held).await;
@@ -290,9 +291,9 @@ impl Fleet {
     /// Waits until every instance holds a fresh set (background refreshes have landed).
     async fn until_all_fresh(&self) {
         eventually("every instance fresh", || {
-            self.instances
-                .iter()
-                .all(|verifier| matches!(verifier.health(), jwkstash::KeyHealth::Fresh { .. }))
+            self.instances.iter().all(|verifier| {
+                matches!(verifier.health(), jwkstash::events::KeyHealth::Fresh { .. })
+            })
         })
         .await;
     }
@@ -614,7 +615,7 @@ async fn refresh_ahead_once_per_fleet(shared: Shared, clock: ManualClock) {
     fleet.expect_valid(&vec![token.clone(); 8]).await;
     assert_eq!(fleet.upstream.calls(), 1);
     let fresh_until = |instance: &Verifier| match instance.health() {
-        jwkstash::KeyHealth::Fresh { until } => Some(until),
+        jwkstash::events::KeyHealth::Fresh { until } => Some(until),
         _ => None,
     };
     let first_until = fresh_until(&fleet.instances[0]).expect("a fresh set");
@@ -771,7 +772,7 @@ async fn failover_in_a_fleet(shared: Shared, clock: ManualClock) {
     primary.fail();
     let configure = || {
         Verifier::builder()
-            .key_source(jwkstash::Failover::new(
+            .key_source(jwkstash::source::Failover::new(
                 primary.source(),
                 secondary.source(),
             ))
@@ -808,7 +809,7 @@ async fn tenants_in_a_fleet(shared: Shared, clock: ManualClock) {
     let configure = || {
         Verifier::builder()
             .key_source(upstream.source())
-            .issuer_template(jwkstash::IssuerTemplate::new(ENTRA, "tid").unwrap())
+            .issuer_template(jwkstash::issuers::IssuerTemplate::new(ENTRA, "tid").unwrap())
             .audience(AUDIENCE)
     };
     let fleet = Fleet::start_with(4, &shared, clock, upstream.clone(), configure).await;
@@ -1109,15 +1110,15 @@ async fn a_planted_key_set_with_a_bad_mac_is_never_trusted() {
         .await
         .unwrap();
     clock.advance(Duration::from_secs(1));
-    let planted = jwkstash::KeySet::parse(jwks(&[&attackers]).to_string()).unwrap();
+    let planted = jwkstash::keys::KeySet::parse(jwks(&[&attackers]).to_string()).unwrap();
     let now = clock.now();
-    let entry = jwkstash::Entry::new(
+    let entry = jwkstash::tier::Entry::new(
         Arc::new(planted),
         now,
         now + MINUTE * 60,
         now + MINUTE * 120,
     );
-    jwkstash::Cache::put(&attacker, &cache_key, entry)
+    jwkstash::tier::Cache::put(&attacker, &cache_key, entry)
         .await
         .unwrap();
 

@@ -14,8 +14,9 @@ mod process;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use jwkstash::source::HttpKeySource;
 use jwkstash::testkit::{Behaviour, Idp, TestKey, eventually};
-use jwkstash::{FreshnessPolicy, HttpKeySource, RedisCache, Verifier};
+use jwkstash::{FreshnessPolicy, RedisCache, Verifier};
 use jwkstash_redis::testkit::RedisServer;
 use process::{VerifierProcess, text};
 
@@ -314,7 +315,7 @@ async fn with_defaults_a_slow_live_holder_keeps_the_lease_and_the_fleet_fetches_
     let Some(mut fleet) = Fleet::start(8, None).await else {
         return;
     };
-    let lease_ttl = jwkstash::DEFAULT_LEASE_TTL;
+    let lease_ttl = jwkstash::limits::DEFAULT_LEASE_TTL;
     fleet.idp.set_behaviour(Behaviour::Slow(3 * lease_ttl));
     fleet.idp.rotate(TestKey::ec_p256("key-2"));
     let rotated = fleet.idp.mint();

@@ -9,8 +9,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use fred::prelude::{Builder, ClientLike, Config, KeysInterface, PubsubInterface};
+use jwkstash::clock::ManualClock;
+use jwkstash::keys::KeySet;
+use jwkstash::source::Fetched;
 use jwkstash::testkit::{TestKey, eventually, jwks};
-use jwkstash::{Cache, Entry, Fetched, FreshnessPolicy, KeySet, ManualClock, RedisCache, Verifier};
+use jwkstash::tier::{Cache, Entry};
+use jwkstash::{FreshnessPolicy, RedisCache, Verifier};
 use jwkstash_core::{Clock, Directory, Invalidation, Invalidations, MockKeySource, unix_millis};
 use jwkstash_redis::fred;
 use jwkstash_redis::testkit::RedisServer;

@@ -13,8 +13,9 @@ mod process;
 
 use std::path::Path;
 
+use jwkstash::Verifier;
+use jwkstash::source::HttpKeySource;
 use jwkstash::testkit::{Behaviour, Idp, TestKey};
-use jwkstash::{HttpKeySource, Verifier};
 use process::{VerifierProcess, text};
 
 const INSTANCE_ENV: &str = "JWKSTASH_SNAPSHOT_INSTANCE";

@@ -4,7 +4,7 @@
 
 use std::time::{Duration, SystemTime};
 
-use jwkstash::jwkstash_core::envelope;
+use jwkstash::tier::envelope;
 use libfuzzer_sys::fuzz_target;
 
 const SECRET: &[u8] = b"the fuzzer's secret, 32 bytes...";

@@ -4,7 +4,7 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    if let Ok(set) = jwkstash::KeySet::parse(data.to_vec()) {
+    if let Ok(set) = jwkstash::keys::KeySet::parse(data.to_vec()) {
         assert!(!set.keys().is_empty());
     }
 });

@@ -6,7 +6,8 @@
 use std::sync::{Arc, OnceLock};
 
 use jwkstash::testkit::{StaticSource, TestKey, jwks};
-use jwkstash::{ManualClock, Verifier};
+use jwkstash::Verifier;
+use jwkstash::clock::ManualClock;
 use libfuzzer_sys::fuzz_target;
 
 struct Harness {

@@ -5,7 +5,8 @@
 use std::sync::{Arc, OnceLock};
 
 use jwkstash::testkit::{StaticSource, TestKey, jwks};
-use jwkstash::{ManualClock, Verifier};
+use jwkstash::Verifier;
+use jwkstash::clock::ManualClock;
 use libfuzzer_sys::fuzz_target;
 
 struct Harness {
@@ -20,7 +21,7 @@ fn harness() -> &'static Harness {
             TestKey::ed25519("k1"),
             TestKey::ec_p256("k2"),
             TestKey::rsa("k3"),
-            TestKey::ed25519("k5").with_alg(jwkstash::Algorithm::Ed25519),
+            TestKey::ed25519("k5").with_alg(jwkstash::keys::Algorithm::Ed25519),
         ];
         let mut document = jwks(&keys.iter().collect::<Vec<_>>());
         // A P-521 key, so that ES512 signatures (checked with aws-lc, not jsonwebtoken) are

@@ -18,7 +18,7 @@ use crate::jose::error::InvalidToken;
 use crate::jose::token::decode_segment;
 use crate::store::error::{KeysUnavailable, RefreshError};
 use crate::store::policy::DEFAULT_FETCH_TIMEOUT;
-use crate::store::tiers::KeySetCache;
+use crate::store::tiers::KeySetTier;
 use crate::verify::builder::VerifierBuilder;
 use crate::verify::error::VerifyError;
 use crate::verify::verifier::{DEFAULT_MAX_TOKEN_BYTES, Verifier};
@@ -83,7 +83,7 @@ pub struct Issuers {
     resolver: Option<Resolution>,
     /// The resolver's bounds, kept apart so that they may be set before or after it.
     limits: Limits,
-    near: Option<KeySetCache>,
+    near: Option<KeySetTier>,
     max_token_bytes: usize,
     /// The `issuer` metrics label of resolved verifiers; `None`: each its own issuer.
     metrics_label: Option<Arc<str>>,
@@ -202,7 +202,7 @@ impl Issuers {
 
     /// An empty registry whose [`verifier_builder`](Self::verifier_builder) gives every verifier
     /// the same near tier, so that memory stays bounded by that tier with many issuers.
-    pub fn with_cache(near: KeySetCache) -> Self {
+    pub fn with_near_tier(near: KeySetTier) -> Self {
         Self {
             near: Some(near),
             ..Self::new()
@@ -217,7 +217,7 @@ impl Issuers {
     /// [`resolver_limits`](Self::resolver_limits)).
     ///
     /// Resolved verifiers share the registry's near tier: the one given to
-    /// [`with_cache`](Self::with_cache), else one in-process tier made here (feature
+    /// [`with_near_tier`](Self::with_near_tier), else one in-process tier made here (feature
     /// `memory`, on the system clock), so that each costs kilobytes rather than a tier of its
     /// own.
     #[must_use]

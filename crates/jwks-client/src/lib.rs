@@ -57,7 +57,7 @@ pub use store::events::{EVENT_CAPACITY, KeyEvent, KeyEvents};
 pub use store::fleet::FORCED_REFRESH_SLOT;
 pub use store::freshness::KeyHealth;
 pub use store::policy::{DEFAULT_FETCH_TIMEOUT, FreshnessPolicy};
-pub use store::tiers::{KeySetCache, SharedKeySetTier};
+pub use store::tiers::{KeySetTier, SharedKeySetTier};
 pub use verify::builder::VerifierBuilder;
 pub use verify::error::VerifyError;
 pub use verify::verifier::{

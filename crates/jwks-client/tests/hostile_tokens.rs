@@ -432,7 +432,7 @@ async fn keys_are_bound_to_their_issuer() {
     let clock = ManualClock::default();
     // Two providers publish different keys under the same kid.
     let (key_a, key_b) = (TestKey::ec_p256("shared"), TestKey::ec_p256("shared"));
-    let shared_cache: jwkstash_jwks::KeySetCache = Arc::new(
+    let shared_tier: jwkstash_jwks::KeySetTier = Arc::new(
         jwkstash_memory::MemoryCache::builder()
             .clock(Arc::new(clock.clone()))
             .build(),
@@ -448,7 +448,7 @@ async fn keys_are_bound_to_their_issuer() {
             .issuer(issuer)
             .audience(AUDIENCE)
             .clock(Arc::new(clock.clone()))
-            .near_tier(Arc::clone(&shared_cache))
+            .near_tier(Arc::clone(&shared_tier))
             .build()
             .unwrap()
     };

@@ -57,12 +57,12 @@ const B: &str = "https://b.test/";
 #[tokio::test]
 async fn the_same_kid_under_two_issuers_stays_apart() {
     let clock = ManualClock::default();
-    let shared: jwkstash_jwks::KeySetCache = Arc::new(
+    let shared: jwkstash_jwks::KeySetTier = Arc::new(
         jwkstash_memory::MemoryCache::builder()
             .clock(Arc::new(clock.clone()))
             .build(),
     );
-    let issuers = Issuers::with_cache(shared);
+    let issuers = Issuers::with_near_tier(shared);
     let (key_a, key_b) = (TestKey::ec_p256("same-kid"), TestKey::ec_p256("same-kid"));
     issuers.insert(verifier(&issuers, A, "api-a", &key_a, &clock));
     issuers.insert(verifier(&issuers, B, "api-b", &key_b, &clock));

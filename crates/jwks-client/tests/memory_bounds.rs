@@ -117,13 +117,13 @@ async fn a_thousand_issuers_cost_little_and_leave_nothing_when_removed() {
     let key = TestKey::ed25519("k1");
     let clock = TokioClock::new();
     let document = jwkstash_jwks::testkit::jwks(&[&key]).to_string();
-    let near: jwkstash_jwks::KeySetCache = Arc::new(
+    let near: jwkstash_jwks::KeySetTier = Arc::new(
         jwkstash_memory::MemoryCache::builder()
             .clock(Arc::new(clock.clone()))
             .max_capacity(10_000)
             .build(),
     );
-    let issuers = jwkstash_jwks::Issuers::with_cache(near);
+    let issuers = jwkstash_jwks::Issuers::with_near_tier(near);
     let names: Vec<String> = (0..1000)
         .map(|i| format!("https://tenant-{i}.test/"))
         .collect();

@@ -154,7 +154,7 @@ fn adding_the_ten_thousandth_issuer_allocates_about_what_the_hundredth_did() {
     let source = StaticKeySource::from_json(jwks(&[&key]).to_string()).unwrap();
     let clock: jwkstash_core::SharedClock = std::sync::Arc::new(jwkstash_core::SystemClock);
     let near = jwkstash_memory::MemoryCache::builder().clock(clock).build();
-    let issuers = Issuers::with_cache(std::sync::Arc::new(near));
+    let issuers = Issuers::with_near_tier(std::sync::Arc::new(near));
     let verifiers: Vec<Verifier> = (0..ISSUERS)
         .map(|n| {
             issuers

@@ -21,9 +21,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use jwkstash::{
-    DiscoverySource, HttpKeySource, KeyKind, KeySet, KeySource, Validators, Verifier, VerifyError,
-};
+use jwkstash::keys::{KeyKind, KeySet};
+use jwkstash::source::{DiscoverySource, HttpKeySource, KeySource, Validators};
+use jwkstash::{Verifier, VerifyError};
 use serde_json::Value;
 
 #[derive(Parser)]
@@ -110,8 +110,10 @@ fn source(url: &str, jwks: bool, http: &HttpArgs) -> Result<Arc<dyn KeySource>, 
 async fn keys(url: &str, jwks: bool, http: &HttpArgs) -> Result<(), Failure> {
     let source = source(url, jwks, http)?;
     let body = match source.fetch(&Validators::default()).await {
-        Ok(jwkstash::Fetched::Modified { body, .. }) => body,
-        Ok(jwkstash::Fetched::NotModified { .. }) => return Err((2, "unexpected 304".into())),
+        Ok(jwkstash::source::Fetched::Modified { body, .. }) => body,
+        Ok(jwkstash::source::Fetched::NotModified { .. }) => {
+            return Err((2, "unexpected 304".into()));
+        }
         Err(error) => return Err((2, format!("fetch failed: {error}"))),
     };
     let (usable, skipped) =
@@ -199,7 +201,6 @@ fn with_causes(error: &dyn std::error::Error) -> String {
     }
     text
 }
-
 
 #[tokio::main]
 async fn main() -> ExitCode {

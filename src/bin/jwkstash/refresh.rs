@@ -10,9 +10,11 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use jwkstash::jwkstash_core::{Directory, unix_millis};
-use jwkstash::jwkstash_jwks::FORCED_REFRESH_SLOT;
-use jwkstash::{Cache, Invalidation, Invalidations, IssuerTemplate, KeySet, Lease, RedisCache};
+use jwkstash::RedisCache;
+use jwkstash::clock::unix_millis;
+use jwkstash::issuers::IssuerTemplate;
+use jwkstash::keys::KeySet;
+use jwkstash::tier::{Cache, Directory, FORCED_REFRESH_SLOT, Invalidation, Invalidations, Lease};
 use serde_json::Value;
 
 use crate::Failure;

@@ -172,7 +172,7 @@ fn describe_skipped(skipped: &[SkippedKey]) -> String {
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct SkippedKey {
-    /// Its `kid` if it had a usable one (at most [`MAX_KID_BYTES`]).
+    /// Its `kid` if it had a usable one (at most [`MAX_KID_BYTES`](crate::MAX_KID_BYTES)).
     pub kid: Option<String>,
     /// Why it was skipped.
     pub reason: SkipReason,
@@ -208,7 +208,7 @@ pub enum SkipReason {
     NoVerifyOperation,
     /// `alg` is not an accepted asymmetric algorithm or does not fit the key type.
     UnsupportedAlgorithm,
-    /// An RSA modulus below [`MIN_RSA_BITS`] or above [`MAX_RSA_BITS`].
+    /// An RSA modulus below [`MIN_RSA_BITS`](crate::MIN_RSA_BITS) or above [`MAX_RSA_BITS`](crate::MAX_RSA_BITS).
     RsaSize,
     /// An RSA exponent that is even, below 3, or wider than 32 bits.
     RsaExponent,
@@ -216,9 +216,9 @@ pub enum SkipReason {
     BadCoordinates,
     /// EC coordinates of the right length that are not a point on the named curve.
     PointNotOnCurve,
-    /// A `kid` longer than [`MAX_KID_BYTES`].
+    /// A `kid` longer than [`MAX_KID_BYTES`](crate::MAX_KID_BYTES).
     KidTooLong,
-    /// The set already had [`MAX_KEYS`] usable keys.
+    /// The set already had [`MAX_KEYS`](crate::MAX_KEYS) usable keys.
     TooManyKeys,
     /// The `x5c` leaf certificate is not a readable X.509 certificate (or is too long).
     Certificate,

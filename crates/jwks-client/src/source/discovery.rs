@@ -241,7 +241,7 @@ impl DiscoverySourceBuilder {
 
     /// Keeps the discovery document in a shared tier too (a `RedisCache`), so a fleet discovers
     /// once.
-    pub fn shared_cache(mut self, cache: Arc<dyn Cache<Discovery>>) -> Self {
+    pub fn shared_tier(mut self, cache: Arc<dyn Cache<Discovery>>) -> Self {
         self.shared = Some(cache);
         self
     }

@@ -18,7 +18,7 @@ use crate::stats::Counters;
 use crate::store::fleet::Fleet;
 use crate::store::load::Loader;
 use crate::store::policy::FreshnessPolicy;
-use crate::store::tiers::{KeySetCache, KeyTiers, SharedKeySetTier};
+use crate::store::tiers::{KeySetTier, KeyTiers, SharedKeySetTier};
 use crate::store::{Alone, KeyStore, StoreParts};
 use crate::verify::verified::VerifiedTokens;
 use crate::verify::verifier::{
@@ -37,7 +37,7 @@ pub struct VerifierBuilder {
     issuers: Vec<String>,
     audiences: Vec<String>,
     any_audience: bool,
-    near: Option<KeySetCache>,
+    near: Option<KeySetTier>,
     shared: Option<SharedKeySetTier>,
     snapshot: Option<SnapshotSpec>,
     lease_ttl: Duration,
@@ -202,7 +202,7 @@ impl VerifierBuilder {
 
     /// The near tier: in-process, read first (default: a moka tier, with the `memory`
     /// feature).
-    pub fn near_tier(mut self, tier: KeySetCache) -> Self {
+    pub fn near_tier(mut self, tier: KeySetTier) -> Self {
         self.near = Some(tier);
         self
     }
@@ -232,7 +232,7 @@ impl VerifierBuilder {
     /// A snapshot tier of the caller's: read last, when the near and shared tiers have no set,
     /// and written with every new set (a [`FileCache`](jwkstash_file::FileCache) with a
     /// secret, or any [`Cache`](jwkstash_core::Cache) that outlives the process).
-    pub fn snapshot_tier(mut self, tier: KeySetCache) -> Self {
+    pub fn snapshot_tier(mut self, tier: KeySetTier) -> Self {
         self.snapshot = Some(SnapshotSpec::Ready(tier));
         self
     }
@@ -481,11 +481,11 @@ fn about(
 enum SnapshotSpec {
     #[cfg(feature = "file")]
     Dir(std::path::PathBuf),
-    Ready(KeySetCache),
+    Ready(KeySetTier),
 }
 
 impl SnapshotSpec {
-    fn build(self, clock: &SharedClock) -> Result<KeySetCache, BuildError> {
+    fn build(self, clock: &SharedClock) -> Result<KeySetTier, BuildError> {
         match self {
             #[cfg(feature = "file")]
             Self::Dir(dir) => Ok(Arc::new(
@@ -521,7 +521,7 @@ impl SourceSpec {
 }
 
 #[cfg(feature = "memory")]
-pub(crate) fn default_cache(clock: &SharedClock) -> Result<KeySetCache, BuildError> {
+pub(crate) fn default_cache(clock: &SharedClock) -> Result<KeySetTier, BuildError> {
     Ok(Arc::new(
         jwkstash_memory::MemoryCache::builder()
             .clock(Arc::clone(clock))
@@ -530,7 +530,7 @@ pub(crate) fn default_cache(clock: &SharedClock) -> Result<KeySetCache, BuildErr
 }
 
 #[cfg(not(feature = "memory"))]
-pub(crate) fn default_cache(_: &SharedClock) -> Result<KeySetCache, BuildError> {
+pub(crate) fn default_cache(_: &SharedClock) -> Result<KeySetTier, BuildError> {
     Err(BuildError::MissingCache)
 }
 
