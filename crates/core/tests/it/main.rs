@@ -1,0 +1,3 @@
+//! The integration tests of jwkstash-core, one module per subject, in one binary.
+
+mod tiered;

@@ -1,0 +1,3 @@
+//! The integration tests of jwkstash-memory, one module per subject, in one binary.
+
+mod conformance;

@@ -1,0 +1,5 @@
+//! The integration tests of jwkstash-tower, one module per subject, in one binary.
+
+mod grpc;
+#[cfg(feature = "axum")]
+mod middleware;
