@@ -21,14 +21,14 @@ if [ ! -x "$venv/bin/python" ]; then
 fi
 "$venv/bin/python" -m pip install -q --disable-pip-version-check -r bindings/python/requirements-test.txt
 
-# maturin sets PYO3_BUILD_EXTENSION_MODULE for its build (no libpython link); the fleet peer is
-# built with it too, so that it reuses maturin's build of pyo3 instead of redoing it.
-export PYO3_BUILD_EXTENSION_MODULE=1
+# The Rust fleet peer first: it builds the crates whose features differ from the workspace's
+# build, which maturin then reuses (only pyo3 and the extension are built again, since maturin
+# configures pyo3 for an extension module).
+cargo build -p jwkstash-python --example fleet_peer
+export JWKSTASH_FLEET_PEER="$target/debug/examples/fleet_peer"
 rm -rf "$wheels"
 (cd bindings/python && "$venv/bin/maturin" build --profile dev --interpreter "$venv/bin/python" --out "$wheels")
 "$venv/bin/python" -m pip install -q --disable-pip-version-check --force-reinstall --no-deps "$wheels"/jwkstash-*.whl
-cargo build -p jwkstash-python --example fleet_peer
-export JWKSTASH_FLEET_PEER="$target/debug/examples/fleet_peer"
 
 cd bindings/python
 exec "$venv/bin/python" -m pytest "$@"

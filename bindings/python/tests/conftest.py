@@ -13,7 +13,7 @@ from typing import Any, Iterator, List, Optional
 
 import pytest
 
-from support import SKIP_ENV, Provider, RedisServer, signing_key
+from support import REDIS_SERVER, SKIP_ENV, Provider, RedisServer, signing_key
 
 _skipped_redis: List[str] = []
 
@@ -27,7 +27,7 @@ def provider() -> Iterator[Provider]:
 
 @pytest.fixture(scope="session")
 def _redis_server() -> Iterator[Optional[RedisServer]]:
-    if shutil.which("redis-server") is None:
+    if shutil.which(REDIS_SERVER) is None:
         yield None
         return
     server = RedisServer()
@@ -41,12 +41,12 @@ def redis(_redis_server: Optional[RedisServer], request: pytest.FixtureRequest) 
     if _redis_server is None:
         if not os.environ.get(SKIP_ENV):
             pytest.fail(
-                "redis-server is not on PATH: install it (Debian/Ubuntu: apt-get install "
+                f"{REDIS_SERVER} is not on PATH: install it (Debian/Ubuntu: apt-get install "
                 f"redis-server), or set {SKIP_ENV}=1 to skip the tests that need it",
                 pytrace=False,
             )
         _skipped_redis.append(request.node.nodeid)
-        pytest.skip(f"{SKIP_ENV} is set and redis-server is not on PATH")
+        pytest.skip(f"{SKIP_ENV} is set and {REDIS_SERVER} is not on PATH")
     return _redis_server
 
 
@@ -59,7 +59,7 @@ def prefix() -> str:
 def pytest_terminal_summary(terminalreporter: Any) -> None:
     if _skipped_redis:
         terminalreporter.write_line(
-            f"*** SKIPPED ({SKIP_ENV} is set): redis-server is not on PATH; "
+            f"*** SKIPPED ({SKIP_ENV} is set): {REDIS_SERVER} is not on PATH; "
             f"{len(_skipped_redis)} Redis test(s) skipped ***",
             yellow=True,
         )

@@ -24,9 +24,12 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 REDIS_PASSWORD = "jwkstash-test-password"
 SKIP_ENV = "JWKSTASH_SKIP_REDIS"
+#: The redis-server binary (JWKSTASH_REDIS_SERVER names another one).
+REDIS_SERVER = os.environ.get("JWKSTASH_REDIS_SERVER", "redis-server")
 AUDIENCE = "my-api"
 #: The fleet's HMAC secret in these tests (never stored in Redis).
 HMAC_SECRET = "a-test-secret-of-32-bytes-length"
+
 
 class SigningKey:
     """A signing key with its public JWK."""
@@ -147,13 +150,19 @@ class RedisServer:
         self.dir = tempfile.mkdtemp(prefix="jwkstash-redis-")
         self.process = subprocess.Popen(
             [
-                "redis-server",
-                "--bind", "127.0.0.1",
-                "--port", str(self.port),
-                "--requirepass", REDIS_PASSWORD,
-                "--save", "",
-                "--appendonly", "no",
-                "--dir", self.dir,
+                REDIS_SERVER,
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--requirepass",
+                REDIS_PASSWORD,
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                self.dir,
             ],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

@@ -123,7 +123,9 @@ def user_from_claims(claims: Dict[str, Any]) -> Any:
 
 
 def test_realm_and_user_factory(provider: Provider) -> None:
-    config = jwkstash_settings(provider, REALM="my-api", USER_FACTORY="test_django.user_from_claims")
+    config = jwkstash_settings(
+        provider, REALM="my-api", USER_FACTORY="test_django.user_from_claims"
+    )
     with override_settings(JWKSTASH=config):
         response = Client().get("/api/me", **bearer(provider.mint()))
         assert response.status_code == 200
@@ -160,11 +162,15 @@ def test_middleware_keys_unavailable(configured: Provider) -> None:
     assert int(response["Retry-After"]) >= 1
 
 
-def test_settings_with_redis_share_the_fleet(provider: Provider, redis: RedisServer, prefix: str) -> None:
+def test_settings_with_redis_share_the_fleet(
+    provider: Provider, redis: RedisServer, prefix: str
+) -> None:
     """A Django process configured with REDIS_URL reads the entry another verifier of the fleet
     (here a plain jwkstash.Verifier on the same prefix and secret) fetched."""
     other = jwkstash.Verifier(
-        **provider.verifier_settings(redis_url=redis.url, redis_prefix=prefix, hmac_secret=HMAC_SECRET)
+        **provider.verifier_settings(
+            redis_url=redis.url, redis_prefix=prefix, hmac_secret=HMAC_SECRET
+        )
     )
     other.prefetch()
     config = jwkstash_settings(

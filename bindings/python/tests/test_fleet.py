@@ -21,7 +21,9 @@ def peer(provider: Provider, redis: RedisServer, prefix: str) -> Iterator[RustPe
     rust.close()
 
 
-def python_verifier(provider: Provider, redis: RedisServer, prefix: str, **settings) -> jwkstash.Verifier:
+def python_verifier(
+    provider: Provider, redis: RedisServer, prefix: str, **settings
+) -> jwkstash.Verifier:
     settings.setdefault("hmac_secret", HMAC_SECRET)
     settings.setdefault("min_refresh_interval", 0.2)
     return jwkstash.Verifier(
@@ -29,7 +31,9 @@ def python_verifier(provider: Provider, redis: RedisServer, prefix: str, **setti
     )
 
 
-def test_rust_fetches_python_reads_the_entry(provider: Provider, redis: RedisServer, prefix: str, peer: RustPeer) -> None:
+def test_rust_fetches_python_reads_the_entry(
+    provider: Provider, redis: RedisServer, prefix: str, peer: RustPeer
+) -> None:
     token = provider.mint()
     assert peer.verify(token) == "ok"
     assert provider.requests == 1
@@ -41,7 +45,9 @@ def test_rust_fetches_python_reads_the_entry(provider: Provider, redis: RedisSer
     assert stats["fetches"] == 0 and stats["shared_hits"] == 1
 
 
-def test_python_fetches_rust_reads_the_entry(provider: Provider, redis: RedisServer, prefix: str) -> None:
+def test_python_fetches_rust_reads_the_entry(
+    provider: Provider, redis: RedisServer, prefix: str
+) -> None:
     python = python_verifier(provider, redis, prefix)
     token = provider.mint()
     assert python.verify(token)["sub"] == "user-1"
@@ -57,13 +63,18 @@ def test_python_fetches_rust_reads_the_entry(provider: Provider, redis: RedisSer
     assert provider.requests == 1
 
 
-def test_cold_start_together_is_one_fetch(provider: Provider, redis: RedisServer, prefix: str, peer: RustPeer) -> None:
+def test_cold_start_together_is_one_fetch(
+    provider: Provider, redis: RedisServer, prefix: str, peer: RustPeer
+) -> None:
     """Both languages cold at once, the provider slow: the fleet's lease lets one of them fetch."""
     provider.delay = 0.3
     python = python_verifier(provider, redis, prefix)
     token = provider.mint()
     results: list = []
-    threads = [threading.Thread(target=lambda: results.append(python.verify(token)["sub"])) for _ in range(4)]
+    threads = [
+        threading.Thread(target=lambda: results.append(python.verify(token)["sub"]))
+        for _ in range(4)
+    ]
     for thread in threads:
         thread.start()
     assert peer.verify(token) == "ok"
@@ -74,7 +85,9 @@ def test_cold_start_together_is_one_fetch(provider: Provider, redis: RedisServer
     assert python.stats()["fetches"] + peer.stats()["fetches"] == 1
 
 
-def test_one_invalidation_reaches_both_languages(provider: Provider, redis: RedisServer, prefix: str, peer: RustPeer) -> None:
+def test_one_invalidation_reaches_both_languages(
+    provider: Provider, redis: RedisServer, prefix: str, peer: RustPeer
+) -> None:
     python = python_verifier(provider, redis, prefix)
     token = provider.mint()
     assert peer.verify(token) == "ok"
@@ -96,7 +109,9 @@ def test_one_invalidation_reaches_both_languages(provider: Provider, redis: Redi
     # And the other way: Rust refreshes, Python hears it.
     third = signing_key("key-3", "ES256")
     provider.publish([second, third])
-    eventually("a second forced refresh is allowed", lambda: peer.refresh() == "refreshed fetched=true")
+    eventually(
+        "a second forced refresh is allowed", lambda: peer.refresh() == "refreshed fetched=true"
+    )
     assert provider.requests == 3
     eventually("Python holds key-3", lambda: '"key-3"' in python.jwks())
     assert python.verify(provider.mint(third))["sub"] == "user-1"
@@ -106,12 +121,16 @@ def test_one_invalidation_reaches_both_languages(provider: Provider, redis: Redi
     assert provider.requests == 3
 
 
-def test_another_hmac_secret_is_not_trusted(provider: Provider, redis: RedisServer, prefix: str, peer: RustPeer) -> None:
+def test_another_hmac_secret_is_not_trusted(
+    provider: Provider, redis: RedisServer, prefix: str, peer: RustPeer
+) -> None:
     """The MAC is checked across languages: a Python verifier with another secret refuses the
     Rust peer's entry (it reads as a miss) and fetches for itself."""
     token = provider.mint()
     assert peer.verify(token) == "ok"
-    stranger = python_verifier(provider, redis, prefix, hmac_secret="another-secret-of-32-bytes-long!")
+    stranger = python_verifier(
+        provider, redis, prefix, hmac_secret="another-secret-of-32-bytes-long!"
+    )
     assert stranger.verify(token)["sub"] == "user-1"
     assert stranger.stats()["fetches"] == 1
     assert provider.requests == 2

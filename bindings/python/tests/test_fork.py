@@ -59,7 +59,9 @@ def in_child(work: Callable[[], Dict[str, Any]]) -> Dict[str, Any]:
     return report
 
 
-def child_verifies(verifier: jwkstash.Verifier, token: str, count: int = 1) -> Callable[[], Dict[str, Any]]:
+def child_verifies(
+    verifier: jwkstash.Verifier, token: str, count: int = 1
+) -> Callable[[], Dict[str, Any]]:
     def work() -> Dict[str, Any]:
         held_before = _jwkstash._runtime_pid()
         for _ in range(count):
@@ -100,11 +102,15 @@ def test_forked_child_starts_its_own_runtime(provider: Provider) -> None:
     assert provider.requests == 2
 
 
-def test_forked_children_share_the_parents_fleet_entry(provider: Provider, redis, prefix: str) -> None:
+def test_forked_children_share_the_parents_fleet_entry(
+    provider: Provider, redis, prefix: str
+) -> None:
     """gunicorn --preload with Redis: the master builds the verifier (and may use it), each
     worker connects to Redis itself and reads the entry instead of asking the provider."""
     verifier = jwkstash.Verifier(
-        **provider.verifier_settings(redis_url=redis.url, redis_prefix=prefix, hmac_secret=HMAC_SECRET)
+        **provider.verifier_settings(
+            redis_url=redis.url, redis_prefix=prefix, hmac_secret=HMAC_SECRET
+        )
     )
     token = provider.mint()
     verifier.prefetch()
@@ -121,7 +127,9 @@ def test_forked_children_share_the_parents_fleet_entry(provider: Provider, redis
 def test_built_but_unused_in_the_parent(provider: Provider, redis, prefix: str) -> None:
     """The usual --preload case: built at import in the master, first used in the workers."""
     verifier = jwkstash.Verifier(
-        **provider.verifier_settings(redis_url=redis.url, redis_prefix=prefix, hmac_secret=HMAC_SECRET)
+        **provider.verifier_settings(
+            redis_url=redis.url, redis_prefix=prefix, hmac_secret=HMAC_SECRET
+        )
     )
     token = provider.mint()
     reports = [in_child(child_verifies(verifier, token, count=10)) for _ in range(2)]

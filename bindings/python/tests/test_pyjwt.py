@@ -21,7 +21,9 @@ def test_signing_key_decodes_with_pyjwt(provider: Provider, alg: str) -> None:
     signing = client.get_signing_key_from_jwt(token)
     assert isinstance(signing, jwt.PyJWK)
     assert signing.key_id == key.kid
-    claims = jwt.decode(token, signing.key, algorithms=[alg], audience=AUDIENCE, issuer=provider.issuer)
+    claims = jwt.decode(
+        token, signing.key, algorithms=[alg], audience=AUDIENCE, issuer=provider.issuer
+    )
     assert claims["sub"] == "user-1"
 
     # Many lookups from several threads: one fetch, and the same PyJWK every time.
@@ -48,7 +50,9 @@ def test_signing_key_of_a_rotated_key_is_found_on_its_first_token(provider: Prov
     token = provider.mint(new)
     signing = client.get_signing_key_from_jwt(token)
     assert signing.key_id == "key-2"
-    assert jwt.decode(token, signing.key, algorithms=["ES256"], audience=AUDIENCE)["sub"] == "user-1"
+    assert (
+        jwt.decode(token, signing.key, algorithms=["ES256"], audience=AUDIENCE)["sub"] == "user-1"
+    )
     assert provider.requests == 2
 
 

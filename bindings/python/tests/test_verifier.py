@@ -191,7 +191,9 @@ def test_configuration_errors_are_raised_at_construction(provider: Provider) -> 
 def test_redis_settings_are_checked(provider: Provider, redis, prefix: str) -> None:
     with pytest.raises(jwkstash.ConfigurationError, match="16 bytes"):
         jwkstash.Verifier(
-            **provider.verifier_settings(redis_url=redis.url, redis_prefix=prefix, hmac_secret="short")
+            **provider.verifier_settings(
+                redis_url=redis.url, redis_prefix=prefix, hmac_secret="short"
+            )
         )
     with pytest.raises(jwkstash.ConfigurationError, match="HMAC secret is required"):
         jwkstash.Verifier(**provider.verifier_settings(redis_url=redis.url, redis_prefix=prefix))

@@ -142,8 +142,5 @@ class Verifier(_jwkstash.Verifier):
             if key.key_id == kid:
                 return key
         raise pyjwt_compatible(
-            SigningKeyNotFound(
-                f'Unable to find a signing key that matches: "{kid}"', "unknown_kid"
-            )
+            SigningKeyNotFound(f'Unable to find a signing key that matches: "{kid}"', "unknown_kid")
         )
-

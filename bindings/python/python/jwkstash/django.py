@@ -78,9 +78,7 @@ def _config() -> Mapping[str, Any]:
 
 def build_verifier(config: Mapping[str, Any]) -> Verifier:
     """A :class:`Verifier` from a ``JWKSTASH`` settings dict."""
-    arguments = {
-        key.lower(): value for key, value in config.items() if key not in OWN_KEYS
-    }
+    arguments = {key.lower(): value for key, value in config.items() if key not in OWN_KEYS}
     try:
         return Verifier(**arguments)
     except TypeError as error:  # an unknown key

@@ -17,7 +17,11 @@ class Me(APIView):
 
     def get(self, request):
         return Response(
-            {"user": str(request.user), "sub": request.auth["sub"], "type": type(request.user).__name__}
+            {
+                "user": str(request.user),
+                "sub": request.auth["sub"],
+                "type": type(request.user).__name__,
+            }
         )
 
 
