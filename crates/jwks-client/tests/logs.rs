@@ -3,6 +3,7 @@
 //! parallel tests make tracing's callsite cache unreliable), and one test at a time.
 #![allow(clippy::unwrap_used)]
 
+#[path = "it/common/mod.rs"]
 mod common;
 
 use std::sync::{Arc, OnceLock};

@@ -3,6 +3,7 @@
 // A counting global allocator needs `unsafe`; it only forwards to the system allocator.
 #![allow(unsafe_code, clippy::unwrap_used)]
 
+#[path = "it/common/mod.rs"]
 mod common;
 
 use std::alloc::{GlobalAlloc, Layout, System};

@@ -4,6 +4,7 @@
 //! globally (a resolver's verifiers are built on the registry's own task).
 #![allow(clippy::unwrap_used)]
 
+#[path = "it/common/mod.rs"]
 mod common;
 
 use std::collections::BTreeSet;

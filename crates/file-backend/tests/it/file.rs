@@ -354,8 +354,9 @@ async fn two_processes_writing_at_once_never_leave_a_torn_file() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().display().to_string();
     let spawn = move |offset: u64| {
+        // This binary again, running only `writer` (named by its module in `tests/it`).
         tokio::process::Command::new(std::env::current_exe().unwrap())
-            .args(["writer", "--exact", "--ignored", "--test-threads=1"])
+            .args(["file::writer", "--exact", "--ignored", "--test-threads=1"])
             .env(WRITER_ENV, format!("{path}|{offset}"))
             .kill_on_drop(true)
             .status()

@@ -3,12 +3,10 @@
 //! set. Upstream calls are mockall expectations, on tokio's paused clock.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use jwkstash_core::{MockKeySource, TokioClock};
 use jwkstash_jwks::testkit::TestKey;
 use jwkstash_jwks::{InvalidToken, Verifier, VerifyError};

@@ -4,11 +4,9 @@
 //! key family. Each one a user relies on, and each a mutant of the security core that survived.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
 use std::sync::Arc;
 
-use common::*;
+use crate::common::*;
 use jwkstash_core::{Clock, ManualClock};
 use jwkstash_jwks::testkit::{TestKey, b64};
 use jwkstash_jwks::{Algorithm, InvalidToken, KeySet, MAX_KID_BYTES, SkipReason, Verifier};

@@ -2,12 +2,10 @@
 //! involved, or the cause behind it.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use jwkstash_core::{FetchError, ManualClock, MockKeySource, TokioClock};
 use jwkstash_jwks::testkit::TestKey;
 use jwkstash_jwks::{

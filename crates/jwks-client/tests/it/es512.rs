@@ -3,16 +3,14 @@
 //! made by aws-lc (jsonwebtoken has no ES512; jwkstash verifies it with aws-lc too).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
 use std::str::FromStr;
 use std::sync::Arc;
 
+use crate::common::*;
 use aws_lc_rs::rand::SystemRandom;
 use aws_lc_rs::signature::{self, EcdsaKeyPair, KeyPair as _};
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use common::*;
 use jwkstash_core::ManualClock;
 use jwkstash_jwks::testkit::{TestKey, b64, b64_decode};
 use jwkstash_jwks::{

@@ -2,12 +2,10 @@
 //! verification. On tokio's paused clock.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use jwkstash_core::TokioClock;
 use jwkstash_jwks::testkit::TestKey;
 use jwkstash_jwks::{EVENT_CAPACITY, KeyEvent, KeyEvents, RefreshError, Verifier};

@@ -3,12 +3,10 @@
 //! on another curve. Every token carries a genuine signature.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::str::FromStr;
 use std::sync::Arc;
 
-use common::*;
+use crate::common::*;
 use jwkstash_core::ManualClock;
 use jwkstash_jwks::testkit::{TestKey, b64, b64_decode};
 use jwkstash_jwks::{

@@ -2,13 +2,11 @@
 //! cleanly, and an unusable document never replaces a good set.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use jwkstash_jwks::testkit::{TestKey, b64, eventually};
 use jwkstash_jwks::{KeySet, KeySetError, MAX_KEYS, RefreshError, SkipReason, VerifyError};
 use serde_json::{Value, json};

@@ -2,12 +2,10 @@
 //! it should not, fetch a URL it was not given, panic, or spend unbounded memory or time.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use jsonwebtoken::{EncodingKey, Header};
 use jwkstash_core::{Clock, ManualClock, MockKeySource};
 use jwkstash_jwks::testkit::{Idp, IdpBuilder, TestKey, b64};

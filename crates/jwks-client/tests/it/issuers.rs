@@ -2,11 +2,9 @@
 //! unknown issuers cost no request, and issuers come and go at run time.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::sync::Arc;
 
-use common::*;
+use crate::common::*;
 use jwkstash_core::{ManualClock, MockKeySource};
 use jwkstash_jwks::testkit::TestKey;
 use jwkstash_jwks::{InvalidToken, Issuers, Verifier, VerifyError};

@@ -2,11 +2,9 @@
 //! (checked by capturing a subscriber's output) and the `stats()` snapshot.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::sync::Arc;
 
-use common::*;
+use crate::common::*;
 use jwkstash_core::{Clock, ManualClock};
 use jwkstash_jwks::Verifier;
 use jwkstash_jwks::testkit::TestKey;

@@ -2,12 +2,10 @@
 //! and what a parsed key set gives back (its bytes, its keys' kid and algorithm).
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use jwkstash_core::{CacheValue, TokioClock};
 use jwkstash_jwks::testkit::{TestKey, jwks};
 use jwkstash_jwks::{Algorithm, BuildError, FreshnessPolicy, KeySet};

@@ -2,12 +2,10 @@
 //! body never panic, always give a typed error, and finish (a hang fails the test).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use jwkstash_core::{ManualClock, MockKeySource};
 use jwkstash_jwks::testkit::{TestKey, b64};
 use jwkstash_jwks::{KeySet, Verifier, VerifyError};

@@ -3,12 +3,10 @@
 //! if the new set verifies it. Upstream calls are mockall expectations, on tokio's paused clock.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use jwkstash_core::{MockKeySource, TokioClock};
 use jwkstash_jwks::testkit::{TestKey, jwks};
 use jwkstash_jwks::{FreshnessPolicy, InvalidToken, Verifier, VerifyError};

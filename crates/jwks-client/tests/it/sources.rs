@@ -2,12 +2,10 @@
 //! fetched set, and a failover pair over real HTTP on 127.0.0.1.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use jwkstash_core::{KeySource, TokioClock};
 use jwkstash_jwks::testkit::{Behaviour, Idp, TestKey, jwks};
 use jwkstash_jwks::{

@@ -4,12 +4,10 @@
 //! their curve. Each judgement call is in SECURITY.md.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use jwkstash_core::{Clock, ManualClock, MockKeySource};
 use jwkstash_jwks::testkit::{TestKey, b64};
 use jwkstash_jwks::{InvalidToken, Issuers, KeySet, SkipReason, Verifier, VerifyError};

@@ -3,13 +3,11 @@
 //! resolved on first sight.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime};
 
-use common::{TENANT_AUDIENCE, tenant, tenant_token};
+use crate::common::{TENANT_AUDIENCE, tenant, tenant_token};
 use jwkstash_jwks::testkit::{Behaviour, Idp, TestKey};
 use jwkstash_jwks::{
     InvalidToken, IssuerTemplate, Issuers, Verifier, VerifierBuilder, VerifyError,

@@ -1,13 +1,11 @@
 //! How often the upstream is called: counted with mockall, on tokio's paused clock.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use jwkstash_core::{Clock, TokioClock};
 use jwkstash_jwks::testkit::eventually;
 use jwkstash_jwks::{FreshnessPolicy, InvalidToken, Verifier, VerifyError};

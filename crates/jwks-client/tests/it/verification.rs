@@ -2,12 +2,10 @@
 //! claims only after it.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use jwkstash_core::{Clock, ManualClock, MockKeySource};
 use jwkstash_jwks::testkit::{TestKey, b64};
 use jwkstash_jwks::{Algorithm, InvalidToken, Verifier, VerifyError};

@@ -2,13 +2,11 @@
 //! expires, still needs its key in the current set, and serves any claims type.
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
 use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use jwkstash_core::TokioClock;
 use jwkstash_jwks::testkit::{TestKey, eventually};
 use jwkstash_jwks::{InvalidToken, Verifier, VerifyError};

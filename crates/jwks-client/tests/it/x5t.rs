@@ -3,13 +3,11 @@
 //! followed.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-mod common;
-
 use std::sync::Arc;
 
+use crate::common::*;
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
-use common::*;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use jwkstash_core::TokioClock;
 use jwkstash_jwks::{InvalidToken, KeySet, SkipReason, Verifier, VerifyError};
