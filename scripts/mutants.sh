@@ -4,21 +4,24 @@
 # freshness decision and the policy, and the Redis envelope codec. Prints caught / missed /
 # unviable / timeout per file, and each missed mutant.
 #
-# Which tests see each file: jwkstash-jwks's unit tests and its test binaries about tokens,
-# keys, claims and the policy (listed in JWKS_TESTS; the crate's other binaries are about
-# caching and the network and see these files only through them), and jwkstash-core's unit
-# tests for the envelope (crates/core/src/envelope.rs, used by the Redis and file tiers). The
-# root crate's fleet tests are not used.
+# Which tests see each file: jwkstash-jwks's unit tests and the modules of its `it` binary about
+# tokens, keys, claims and the policy (JWKS_TESTS: `--lib --test it` and, after `--`, name
+# filters that libtest ORs: `tests::` keeps every unit test (they live in `mod tests`), each
+# other one module of tests/it; the crate's other modules and binaries are about caching and
+# the network and see these files only through them), and jwkstash-core's unit tests for the
+# envelope (crates/core/src/envelope.rs, used by the Redis and file tiers). The root crate's
+# fleet tests are not used.
 #
 # Typical run time on the 2-core machine (nothing else compiling): about 20-25 s per mutant
-# for jwkstash-jwks (a rebuild of the crate and its 13 test binaries), about 8 s for the
-# envelope; the whole suite (about 505 mutants) takes three hours. One file at a time is the
-# usual way: claims.rs 9 min, certificate.rs 10 min, freshness.rs 15 min, envelope.rs 8 min;
-# claims.rs and json.rs together took 44 min with a CI run sharing the cores for half of it.
+# for jwkstash-jwks (a rebuild of the crate, its unit tests and tests/it; measured when these
+# tests were 13 binaries), about 8 s for the envelope; the whole suite (about 505 mutants)
+# takes three hours. One file at a time is the usual way: claims.rs 9 min, certificate.rs
+# 10 min, freshness.rs 15 min, envelope.rs 8 min; claims.rs and json.rs together took 44 min
+# with a CI run sharing the cores for half of it.
 #
 # Runs in place (the source tree is mutated and restored file by file; do not edit while it
 # runs) so that builds are incremental. Not run in CI. Needs `cargo install cargo-mutants`.
-# One file: scripts/mutants.sh crates/jwks-client/src/claims.rs
+# One file: scripts/mutants.sh crates/jwks-client/src/jose/claims.rs
 #
 # Survivors that no test can kill (no behaviour tells them apart) are explained in
 # scripts/mutants-equivalent.md.
@@ -26,19 +29,18 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 JWKS_FILES=(
-    crates/jwks-client/src/claims.rs
-    crates/jwks-client/src/token.rs
-    crates/jwks-client/src/alg.rs
-    crates/jwks-client/src/json.rs
-    crates/jwks-client/src/keyset.rs
-    crates/jwks-client/src/certificate.rs
-    crates/jwks-client/src/freshness.rs
-    crates/jwks-client/src/policy.rs
+    crates/jwks-client/src/jose/claims.rs
+    crates/jwks-client/src/jose/token.rs
+    crates/jwks-client/src/jose/alg.rs
+    crates/jwks-client/src/jose/json.rs
+    crates/jwks-client/src/jose/keyset.rs
+    crates/jwks-client/src/jose/certificate.rs
+    crates/jwks-client/src/store/freshness.rs
+    crates/jwks-client/src/store/policy.rs
 )
 CORE_FILES=(crates/core/src/envelope.rs)
-JWKS_TESTS=(--lib --test edges --test hostile_tokens --test hostile_jwks --test key_sets
-    --test strict_jose --test verification --test policy --test x5t --test wycheproof
-    --test properties --test tenants --test reused_kid)
+JWKS_TESTS=(--lib --test it -- tests:: edges:: hostile_tokens:: hostile_jwks:: key_sets::
+    strict_jose:: verification:: policy:: x5t:: wycheproof:: properties:: tenants:: reused_kid::)
 
 if [ $# -gt 0 ]; then
     JWKS_FILES=(); CORE_FILES=()

@@ -20,7 +20,12 @@ done
 echo "under-load: $hogs CPU hog(s) running (pids ${pids[*]})" >&2
 
 if [ "$#" -eq 0 ]; then
-    # --workspace --all-features: the same build as scripts/test.sh, nothing rebuilt.
-    set -- cargo test --workspace --all-features --test fleet --test fleet_processes --test cli_fleet
+    # --workspace --all-features: the same build as scripts/test.sh, nothing rebuilt. The
+    # in-process fleets are modules of the facade's `it` binary (tests/it/fleet.rs and
+    # cli_fleet.rs; no other crate's `it` has a test under those names); the fleets of OS
+    # processes are a binary of their own, run whole.
+    cargo test --workspace --all-features --test it -- fleet:: cli_fleet::
+    cargo test --workspace --all-features --test fleet_processes
+    exit
 fi
 "$@"
