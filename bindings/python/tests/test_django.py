@@ -48,7 +48,8 @@ def jwkstash_settings(provider: Provider, **extra: Any) -> Dict[str, Any]:
 
 @pytest.fixture
 def configured(provider: Provider) -> Iterator[Provider]:
-    with override_settings(JWKSTASH=jwkstash_settings(provider)):
+    # A backoff long enough that a second request surely falls inside it on a busy machine.
+    with override_settings(JWKSTASH=jwkstash_settings(provider, BACKOFF_INITIAL=5)):
         yield provider
 
 
