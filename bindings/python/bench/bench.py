@@ -110,6 +110,7 @@ def main() -> None:
     args = parser.parse_args()
 
     rows: List[str] = []
+    load_before = os.getloadavg()
     for alg in ("RS256", "ES256"):
         provider = Provider([signing_key(f"bench-{alg}", alg)])
         try:
@@ -126,7 +127,12 @@ def main() -> None:
         # jwkstash and PyJWKClient fetch once each, the seed's client once (then its cache).
         print(f"({alg}: the provider was asked {fetches} times in all)", flush=True)
 
+    load_after = os.getloadavg()
     print()
+    print(
+        f"load average (1, 5, 15 min) before {load_before[0]:.2f} {load_before[1]:.2f} "
+        f"{load_before[2]:.2f}, after {load_after[0]:.2f} {load_after[1]:.2f} {load_after[2]:.2f}"
+    )
     print(
         f"Python {platform.python_version()}, PyJWT {jwt.__version__}, "
         f"jwkstash {jwkstash.__version__}, {os.cpu_count()} cores, "
