@@ -62,6 +62,9 @@ pub(crate) struct KeyStore {
     loader: Box<dyn Loader>,
     /// One load at a time for this source, whatever started it.
     flights: SingleFlight<(), LoadResult>,
+    /// One read of the cache stack at a time while nothing is pinned: a cold start's stampede
+    /// reads each tier (Redis included) once, not once per caller.
+    reads: SingleFlight<(), Option<KeyEntry>>,
     /// Set while a background refresh is pending, so hits in the refresh window do not all
     /// contend for the flight lock.
     refresh_claimed: AtomicBool,
@@ -137,6 +140,7 @@ impl KeyStore {
             policy: parts.policy,
             loader: parts.loader,
             flights: SingleFlight::new(),
+            reads: SingleFlight::new(),
             refresh_claimed: AtomicBool::new(false),
             loads: AtomicUsize::new(0),
             health: Health::default(),
@@ -172,7 +176,7 @@ impl KeyStore {
         // what they bring); the cache stack matters only when nothing is pinned yet.
         let held = match pinned {
             Some(pinned) => Some(pinned.entry.clone()),
-            None => self.cached().await,
+            None => self.cached_once().await,
         };
         let backing_off = self.health.retry_after(now);
         let action = freshness::decide(Situation {
@@ -447,6 +451,16 @@ impl KeyStore {
     pub(crate) async fn invalidate(&self) -> Result<(), jwkstash_core::CacheError> {
         self.pinned.store(None);
         Cache::<Arc<KeySet>>::remove(&self.tiers, &self.cache_key).await
+    }
+
+    /// [`cached`](Self::cached), shared by every caller that asks while a read runs.
+    async fn cached_once(self: &Arc<Self>) -> Option<KeyEntry> {
+        let store = Arc::clone(self);
+        self.reads
+            .run((), move || async move { store.cached().await })
+            .await
+            .ok()
+            .flatten()
     }
 
     /// Reads the cache stack, counting which tier answered. A set from the shared or snapshot
