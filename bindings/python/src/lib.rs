@@ -7,6 +7,7 @@
 //! `get_signing_key_from_jwt`, and the Django and DRF integration. Built with maturin:
 //! `maturin build` in `bindings/python` (see the README's "Python and Django").
 
+mod clock;
 mod convert;
 mod errors;
 mod jwk;
@@ -17,6 +18,8 @@ mod verifier;
 /// The extension module.
 #[pyo3::pymodule]
 mod _jwkstash {
+    #[pymodule_export]
+    use super::clock::PyManualClock;
     #[pymodule_export]
     use super::verifier::PyVerifier;
 

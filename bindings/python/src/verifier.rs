@@ -10,11 +10,14 @@ use pyo3::types::{PyDict, PyList, PyTuple};
 use serde::de::IgnoredAny;
 use serde_json::Value;
 
+use crate::clock::PyManualClock;
 use crate::convert::{self, json_to_py, seconds, token_text};
 use crate::errors;
 use crate::jwk::{self, Header, Missing};
 use crate::runtime::{ProcessBound, ProcessRuntime};
-use crate::rust_api::{Algorithm, FreshnessPolicy, RedisCache, Verifier, VerifierBuilder};
+use crate::rust_api::{
+    Algorithm, FreshnessPolicy, ManualClock, RedisCache, Verifier, VerifierBuilder,
+};
 
 /// The settings a verifier is built from, kept to build it again in a forked child.
 #[derive(Clone)]
@@ -34,6 +37,8 @@ struct Settings {
     lease_ttl: Option<Duration>,
     verified_token_cache: Option<(u64, Duration)>,
     policy: FreshnessPolicy,
+    /// A test's clock, for the verifier and its Redis tier.
+    clock: Option<ManualClock>,
 }
 
 #[derive(Clone)]
@@ -107,6 +112,9 @@ impl Settings {
         builder = builder
             .accept_future_iat(self.accept_future_iat)
             .policy(self.policy.clone());
+        if let Some(clock) = &self.clock {
+            builder = builder.clock(Arc::new(clock.clone()));
+        }
         if let Some(redis) = &self.redis {
             let mut tier = RedisCache::builder()
                 .url(redis.url.as_str())
@@ -119,6 +127,9 @@ impl Settings {
             }
             if redis.insecure_unauthenticated {
                 tier = tier.insecure_unauthenticated();
+            }
+            if let Some(clock) = &self.clock {
+                tier = tier.clock(Arc::new(clock.clone()));
             }
             let tier = runtime
                 .block_on(tier.build())
@@ -256,6 +267,7 @@ impl PyVerifier {
         backoff_max = None,
         min_refresh_interval = None,
         fetch_timeout = None,
+        clock = None,
     ))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -290,6 +302,7 @@ impl PyVerifier {
         backoff_max: Option<f64>,
         min_refresh_interval: Option<f64>,
         fetch_timeout: Option<f64>,
+        clock: Option<PyRef<'_, PyManualClock>>,
     ) -> PyResult<Self> {
         let algorithms = algorithms
             .map(|names| {
@@ -391,6 +404,7 @@ impl PyVerifier {
             lease_ttl: optional_seconds(py, "lease_ttl", lease_ttl)?,
             verified_token_cache,
             policy,
+            clock: clock.map(|clock| clock.clock.clone()),
         };
         if settings.issuers.is_empty() {
             return Err(errors::configuration(py, "an issuer is required"));

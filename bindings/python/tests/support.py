@@ -59,13 +59,17 @@ def signing_key(kid: str, alg: str = "RS256") -> SigningKey:
 
 class Provider:
     """An identity provider on 127.0.0.1: serves its JWKS at ``url`` and counts the requests;
-    ``failing = True`` answers 503 (a provider outage); ``delay`` holds each answer back."""
+    ``failing = True`` answers 503 (a provider outage); ``delay`` holds each answer back;
+    ``hold()`` keeps every request open (counted in ``open_requests``) until ``release()``."""
 
     def __init__(self, keys: List[SigningKey]) -> None:
         self.keys = list(keys)
         self.requests = 0
         self.failing = False
         self.delay = 0.0
+        self.open_requests = 0
+        self._released = threading.Event()
+        self._released.set()
         self._lock = threading.Lock()
         provider = self
 
@@ -80,6 +84,11 @@ class Provider:
                     body = json.dumps({"keys": [key.jwk for key in provider.keys]}).encode()
                 if delay:
                     time.sleep(delay)
+                with provider._lock:
+                    provider.open_requests += 1
+                provider._released.wait()
+                with provider._lock:
+                    provider.open_requests -= 1
                 if failing:
                     self.send_error(503)
                     return
@@ -99,6 +108,14 @@ class Provider:
         self.url = f"http://127.0.0.1:{port}/.well-known/jwks.json"
         self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self._thread.start()
+
+    def hold(self) -> None:
+        """Keeps every request open until :meth:`release`."""
+        self._released.clear()
+
+    def release(self) -> None:
+        """Lets the held requests answer."""
+        self._released.set()
 
     def publish(self, keys: List[SigningKey]) -> None:
         """Replaces the published keys (a rotation)."""
@@ -132,6 +149,7 @@ class Provider:
         return settings
 
     def close(self) -> None:
+        self.release()
         self.server.shutdown()
         self.server.server_close()
 

@@ -30,6 +30,7 @@ from django.test import Client, override_settings  # noqa: E402
 
 import jwkstash  # noqa: E402
 from jwkstash import django as jwkstash_django  # noqa: E402
+from jwkstash.testing import ManualClock  # noqa: E402
 from support import HMAC_SECRET, Provider, RedisServer  # noqa: E402
 
 MIDDLEWARE = ["jwkstash.django.JWTMiddleware"]
@@ -48,8 +49,9 @@ def jwkstash_settings(provider: Provider, **extra: Any) -> Dict[str, Any]:
 
 @pytest.fixture
 def configured(provider: Provider) -> Iterator[Provider]:
-    # A backoff long enough that a second request surely falls inside it on a busy machine.
-    with override_settings(JWKSTASH=jwkstash_settings(provider, BACKOFF_INITIAL=5)):
+    # A clock that stands still: a second request after a failed fetch falls inside the backoff
+    # however slow the machine is.
+    with override_settings(JWKSTASH=jwkstash_settings(provider, CLOCK=ManualClock())):
         yield provider
 
 

@@ -12,7 +12,8 @@ import jwt
 import pytest
 
 import jwkstash
-from support import AUDIENCE, Provider, signing_key
+from jwkstash.testing import ManualClock
+from support import AUDIENCE, Provider, eventually, signing_key
 
 
 def test_many_requests_fetch_the_keys_once(provider: Provider) -> None:
@@ -84,36 +85,38 @@ def test_rotation_is_accepted_on_the_first_token_of_the_new_key(provider: Provid
 
 
 def test_provider_down_valid_tokens_keep_verifying(provider: Provider) -> None:
-    verifier = jwkstash.Verifier(
-        **provider.verifier_settings(ttl=1, min_ttl=1, backoff_initial=0.2, backoff_max=0.5)
-    )
+    clock = ManualClock()
+    verifier = jwkstash.Verifier(**provider.verifier_settings(clock=clock))
     token = provider.mint()
     assert verifier.verify(token)["sub"] == "user-1"
     assert verifier.health()["state"] == "fresh"
 
     provider.failing = True
-    time.sleep(1.3)  # past the TTL: the set is stale, its refreshes fail
+    clock.advance(11 * 60)  # past the TTL (10 min): the set is stale, its refresh fails
+    for _ in range(200):
+        assert verifier.verify(token)["sub"] == "user-1"
+    eventually("the refresh failed", lambda: verifier.stats()["fetch_failures"] >= 1)
     for _ in range(200):
         assert verifier.verify(token)["sub"] == "user-1"
     health = verifier.health()
     assert health["state"] == "stale" and health["ready"] is True
     stats = verifier.stats()
-    assert stats["stale_served"] > 0
-    assert stats["fetch_failures"] >= 1
-    assert provider.requests >= 2  # it did ask, and the provider failed
+    assert stats["stale_served"] >= 400
+    assert provider.requests == 2  # it asked once, the provider failed, and it backs off
 
+    # The provider is back; past the backoff (1 s) the next verification refreshes.
     provider.failing = False
-    deadline = time.monotonic() + 10
-    while verifier.health()["state"] != "fresh" and time.monotonic() < deadline:
-        verifier.verify(token)
-        time.sleep(0.05)
-    assert verifier.health()["state"] == "fresh"
+    clock.advance(2)
+    assert verifier.verify(token)["sub"] == "user-1"
+    eventually("the set is fresh again", lambda: verifier.health()["state"] == "fresh")
+    assert provider.requests == 3
 
 
 def test_cold_start_while_the_provider_is_down_is_keys_unavailable(provider: Provider) -> None:
     provider.failing = True
-    # A backoff long enough that the second call surely falls inside it, even on a busy machine.
-    verifier = jwkstash.Verifier(**provider.verifier_settings(backoff_initial=5))
+    # The clock stands still: the second call falls inside the backoff (1 s) however slow
+    # the machine is.
+    verifier = jwkstash.Verifier(**provider.verifier_settings(clock=ManualClock()))
     token = provider.mint()
     with pytest.raises(jwkstash.KeysUnavailable) as first:
         verifier.verify(token)
@@ -122,7 +125,7 @@ def test_cold_start_while_the_provider_is_down_is_keys_unavailable(provider: Pro
     # Backing off: answered at once, with when to retry, and the provider is not asked again.
     with pytest.raises(jwkstash.KeysUnavailable) as second:
         verifier.verify(token)
-    assert second.value.retry_after is not None and 0 < second.value.retry_after <= 5.0
+    assert second.value.retry_after is not None and 0 < second.value.retry_after <= 1.0
     assert second.value.retry_after_header() == str(math.ceil(second.value.retry_after))
     assert provider.requests == 1
     assert verifier.health() == {
@@ -222,22 +225,20 @@ def test_refresh_stats_health_and_jwks(provider: Provider) -> None:
 
 
 def test_verification_runs_without_the_gil(provider: Provider) -> None:
-    """While one thread waits in verify (a cold fetch the provider holds for 1.5 s), another
-    thread runs Python code; had verify held the GIL, nothing else could run until it returned."""
-    provider.delay = 1.5
+    """While one thread waits in verify (a cold fetch the provider holds open), another thread
+    runs Python code; had verify held the GIL, nothing else could run until it returned. The
+    provider answers only when the test releases it, after the other thread has run."""
+    provider.hold()
     verifier = jwkstash.Verifier(**provider.verifier_settings())
     token = provider.mint()
     result: dict = {}
     waiting = threading.Thread(target=lambda: result.update(verifier.verify(token)))
     waiting.start()
-    time.sleep(0.1)
-    assert waiting.is_alive()
+    eventually("the fetch reached the provider", lambda: provider.open_requests == 1)
     spins = 0
-    deadline = time.monotonic() + 0.2
-    while time.monotonic() < deadline:
+    while spins < 100_000:
         spins += 1
-    still_verifying = waiting.is_alive()
+    assert waiting.is_alive() and provider.open_requests == 1, "verify did not wait"
+    provider.release()
     waiting.join()
-    assert still_verifying, "verify returned before the provider answered"
-    assert spins > 1000, spins
     assert result["sub"] == "user-1"

@@ -2,7 +2,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::fmt;
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Mutex, TryLockError};
 
 use aws_lc_rs::signature::ParsedPublicKey;
 use base64::Engine;
@@ -182,11 +182,14 @@ const WARNED_SETS: usize = 1024;
 static WARNED: Mutex<WarnedSets> = Mutex::new(WarnedSets::new(WARNED_SETS));
 
 /// Whether the skipped keys of the document with this fingerprint are news to this process.
+/// Never waits for the lock: a thread that finds it held says no (its warning comes at a later
+/// parse), and a child forked while a parent's thread held it cannot deadlock on it.
 fn first_sight(fingerprint: u64) -> bool {
-    WARNED
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .first_sight(fingerprint)
+    match WARNED.try_lock() {
+        Ok(mut warned) => warned.first_sight(fingerprint),
+        Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner().first_sight(fingerprint),
+        Err(TryLockError::WouldBlock) => false,
+    }
 }
 
 /// A bounded set of fingerprints that forgets the oldest first.
