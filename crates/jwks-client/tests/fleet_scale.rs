@@ -2,55 +2,24 @@
 //! invalidation listener serves them all, a message wakes the one verifier whose entry it
 //! names, and lost messages re-read each held entry once. The listener's memory (live heap,
 //! counting allocator) and dispatch time are printed with `--nocapture` for BENCHMARKS.md.
-// A counting global allocator needs `unsafe`; it only forwards to the system allocator.
-#![allow(unsafe_code, clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[path = "alloc/mod.rs"]
+mod alloc;
 #[path = "it/common/mod.rs"]
 mod common;
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicIsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Instant;
 
+use alloc::live;
 use common::TestTier;
 use jwkstash_core::{Directory, Invalidation, Invalidations, unix_millis};
 use jwkstash_jwks::testkit::{TestKey, eventually, jwks};
 use jwkstash_jwks::{Issuers, SharedKeySetTier, StaticKeySource, Verifier, VerifierBuilder};
 use jwkstash_memory::MemoryCache;
 use serde_json::{Value, json};
-
-/// Bytes allocated and not yet freed, by the whole test binary.
-static LIVE: AtomicIsize = AtomicIsize::new(0);
-
-struct Counting;
-
-// SAFETY: every call is forwarded to the system allocator unchanged; only a counter is added.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        LIVE.fetch_add(layout.size() as isize, Ordering::Relaxed);
-        // SAFETY: the caller's layout contract is passed on.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        LIVE.fetch_sub(layout.size() as isize, Ordering::Relaxed);
-        // SAFETY: `ptr` came from `alloc` with this layout.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        LIVE.fetch_add(
-            new_size as isize - layout.size() as isize,
-            Ordering::Relaxed,
-        );
-        // SAFETY: as for `alloc` and `dealloc`.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
-#[global_allocator]
-static ALLOCATOR: Counting = Counting;
 
 const ISSUERS: usize = 10_000;
 
@@ -80,11 +49,11 @@ fn registry(key: &TestKey, shared: Option<SharedKeySetTier>) -> Issuers {
 
 /// Resolves every issuer with one token each; returns the live heap it added per issuer.
 async fn resolve_all(issuers: &Issuers, tokens: &[String]) -> isize {
-    let before = LIVE.load(Ordering::Relaxed);
+    let before = live();
     for token in tokens {
         issuers.verify::<Value>(token).await.unwrap();
     }
-    (LIVE.load(Ordering::Relaxed) - before) / tokens.len() as isize
+    (live() - before) / tokens.len() as isize
 }
 
 /// The entry name each issuer's verifier announced in the shared tier's directory.

@@ -1,53 +1,21 @@
 //! Memory bounds, measured with a counting allocator: a megabyte of dots costs nothing beyond
 //! the limit, and a flood of 100,000 distinct unknown kids grows the heap by less than 4 MiB.
-// A counting global allocator needs `unsafe`; it only forwards to the system allocator.
-#![allow(unsafe_code, clippy::unwrap_used)]
+#![allow(clippy::unwrap_used)]
 
+#[path = "alloc/mod.rs"]
+mod alloc;
 #[path = "it/common/mod.rs"]
 mod common;
 
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicIsize, AtomicUsize, Ordering};
 use std::time::Duration;
 
+use alloc::{SERIAL, live, peak, reset_peak};
 use common::*;
 use jwkstash_core::{MockKeySource, TokioClock};
 use jwkstash_jwks::testkit::TestKey;
 use jwkstash_jwks::{InvalidToken, VerifyError};
 use serde_json::{Value, json};
-
-/// Counts live heap bytes and the peak since the last reset.
-struct Counting;
-
-static LIVE: AtomicIsize = AtomicIsize::new(0);
-static PEAK: AtomicUsize = AtomicUsize::new(0);
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        let live =
-            LIVE.fetch_add(layout.size() as isize, Ordering::Relaxed) + layout.size() as isize;
-        PEAK.fetch_max(live.max(0) as usize, Ordering::Relaxed);
-        // SAFETY: forwarded unchanged to the system allocator.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        LIVE.fetch_sub(layout.size() as isize, Ordering::Relaxed);
-        // SAFETY: forwarded unchanged to the system allocator.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
-
-#[global_allocator]
-static ALLOCATOR: Counting = Counting;
-
-fn live() -> isize {
-    LIVE.load(Ordering::Relaxed)
-}
-
-/// One test at a time: the counters are process-wide.
-static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 #[tokio::test(start_paused = true)]
 async fn a_megabyte_of_dots_costs_only_the_size_check() {
@@ -58,9 +26,9 @@ async fn a_megabyte_of_dots_costs_only_the_size_check() {
         .unwrap();
     let dots = ".".repeat(1024 * 1024);
     let before = live();
-    PEAK.store(before.max(0) as usize, Ordering::Relaxed);
+    reset_peak();
     let error = verifier.verify::<Value>(&dots).await.unwrap_err();
-    let extra = PEAK.load(Ordering::Relaxed) as isize - before;
+    let extra = peak() - before;
     assert!(matches!(
         error,
         VerifyError::InvalidToken(InvalidToken::TooLarge { .. })

@@ -3,87 +3,26 @@
 //! for issuers resolved on first sight (one verifier each). Run with `--nocapture` to see the
 //! figures written in BENCHMARKS.md. Also: what adding one more issuer to a registry
 //! allocates, which must not grow with the registry.
-// A counting global allocator needs `unsafe`; it only forwards to the system allocator.
-#![allow(unsafe_code, clippy::unwrap_used, clippy::expect_used)]
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[path = "alloc/mod.rs"]
+mod alloc;
 #[path = "it/common/mod.rs"]
 mod common;
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
-use std::sync::atomic::{AtomicIsize, Ordering};
+use alloc::{SERIAL, allocated_by, live};
 
 use common::{tenant, tenant_token as token};
 use jwkstash_jwks::testkit::{TestKey, jwks};
 use jwkstash_jwks::{IssuerTemplate, Issuers, StaticKeySource, Verifier, VerifierBuilder};
 use serde_json::Value;
 
-/// Bytes allocated and not yet freed, by the whole test binary.
-static LIVE: AtomicIsize = AtomicIsize::new(0);
-
-thread_local! {
-    /// Bytes allocated by this thread so far (never decreased): what one call allocates,
-    /// whatever other threads do meanwhile.
-    static ALLOCATED: Cell<usize> = const { Cell::new(0) };
-}
-
-/// Adds `bytes` to this thread's allocated total (not during thread teardown).
-fn allocated(bytes: usize) {
-    let _ = ALLOCATED.try_with(|total| total.set(total.get() + bytes));
-}
-
-struct Counting;
-
-// SAFETY: every call is forwarded to the system allocator unchanged; only a counter is added.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        LIVE.fetch_add(layout.size() as isize, Ordering::Relaxed);
-        allocated(layout.size());
-        // SAFETY: the caller's layout contract is passed on.
-        unsafe { System.alloc(layout) }
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        LIVE.fetch_sub(layout.size() as isize, Ordering::Relaxed);
-        // SAFETY: `ptr` came from `alloc` with this layout.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        LIVE.fetch_add(
-            new_size as isize - layout.size() as isize,
-            Ordering::Relaxed,
-        );
-        allocated(new_size);
-        // SAFETY: as for `alloc` and `dealloc`.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
-#[global_allocator]
-static ALLOCATOR: Counting = Counting;
-
 const ENTRA: &str = "https://login.microsoftonline.com/{tenantid}/v2.0";
 const TENANTS: usize = 1000;
 
-/// Held by each test while it measures: `LIVE` counts the whole binary's allocations, so the
-/// tests measure one at a time.
-static MEASURING: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-fn live() -> isize {
-    LIVE.load(Ordering::Relaxed)
-}
-
-/// The bytes this thread allocates while running `f`.
-fn allocated_by(f: impl FnOnce()) -> usize {
-    let before = ALLOCATED.with(Cell::get);
-    f();
-    ALLOCATED.with(Cell::get) - before
-}
-
 #[tokio::test(flavor = "current_thread")]
 async fn one_more_tenant_of_a_shared_key_set_costs_under_one_kib() {
-    let _measuring = MEASURING.lock().await;
+    let _measuring = SERIAL.lock().await;
     let key = TestKey::ec_p256("common");
     let source = StaticKeySource::from_json(jwks(&[&key]).to_string()).unwrap();
     let tenants: Vec<String> = (0..=TENANTS).map(tenant).collect();
@@ -150,7 +89,7 @@ async fn one_more_tenant_of_a_shared_key_set_costs_under_one_kib() {
 #[test]
 fn adding_the_ten_thousandth_issuer_allocates_about_what_the_hundredth_did() {
     const ISSUERS: usize = 10_000;
-    let _measuring = MEASURING.blocking_lock();
+    let _measuring = SERIAL.blocking_lock();
     let key = TestKey::ec_p256("k1");
     let source = StaticKeySource::from_json(jwks(&[&key]).to_string()).unwrap();
     let clock: jwkstash_core::SharedClock = std::sync::Arc::new(jwkstash_core::SystemClock);

@@ -82,16 +82,24 @@ impl Fleet {
         reason: Reason,
     ) -> LoadResult {
         let key = host.cache_key();
+        let wanted = Wanted {
+            reason: &reason,
+            since: host.now(),
+        };
+        let mut current = current;
         // A forced refresh must fetch, whatever the shared tier holds (the interval between
         // two is claimed as holder).
         if !matches!(reason, Reason::Forced)
             && let Some(newer) = host.newer_in_shared(current.as_ref()).await
         {
-            return Ok(newer);
+            if wanted.answered_by(&newer) {
+                return Ok(newer);
+            }
+            current = Some(newer);
         }
         let token = match self.shared.acquire(key, self.lease_ttl).await {
             Ok(Some(token)) => token,
-            Ok(None) => match self.wait_for_holder(host, current.as_ref()).await {
+            Ok(None) => match self.wait_for_holder(host, &mut current, &wanted).await {
                 Waited::Delivered(entry) => return Ok(entry),
                 Waited::Failed => return Err(Arc::new(RefreshError::FleetFetchFailed)),
                 Waited::Acquired(token) => token,
@@ -110,7 +118,7 @@ impl Fleet {
             }
         };
         host.events().send(|| KeyEvent::LeaseTaken);
-        let work = self.load_as_holder(host, current, &reason);
+        let work = self.load_as_holder(host, current, &wanted);
         let outcome = self.while_holding(host, &token, work).await;
         if let Err(error) = self.shared.release(key, &token).await {
             tracing::debug!(%error, "lease release failed; it expires by itself");
@@ -164,9 +172,10 @@ impl Fleet {
     async fn load_as_holder(
         &self,
         host: &dyn Host,
-        current: Option<KeyEntry>,
-        reason: &Reason,
+        mut current: Option<KeyEntry>,
+        wanted: &Wanted<'_>,
     ) -> LoadResult {
+        let reason = wanted.reason;
         if matches!(reason, Reason::Forced) {
             if !self.may_force(host).await {
                 // Another instance refreshed within the interval: its set is the one to use.
@@ -179,7 +188,10 @@ impl Fleet {
             return self.mark_if_absent(host, reason, outcome).await;
         }
         if let Some(newer) = host.newer_in_shared(current.as_ref()).await {
-            return Ok(newer);
+            if wanted.answered_by(&newer) {
+                return Ok(newer);
+            }
+            current = Some(newer);
         }
         if let (Reason::Kid(query), Some(current)) = (reason, &current)
             && !self.may_refetch_for_kid(host, query).await
@@ -350,7 +362,12 @@ impl Fleet {
 
     /// Waits for the lease holder: until it delivers a newer set, reports a failure, or lets
     /// the lease go (released, or expired with a dead holder) so that this instance takes it.
-    async fn wait_for_holder(&self, host: &dyn Host, current: Option<&KeyEntry>) -> Waited {
+    async fn wait_for_holder(
+        &self,
+        host: &dyn Host,
+        current: &mut Option<KeyEntry>,
+        wanted: &Wanted<'_>,
+    ) -> Waited {
         let key = host.cache_key();
         let arrivals = self
             .listener
@@ -365,8 +382,12 @@ impl Fleet {
             let arrival = arrivals.notified();
             tokio::pin!(arrival);
             arrival.as_mut().enable();
-            if let Some(entry) = host.newer_in_shared(current).await {
-                return Waited::Delivered(entry);
+            if let Some(entry) = host.newer_in_shared(current.as_ref()).await {
+                if wanted.answered_by(&entry) {
+                    return Waited::Delivered(entry);
+                }
+                // Newer, but older than the question: wait for a set fetched since.
+                *current = Some(entry);
             }
             if let Ok(Some(failed)) = self.shared.last_claimed(key, FETCH_FAILED_SLOT).await
                 && failed >= started
@@ -383,6 +404,23 @@ impl Fleet {
             let pause = POLL_INTERVAL.min(deadline - now);
             // Woken early by a message of this key; otherwise poll.
             let _ = tokio::time::timeout(pause, arrival).await;
+        }
+    }
+}
+
+/// What a load waits for: a set newer than the one held; for a kid, one that has the kid or was
+/// fetched after the load started (a set another instance fetched before the question says
+/// nothing of a kid that may have been published since).
+struct Wanted<'a> {
+    reason: &'a Reason,
+    since: SystemTime,
+}
+
+impl Wanted<'_> {
+    fn answered_by(&self, entry: &KeyEntry) -> bool {
+        match self.reason {
+            Reason::Kid(query) => query.answered_by(&entry.value) || entry.fetched_at >= self.since,
+            _ => true,
         }
     }
 }
