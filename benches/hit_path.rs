@@ -28,7 +28,7 @@ use jwkstash::keys::Algorithm;
 use jwkstash::keys::KeySet;
 use jwkstash::testkit::{Behaviour, IdpBuilder, StaticSource, TestKey, jwks};
 use jwkstash::tier::{Cache, Entry, Tiered};
-use jwkstash::{MemoryCache, RedisCache, Verifier};
+use jwkstash::{FreshnessPolicy, MemoryCache, RedisCache, Verifier};
 use jwkstash_core::ManualClock;
 use jwkstash_redis::fred::prelude::{Builder, ClientLike, Config, KeysInterface};
 use jwkstash_redis::testkit::RedisServer;
@@ -333,7 +333,8 @@ fn verify_stale_while_refreshing(c: &mut Criterion) {
             .start()
             .await
             .unwrap();
-        // A fetch deadline longer than the benchmark: the refresh hangs throughout.
+        // Fetch deadlines (the HTTP client's and the verifier's) longer than the benchmark:
+        // the refresh hangs throughout.
         let source = jwkstash::source::HttpKeySource::builder(idp.jwks_url())
             .allow_http(true)
             .timeout(Duration::from_secs(3600))
@@ -341,6 +342,7 @@ fn verify_stale_while_refreshing(c: &mut Criterion) {
             .unwrap();
         let verifier = Verifier::builder()
             .key_source(source)
+            .policy(FreshnessPolicy::default().fetch_timeout(Duration::from_secs(3600)))
             .issuer(idp.issuer())
             .audience(idp.audience())
             .clock(Arc::new(clock.clone()))
