@@ -220,6 +220,37 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_ttl_outside_its_bounds_is_refused_with_the_bound_to_move() {
+        let minutes = |n: u64| Duration::from_secs(60 * n);
+        let cases = [
+            // min_ttl above max_ttl: whatever the ttl, the bounds themselves are wrong.
+            ((5, 20, 10), "min_ttl must not exceed max_ttl"),
+            ((20, 20, 10), "min_ttl must not exceed max_ttl"),
+            ((1, 5, 10), "for a shorter ttl, lower min_ttl too"),
+            ((30, 5, 10), "for a longer ttl, raise max_ttl too"),
+            // Equal bounds are a fixed TTL, not an error of the bounds.
+            ((10, 5, 5), "for a longer ttl, raise max_ttl too"),
+            ((1, 5, 5), "for a shorter ttl, lower min_ttl too"),
+        ];
+        for ((ttl, min_ttl, max_ttl), hint) in cases {
+            let policy = FreshnessPolicy::default()
+                .ttl(minutes(ttl))
+                .min_ttl(minutes(min_ttl))
+                .max_ttl(minutes(max_ttl));
+            let message = match policy.validate() {
+                Err(error) => error.to_string(),
+                Ok(()) => panic!("ttl {ttl} min, bounds {min_ttl}..={max_ttl} min accepted"),
+            };
+            assert!(message.ends_with(hint), "{message}");
+        }
+        let fixed = FreshnessPolicy::default()
+            .ttl(minutes(5))
+            .min_ttl(minutes(5))
+            .max_ttl(minutes(5));
+        assert!(fixed.validate().is_ok());
+    }
+
+    #[test]
     fn durations_read_as_the_documentation_writes_them() {
         let cases = [
             (Duration::from_secs(24 * 3600), "24 h"),
