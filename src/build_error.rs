@@ -21,6 +21,24 @@
 ///         .build()?)
 /// }
 /// ```
+///
+/// To tell refusals apart, match the builder's own error: [`VerifierBuildError`](crate::VerifierBuildError)
+/// at the root, `RedisBuildError` and `FileBuildError` in [`tier`](crate::tier), beside their
+/// builders.
+///
+/// ```
+/// use jwkstash::{BuildError, Verifier, VerifierBuildError};
+///
+/// let refused = Verifier::builder()
+///     .jwks_url("https://idp.example.com/.well-known/jwks.json")
+///     .issuer("https://idp.example.com/")
+///     .build()
+///     .map_err(BuildError::from);
+/// assert!(matches!(
+///     refused,
+///     Err(BuildError::Verifier(VerifierBuildError::MissingAudience))
+/// ));
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum BuildError {

@@ -61,6 +61,9 @@ pub use build_error::BuildError;
 #[cfg(feature = "file")]
 #[cfg_attr(docsrs, doc(cfg(feature = "file")))]
 pub use jwkstash_file::FileCache;
+/// What [`VerifierBuilder::build`] refuses, inside [`BuildError::Verifier`]: match its
+/// variants (`MissingAudience`, `InsecureUrl`, `InvalidSetting`, ...) to tell them apart.
+pub use jwkstash_jwks::BuildError as VerifierBuildError;
 pub use jwkstash_jwks::{
     FreshnessPolicy, InvalidToken, Issuers, KeysUnavailable, RefreshError, Verifier,
     VerifierBuilder, VerifyError,
@@ -96,6 +99,10 @@ pub mod tier {
         FlightError, Invalidation, Invalidations, Lease, LeaseToken, SharedTier, SingleFlight,
         Tier, Tiered, get_or_load,
     };
+    /// What [`FileCacheBuilder::build`] refuses, inside [`BuildError::File`](crate::BuildError::File).
+    #[cfg(feature = "file")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "file")))]
+    pub use jwkstash_file::BuildError as FileBuildError;
     #[cfg(feature = "file")]
     #[cfg_attr(docsrs, doc(cfg(feature = "file")))]
     pub use jwkstash_file::FileCacheBuilder;
@@ -103,6 +110,10 @@ pub mod tier {
     #[cfg(feature = "memory")]
     #[cfg_attr(docsrs, doc(cfg(feature = "memory")))]
     pub use jwkstash_memory::MemoryCacheBuilder;
+    /// What [`RedisCacheBuilder::build`] refuses, inside [`BuildError::Redis`](crate::BuildError::Redis).
+    #[cfg(feature = "redis")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+    pub use jwkstash_redis::BuildError as RedisBuildError;
     #[cfg(feature = "redis")]
     #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
     pub use jwkstash_redis::{RedisCacheBuilder, fred};
