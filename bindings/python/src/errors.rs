@@ -8,7 +8,11 @@ use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::PyType;
 
-use crate::rust_api::{InvalidToken, KeysUnavailable, VerifyError};
+use std::error::Error;
+
+use crate::rust_api::{
+    InvalidToken, KeysUnavailable, RedisBuildError, VerifierBuildError, VerifyError,
+};
 
 const MODULE: &str = "jwkstash.exceptions";
 
@@ -59,6 +63,51 @@ pub(crate) fn configuration(py: Python<'_>, message: impl Into<String>) -> PyErr
         Ok(class) => PyErr::from_type(class.clone(), (message,)),
         Err(import) => import,
     }
+}
+
+/// What a refused verifier setting says to a Python caller: the Rust messages name builder
+/// methods (`allow_http_loopback()`), these name `Verifier`'s keyword arguments.
+pub(crate) fn verifier_settings(error: &VerifierBuildError) -> String {
+    match error {
+        VerifierBuildError::MissingAudience => "an audience is required: pass audience= (a \
+             string or a list of them), or any_audience=True to accept tokens for any audience"
+            .into(),
+        VerifierBuildError::InsecureUrl(url) => format!(
+            "plain http refused for {url}: use https, or pass allow_http_loopback=True for a \
+             provider on this machine (it admits the loopback hosts localhost, 127.0.0.0/8 and \
+             ::1 only)"
+        ),
+        other => with_causes(other),
+    }
+}
+
+/// What a refused Redis setting says to a Python caller, in `Verifier`'s keyword arguments.
+pub(crate) fn redis_settings(error: &RedisBuildError) -> String {
+    match error {
+        RedisBuildError::MissingSecret => "redis_url needs hmac_secret= (at least 16 bytes, \
+             the same on every instance of the fleet, Python or Rust), or \
+             insecure_unauthenticated_redis=True to opt out: without it anyone who can write to \
+             Redis chooses the keys the whole fleet trusts"
+            .into(),
+        RedisBuildError::WeakSecret => "hmac_secret must be at least 16 bytes".into(),
+        RedisBuildError::InvalidPrefix => {
+            "redis_prefix must be non-empty and made of A-Za-z0-9_-.:".into()
+        }
+        RedisBuildError::InvalidUrl => "redis_url is not a valid redis:// or rediss:// URL".into(),
+        other => format!("redis: {}", with_causes(other)),
+    }
+}
+
+/// An error's message followed by each cause's.
+fn with_causes(error: &dyn Error) -> String {
+    let mut message = error.to_string();
+    let mut cause = error.source();
+    while let Some(error) = cause {
+        message.push_str(": ");
+        message.push_str(&error.to_string());
+        cause = error.source();
+    }
+    message
 }
 
 /// `SigningKeyNotFound(message, code)`: no key of the set signs tokens like this one.

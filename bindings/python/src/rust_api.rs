@@ -4,7 +4,8 @@
 pub(crate) use jwkstash::clock::ManualClock;
 pub(crate) use jwkstash::events::{KeyHealth, Stats};
 pub(crate) use jwkstash::keys::{Algorithm, KeySet, VerifyingKey};
+pub(crate) use jwkstash::tier::RedisBuildError;
 pub(crate) use jwkstash::{
-    FreshnessPolicy, InvalidToken, KeysUnavailable, RedisCache, Verifier, VerifierBuilder,
-    VerifyError,
+    FreshnessPolicy, InvalidToken, KeysUnavailable, RedisCache, Verifier, VerifierBuildError,
+    VerifierBuilder, VerifyError,
 };

@@ -134,11 +134,13 @@ impl Settings {
             let tier = runtime
                 .block_on(tier.build())
                 .ok_or_else(stopped)?
-                .map_err(|error| format!("redis: {error}"))?;
+                .map_err(|error| errors::redis_settings(&error))?;
             builder = builder.shared_tier(Arc::new(tier));
         }
         let _context = runtime.enter();
-        builder.build().map_err(|error| error.to_string())
+        builder
+            .build()
+            .map_err(|error| errors::verifier_settings(&error))
     }
 }
 
@@ -304,6 +306,13 @@ impl PyVerifier {
         fetch_timeout: Option<f64>,
         clock: Option<PyRef<'_, PyManualClock>>,
     ) -> PyResult<Self> {
+        if algorithms.as_ref().is_some_and(Vec::is_empty) {
+            return Err(errors::configuration(
+                py,
+                "algorithms=[] allows no algorithm: leave it out for the defaults, or name some \
+                 of RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, ES512, EdDSA, Ed25519",
+            ));
+        }
         let algorithms = algorithms
             .map(|names| {
                 names

@@ -189,11 +189,22 @@ def test_settings_with_redis_share_the_fleet(
 
 def test_bad_settings_are_improperly_configured(provider: Provider) -> None:
     with override_settings(JWKSTASH={"JWKS_URL": provider.url, "AUDIENCE": "a"}):
-        with pytest.raises(ImproperlyConfigured, match="issuer"):
+        with pytest.raises(ImproperlyConfigured, match="'ISSUER'"):
             jwkstash_django.get_verifier()
     with override_settings(JWKSTASH=jwkstash_settings(provider, NO_SUCH_SETTING=1)):
-        with pytest.raises(ImproperlyConfigured, match="no_such_setting"):
+        with pytest.raises(ImproperlyConfigured, match="'NO_SUCH_SETTING'"):
             jwkstash_django.get_verifier()
+    # The message names the settings key to change, as JWKSTASH spells it.
     with override_settings(JWKSTASH=jwkstash_settings(provider, ALLOW_HTTP_LOOPBACK=False)):
-        with pytest.raises(ImproperlyConfigured, match="plain http"):
+        with pytest.raises(ImproperlyConfigured, match="plain http") as plain_http:
             jwkstash_django.get_verifier()
+    assert '"ALLOW_HTTP_LOOPBACK": True' in str(plain_http.value)
+    without_audience = {
+        key: value for key, value in jwkstash_settings(provider).items() if key != "AUDIENCE"
+    }
+    with override_settings(JWKSTASH=without_audience):
+        with pytest.raises(ImproperlyConfigured) as no_audience:
+            jwkstash_django.get_verifier()
+    assert '"AUDIENCE":' in str(no_audience.value)
+    assert '"ANY_AUDIENCE": True' in str(no_audience.value)
+    assert "any audience" in str(no_audience.value)

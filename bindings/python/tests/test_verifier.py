@@ -182,13 +182,24 @@ def test_configuration_errors_are_raised_at_construction(provider: Provider) -> 
         assert isinstance(error.value, ValueError)
         return str(error.value)
 
-    assert "audience" in refused(**provider.verifier_settings(audience=None))
-    assert "plain http" in refused(
-        jwks_url="http://idp.example.com/jwks.json", issuer="x", audience="a"
-    )
-    assert "redis_url" in refused(**provider.verifier_settings(hmac_secret="x" * 32))
-    assert "ttl" in refused(**provider.verifier_settings(ttl=-1))
-    assert "HS256" in refused(**provider.verifier_settings(algorithms=["HS256"]))
+    # Each message names the keyword argument to change, never a Rust builder method.
+    messages = [
+        refused(**provider.verifier_settings(audience=None)),
+        refused(jwks_url="http://idp.example.com/jwks.json", issuer="x", audience="a"),
+        refused(**provider.verifier_settings(hmac_secret="x" * 32)),
+        refused(**provider.verifier_settings(ttl=-1)),
+        refused(**provider.verifier_settings(algorithms=["HS256"])),
+        refused(**provider.verifier_settings(algorithms=[])),
+    ]
+    no_audience, plain_http, secret_without_redis, negative_ttl, hs256, no_algorithm = messages
+    assert "audience=" in no_audience and "any_audience=True" in no_audience
+    assert "plain http" in plain_http and "allow_http_loopback=True" in plain_http
+    assert "redis_url" in secret_without_redis
+    assert "ttl" in negative_ttl
+    assert "HS256" in hs256
+    assert "algorithms=[]" in no_algorithm
+    for message in messages:
+        assert "()" not in message, message
     with pytest.raises(TypeError):
         jwkstash.Verifier(**provider.verifier_settings(no_such_setting=1))
 
@@ -200,8 +211,16 @@ def test_redis_settings_are_checked(provider: Provider, redis, prefix: str) -> N
                 redis_url=redis.url, redis_prefix=prefix, hmac_secret="short"
             )
         )
-    with pytest.raises(jwkstash.ConfigurationError, match="HMAC secret is required"):
+    with pytest.raises(jwkstash.ConfigurationError) as no_secret:
         jwkstash.Verifier(**provider.verifier_settings(redis_url=redis.url, redis_prefix=prefix))
+    assert "hmac_secret=" in str(no_secret.value)
+    assert "insecure_unauthenticated_redis=True" in str(no_secret.value)
+    with pytest.raises(jwkstash.ConfigurationError, match="redis_prefix"):
+        jwkstash.Verifier(
+            **provider.verifier_settings(
+                redis_url=redis.url, redis_prefix="bad prefix", hmac_secret="x" * 32
+            )
+        )
 
 
 def test_refresh_stats_health_and_jwks(provider: Provider) -> None:

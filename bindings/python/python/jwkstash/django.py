@@ -32,6 +32,7 @@ and connections. DRF is optional: only :class:`JWTAuthentication` needs it.
 from __future__ import annotations
 
 import functools
+import inspect
 import logging
 import re
 import time
@@ -43,7 +44,7 @@ from django.core.signals import setting_changed
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils.module_loading import import_string
 
-from . import InvalidToken, KeysUnavailable, Verifier
+from . import InvalidToken, KeysUnavailable, Verifier, _jwkstash
 
 __all__ = [
     "JWTAuthentication",
@@ -76,15 +77,44 @@ def _config() -> Mapping[str, Any]:
     return config
 
 
+def _verifier_arguments() -> frozenset:
+    try:
+        return frozenset(inspect.signature(_jwkstash.Verifier).parameters)
+    except (TypeError, ValueError):  # no text signature: messages keep the argument names
+        return frozenset()
+
+
+#: The names of :class:`Verifier`'s arguments, which ``JWKSTASH`` spells in upper case.
+_ARGUMENTS = _verifier_arguments()
+
+_NAME = re.compile(r"(')?\b([a-z][a-z0-9]*(?:_[a-z0-9]+)*)\b(')?(=?)")
+
+
+def _as_settings(message: str) -> str:
+    """A :class:`Verifier` message in the terms of ``JWKSTASH``: ``allow_http_loopback=True``
+    reads ``"ALLOW_HTTP_LOOPBACK": True``; a quoted name (``TypeError``'s) is upper-cased too."""
+
+    def key(match: "re.Match[str]") -> str:
+        opening, name, closing, assigned = match.groups()
+        if opening and closing:
+            return f"'{name.upper()}'{assigned}"
+        # Prose words ("audience", "ttl") stay; names with "_" or given a value are settings.
+        if name not in _ARGUMENTS or not (assigned or "_" in name):
+            return match.group(0)
+        return (opening or "") + (f'"{name.upper()}": ' if assigned else name.upper())
+
+    return re.sub(r"  +", " ", _NAME.sub(key, message))
+
+
 def build_verifier(config: Mapping[str, Any]) -> Verifier:
     """A :class:`Verifier` from a ``JWKSTASH`` settings dict."""
     arguments = {key.lower(): value for key, value in config.items() if key not in OWN_KEYS}
     try:
         return Verifier(**arguments)
-    except TypeError as error:  # an unknown key
-        raise ImproperlyConfigured(f"settings.JWKSTASH: {error}") from error
+    except TypeError as error:  # an unknown or missing key
+        raise ImproperlyConfigured(f"settings.JWKSTASH: {_as_settings(str(error))}") from error
     except ValueError as error:  # ConfigurationError
-        raise ImproperlyConfigured(f"settings.JWKSTASH: {error}") from error
+        raise ImproperlyConfigured(f"settings.JWKSTASH: {_as_settings(str(error))}") from error
 
 
 def get_verifier() -> Verifier:
