@@ -50,6 +50,41 @@ class SigningKey:
 _KEYS: Dict[tuple, SigningKey] = {}
 
 
+def certified_only(key: SigningKey, kid: str) -> SigningKey:
+    """``key`` published as many providers do for certificates: a self-signed certificate in
+    ``x5c`` and no key members of its own (no ``n``/``e``, no ``x``/``y``)."""
+    import base64
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.x509.oid import NameOID
+
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "jwkstash test provider")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.private.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=365))
+        .sign(key.private, hashes.SHA256())
+    )
+    der = certificate.public_bytes(serialization.Encoding.DER)
+    certified = SigningKey.__new__(SigningKey)
+    certified.kid, certified.alg, certified.private = kid, key.alg, key.private
+    certified.jwk = {
+        "kty": key.jwk["kty"],
+        "kid": kid,
+        "alg": key.alg,
+        "use": "sig",
+        "x5c": [base64.b64encode(der).decode()],
+    }
+    return certified
+
+
 def signing_key(kid: str, alg: str = "RS256") -> SigningKey:
     """A key, generated once per test session (RSA generation takes a while)."""
     if (kid, alg) not in _KEYS:

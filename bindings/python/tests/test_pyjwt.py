@@ -8,7 +8,7 @@ import jwt
 import pytest
 
 import jwkstash
-from support import AUDIENCE, Provider, signing_key
+from support import AUDIENCE, Provider, certified_only, signing_key
 
 
 @pytest.mark.parametrize("alg", ["RS256", "ES256"])
@@ -39,6 +39,32 @@ def test_signing_key_decodes_with_pyjwt(provider: Provider, alg: str) -> None:
     for thread in threads:
         thread.join()
     assert len(seen) == 400 and all(found is seen[0] for found in seen)
+    assert provider.requests == 1
+
+
+@pytest.mark.parametrize("alg", ["RS256", "ES256"])
+def test_a_key_published_only_as_a_certificate_becomes_a_pyjwk(
+    provider: Provider, alg: str
+) -> None:
+    key = certified_only(signing_key(f"key-{alg}", alg), f"certified-{alg}")
+    assert not {"n", "e", "x", "y"} & set(key.jwk)
+    provider.publish([signing_key("other"), key])
+    client = jwkstash.Verifier(**provider.verifier_settings())
+    token = provider.mint(key)
+    assert client.verify(token)["sub"] == "user-1"
+
+    signing = client.get_signing_key_from_jwt(token)
+    assert signing.key_id == key.kid
+    claims = jwt.decode(
+        token, signing.key, algorithms=[alg], audience=AUDIENCE, issuer=provider.issuer
+    )
+    assert claims["sub"] == "user-1"
+    # The key is the certificate's: a token another key signed under this kid does not decode.
+    other = signing_key(f"other-{alg}", alg)
+    forged = jwt.encode({"sub": "user-1"}, other.private, algorithm=alg, headers={"kid": key.kid})
+    with pytest.raises(jwt.InvalidSignatureError):
+        jwt.decode(forged, signing.key, algorithms=[alg])
+    assert key.kid in [found.key_id for found in client.get_jwk_set().keys]
     assert provider.requests == 1
 
 

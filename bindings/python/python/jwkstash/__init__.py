@@ -25,6 +25,7 @@ import json
 from typing import TYPE_CHECKING, Any, Dict, List, Tuple, Union
 
 from . import _jwkstash
+from ._certificates import with_certificate_key
 from .exceptions import (
     ConfigurationError,
     InvalidToken,
@@ -109,7 +110,7 @@ class Verifier(_jwkstash.Verifier):
             )
         import jwt
 
-        key = jwt.PyJWK(json.loads(jwk))
+        key = jwt.PyJWK(with_certificate_key(json.loads(jwk)))
         # Keys of one set only: a new set (fingerprint) starts the cache afresh.
         if any(cached[0] != ident[0] for cached in self._pyjwks):
             self._pyjwks = {}
@@ -121,9 +122,11 @@ class Verifier(_jwkstash.Verifier):
         import jwt
 
         try:
-            return jwt.PyJWKSet.from_json(self.jwks())
+            document = json.loads(self.jwks())
         except JwkstashError as error:
             raise pyjwt_compatible(error) from None
+        keys = [with_certificate_key(key) for key in document["keys"] if isinstance(key, dict)]
+        return jwt.PyJWKSet(keys)
 
     def get_signing_keys(self) -> List["jwt.PyJWK"]:
         """The signing keys of the current set that have a ``kid`` (PyJWKClient's
