@@ -3,10 +3,10 @@
 //! verifiers and the Redis tier given it).
 
 use pyo3::prelude::*;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
-use crate::errors;
-use crate::rust_api::ManualClock;
+use crate::convert::{epoch, seconds};
+use crate::rust_api::{Clock, ManualClock};
 
 /// A clock for tests: reads `start` (seconds since the epoch; default: now) until `advance`.
 #[pyclass(name = "ManualClock", module = "jwkstash._jwkstash", frozen)]
@@ -22,7 +22,7 @@ impl PyManualClock {
     fn new(py: Python<'_>, start: Option<f64>) -> PyResult<Self> {
         let start = match start {
             None => SystemTime::now(),
-            Some(seconds) => SystemTime::UNIX_EPOCH + duration(py, seconds)?,
+            Some(start) => SystemTime::UNIX_EPOCH + seconds(py, "start", start)?,
         };
         Ok(Self {
             clock: ManualClock::new(start),
@@ -30,22 +30,13 @@ impl PyManualClock {
     }
 
     /// Moves the clock forward by `seconds`.
-    fn advance(&self, py: Python<'_>, seconds: f64) -> PyResult<()> {
-        self.clock.advance(duration(py, seconds)?);
+    fn advance(&self, py: Python<'_>, by: f64) -> PyResult<()> {
+        self.clock.advance(seconds(py, "advance", by)?);
         Ok(())
     }
 
     /// The time the clock reads, in seconds since the epoch.
     fn now(&self) -> f64 {
-        use jwkstash::clock::Clock;
-        self.clock
-            .now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map_or(0.0, |since| since.as_secs_f64())
+        epoch(self.clock.now())
     }
-}
-
-fn duration(py: Python<'_>, seconds: f64) -> PyResult<Duration> {
-    Duration::try_from_secs_f64(seconds)
-        .map_err(|_| errors::configuration(py, format!("{seconds} is not a number of seconds")))
 }

@@ -69,7 +69,7 @@ pub(crate) fn seconds(py: Python<'_>, name: &str, value: f64) -> PyResult<Durati
 }
 
 /// Seconds since the Unix epoch, as `time.time()` gives them.
-fn epoch(time: SystemTime) -> f64 {
+pub(crate) fn epoch(time: SystemTime) -> f64 {
     match time.duration_since(UNIX_EPOCH) {
         Ok(since) => since.as_secs_f64(),
         Err(before) => -before.duration().as_secs_f64(),

@@ -16,7 +16,8 @@ use crate::errors;
 use crate::jwk::{self, Header, Missing};
 use crate::runtime::{ProcessBound, ProcessRuntime};
 use crate::rust_api::{
-    Algorithm, FreshnessPolicy, ManualClock, RedisCache, Verifier, VerifierBuilder,
+    Algorithm, DEFAULT_ALGORITHMS, FreshnessPolicy, ManualClock, RedisCache, Verifier,
+    VerifierBuilder,
 };
 
 /// The settings a verifier is built from, kept to build it again in a forked child.
@@ -198,6 +199,12 @@ impl PyVerifier {
     }
 }
 
+/// The algorithms jwkstash verifies, by name: `RS256, RS384, ...`.
+fn default_algorithms() -> String {
+    let names: Vec<&str> = DEFAULT_ALGORITHMS.iter().map(|alg| alg.as_str()).collect();
+    names.join(", ")
+}
+
 /// A setter of [`FreshnessPolicy`] that takes a duration.
 type PolicySetter = fn(FreshnessPolicy, Duration) -> FreshnessPolicy;
 
@@ -309,8 +316,11 @@ impl PyVerifier {
         if algorithms.as_ref().is_some_and(Vec::is_empty) {
             return Err(errors::configuration(
                 py,
-                "algorithms=[] allows no algorithm: leave it out for the defaults, or name some \
-                 of RS256, RS384, RS512, PS256, PS384, PS512, ES256, ES384, ES512, EdDSA, Ed25519",
+                format!(
+                    "algorithms=[] allows no algorithm: leave it out for the defaults, or name \
+                     some of {}",
+                    default_algorithms()
+                ),
             ));
         }
         let algorithms = algorithms
@@ -322,9 +332,8 @@ impl PyVerifier {
                             errors::configuration(
                                 py,
                                 format!(
-                                    "{name:?} is not an algorithm jwkstash verifies (RS256, \
-                                     RS384, RS512, PS256, PS384, PS512, ES256, ES384, ES512, \
-                                     EdDSA, Ed25519)"
+                                    "{name:?} is not an algorithm jwkstash verifies ({})",
+                                    default_algorithms()
                                 ),
                             )
                         })
